@@ -1,0 +1,51 @@
+# Pay Box: `make run` serves the demo, `make test` runs the whole suite. Both set up what they need first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+FLASK := $(BIN)/flask --app wsgi
+HOST ?= 127.0.0.1
+PORT ?= 5000
+
+.PHONY: run test install install-dev assets demo lint bench clean
+
+run: install assets
+	@mkdir -p instance
+	$(FLASK) db upgrade
+	$(FLASK) demo load --if-empty
+	$(FLASK) run --host $(HOST) --port $(PORT)
+
+test: install-dev assets
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+$(VENV)/.installed: requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+# Front-end packages come from npm, pinned by package-lock.json, and are copied under static/vendor (not committed).
+assets: static/vendor/.installed
+static/vendor/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	rm -rf static/vendor/bootstrap-italia static/vendor/htmx
+	mkdir -p static/vendor/bootstrap-italia static/vendor/htmx
+	cp -r node_modules/bootstrap-italia/dist/{css,js,fonts,svg} static/vendor/bootstrap-italia/
+	cp node_modules/htmx.org/dist/htmx.min.js static/vendor/htmx/
+	touch $@
+
+demo: install
+	$(FLASK) db upgrade
+	$(FLASK) demo load --if-empty
+
+lint: install-dev
+	$(BIN)/ruff check portal tests bench
+
+clean:
+	rm -rf $(VENV) node_modules static/vendor

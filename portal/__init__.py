@@ -1,0 +1,103 @@
+"""Pay Box: the web system a Comune uses to collect its taxes and fees through pagoPA."""
+
+import logging
+
+from flask import Flask, render_template
+
+from portal.config import ROOT, load_config
+from portal.extensions import babel, csrf, db, htmx, login_manager, migrate
+
+
+def create_app(config: dict | None = None) -> Flask:
+    """Build the application.
+
+    :param config: overrides on top of the settings read from the environment (tests pass their own).
+    """
+    app = Flask(
+        __name__,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+        instance_path=str(ROOT / "instance"),
+    )
+    app.config.update(load_config())
+    if config:
+        app.config.update(config)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    register_extensions(app)
+    register_blueprints(app)
+    register_template_helpers(app)
+    register_errorhandlers(app)
+    register_cli(app)
+    register_hooks(app)
+    return app
+
+
+def register_extensions(app: Flask) -> None:
+    """Attach the unbound extensions of :mod:`portal.extensions`."""
+    from portal import models  # noqa: F401  (every table registered before Migrate looks at metadata)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True, compare_type=True)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    htmx.init_app(app)
+    babel.init_app(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    """Mount the citizen portal at ``/`` and the back office at ``/officer``."""
+    from portal.citizen import bp as citizen_bp
+    from portal.officer import bp as officer_bp
+
+    app.register_blueprint(citizen_bp)
+    app.register_blueprint(officer_bp, url_prefix="/officer")
+
+
+def register_template_helpers(app: Flask) -> None:
+    """Filters the templates use to show money, dates, numbers and statuses the Italian way."""
+    from portal import formatting
+
+    formatting.register(app)
+
+
+def register_errorhandlers(app: Flask) -> None:
+    """Italian error pages; HTMX requests get just the message fragment."""
+
+    def render_error(error):
+        code = getattr(error, "code", 500)
+        template = "errors/_message.html" if htmx else "errors/error.html"
+        return render_template(template, code=code, description=getattr(error, "description", "")), code
+
+    for code in (400, 403, 404, 405, 429, 500):
+        app.register_error_handler(code, render_error)
+
+
+def register_cli(app: Flask) -> None:
+    """``flask demo``, ``flask positions``, ``flask users``."""
+    from portal import cli
+
+    cli.register(app)
+
+
+def register_hooks(app: Flask) -> None:
+    """One commit per request, and responses that caches and htmx can tell apart."""
+
+    @app.after_request
+    def commit_and_tag(response):
+        # Views never commit. A request that succeeded commits once, before the response leaves, so a
+        # failed commit becomes a 500 instead of a success page for something that was not saved.
+        if response.status_code < 400:
+            db.session.commit()
+        else:
+            db.session.rollback()
+        # The same URL renders a full page or a fragment, so caches must key on HX-Request.
+        response.vary.add("HX-Request")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        return response
+
+    @app.teardown_request
+    def discard_uncommitted(exc):
+        if exc is not None:
+            db.session.rollback()

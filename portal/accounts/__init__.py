@@ -1,0 +1,1 @@
+"""Officer accounts: users, roles, service scope and login throttling."""

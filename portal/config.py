@@ -1,0 +1,91 @@
+"""Settings, read only from the environment (documented in ``.env.example``).
+
+Production mode (``PAYBOX_ENV=production``) refuses to start without the secrets and services it
+needs; development mode (the laptop demo) falls back to SQLite under ``instance/`` and in-process jobs.
+"""
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(RuntimeError):
+    """A required setting is missing or invalid."""
+
+
+def _bool(value: str | None, default: bool = False) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _int(env: dict, key: str, default: int) -> int:
+    raw = env.get(key)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{key} must be an integer, got {raw!r}") from exc
+
+
+#: Settings that must be set explicitly in production (no safe default exists for them).
+REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL")
+
+
+def load_config(env: dict | None = None) -> dict:
+    """Build the Flask config mapping from environment variables.
+
+    :param env: the environment to read (``os.environ`` when omitted), so tests can pass their own.
+    :raise ConfigError: in production mode when a required setting is missing.
+    """
+    env = dict(os.environ if env is None else env)
+    mode = env.get("PAYBOX_ENV", "development")
+    if mode not in {"development", "production", "testing"}:
+        raise ConfigError(f"PAYBOX_ENV must be development, production or testing, got {mode!r}")
+    if mode == "production":
+        missing = [key for key in REQUIRED_IN_PRODUCTION if not env.get(key)]
+        if missing:
+            raise ConfigError("missing required settings: " + ", ".join(missing))
+    secret = env.get("SECRET_KEY")
+    if not secret:
+        # Development only: a per-process random key (sessions end at restart; nothing is shipped).
+        secret = os.urandom(32).hex()
+    database_url = database_uri(env.get("DATABASE_URL") or f"sqlite:///{ROOT / 'instance' / 'paybox.db'}")
+    session_hours = _int(env, "SESSION_LIFETIME_HOURS", 8)
+    return {
+        "PAYBOX_ENV": mode,
+        "SECRET_KEY": secret,
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(database_url),
+        "REDIS_URL": env.get("REDIS_URL") or None,
+        "PERMANENT_SESSION_LIFETIME": session_hours * 3600,
+        # Long-open back-office pages must not fail on submit before the session itself ends.
+        "WTF_CSRF_TIME_LIMIT": session_hours * 3600,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": mode == "production",
+        "REMEMBER_COOKIE_SECURE": mode == "production",
+        "BABEL_DEFAULT_LOCALE": env.get("PAYBOX_LOCALE", "it"),
+        "BABEL_DEFAULT_TIMEZONE": "Europe/Rome",
+        "LOGIN_MAX_FAILURES": _int(env, "LOGIN_MAX_FAILURES", 5),
+        "LOGIN_LOCKOUT_MINUTES": _int(env, "LOGIN_LOCKOUT_MINUTES", 15),
+        "LOGIN_MAX_FAILURES_PER_IP": _int(env, "LOGIN_MAX_FAILURES_PER_IP", 30),
+        "POSITIONS_PAGE_SIZE": _int(env, "POSITIONS_PAGE_SIZE", 50),
+    }
+
+
+def database_uri(url: str) -> str:
+    """Use psycopg 3 for ``postgresql://`` URLs (SQLAlchemy would otherwise look for psycopg2)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def _engine_options(database_url: str) -> dict:
+    if database_url.startswith("sqlite"):
+        # Wait for the writer instead of failing at once when a job and a request overlap.
+        return {"connect_args": {"timeout": 30}}
+    return {"pool_pre_ping": True}

@@ -1,0 +1,46 @@
+"""How money, dates, numbers and statuses look in the UI (Italian conventions, Europe/Rome time)."""
+
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from portal.ledger.money import format_euro
+from portal.ledger.notice_numbers import format_nav
+from portal.ledger.status import BADGES, LABELS, PositionStatus
+
+ROME = ZoneInfo("Europe/Rome")
+
+
+def format_date(value: date | datetime | None) -> str:
+    """``31/01/2027``; a timestamp is first converted to Rome time."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        value = value.astimezone(ROME).date()
+    return value.strftime("%d/%m/%Y")
+
+
+def format_datetime(value: datetime | None) -> str:
+    """``31/01/2027 14:05`` in Rome time."""
+    if value is None:
+        return ""
+    return value.astimezone(ROME).strftime("%d/%m/%Y %H:%M")
+
+
+def status_label(status: PositionStatus | str) -> str:
+    """The Italian name of a status."""
+    return LABELS.get(PositionStatus(status), str(status))
+
+
+def status_badge(status: PositionStatus | str) -> str:
+    """The Bootstrap badge colour of a status."""
+    return BADGES.get(PositionStatus(status), "secondary")
+
+
+def register(app) -> None:
+    """Install the filters on a Flask app."""
+    app.add_template_filter(format_euro, "euro")
+    app.add_template_filter(format_date, "date_it")
+    app.add_template_filter(format_datetime, "datetime_it")
+    app.add_template_filter(format_nav, "nav")
+    app.add_template_filter(status_label, "status_label")
+    app.add_template_filter(status_badge, "status_badge")

@@ -1,0 +1,313 @@
+"""The ledger's tables. What must always hold is a constraint in the schema, not only a check in code."""
+
+from datetime import date, datetime
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.extensions import db
+from portal.ledger.status import OptionStatus, PositionStatus
+from portal.ledger.types import UTCDateTime, utcnow
+
+#: Financial rows are never removed through a parent: deleting a creditor with positions must fail.
+RESTRICT = "RESTRICT"
+
+
+class Creditor(db.Model):
+    """An Ente creditore (a Comune): the owner of every other row."""
+
+    __tablename__ = "creditors"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: 11-digit fiscal code of the Ente (``idPA`` / ``organizationFiscalCode`` on pagoPA).
+    fiscal_code: Mapped[str] = mapped_column(sa.String(11), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(140))
+    #: Sector or office shown on the notice ("Settore Tributi").
+    department: Mapped[str | None] = mapped_column(sa.String(140))
+    #: Two digits assigned by pagoPA to our IUV generation point; part of every IUV.
+    segregation_code: Mapped[str] = mapped_column(sa.String(2))
+    cbill_code: Mapped[str | None] = mapped_column(sa.String(5))
+    #: Conto corrente postale: when present, notices carry the Poste "Bollettino PA" part.
+    postal_account: Mapped[str | None] = mapped_column(sa.String(12))
+    postal_authorization: Mapped[str | None] = mapped_column(sa.String(140))
+    broker_id: Mapped[str | None] = mapped_column(sa.String(35))
+    station_id: Mapped[str | None] = mapped_column(sa.String(35))
+    address: Mapped[str | None] = mapped_column(sa.String(140))
+    city: Mapped[str | None] = mapped_column(sa.String(70))
+    province: Mapped[str | None] = mapped_column(sa.String(2))
+    postal_code: Mapped[str | None] = mapped_column(sa.String(5))
+    email: Mapped[str | None] = mapped_column(sa.String(254))
+    pec: Mapped[str | None] = mapped_column(sa.String(254))
+    phone: Mapped[str | None] = mapped_column(sa.String(30))
+    website: Mapped[str | None] = mapped_column(sa.String(200))
+    #: Notices in Italian and German for bilingual areas.
+    bilingual_notices: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    accounts: Mapped[list["Account"]] = relationship(back_populates="creditor", order_by="Account.id")
+    services: Mapped[list["Service"]] = relationship(back_populates="creditor", order_by="Service.code")
+
+    __table_args__ = (
+        sa.CheckConstraint("length(fiscal_code) = 11", name="fiscal_code_length"),
+        sa.CheckConstraint(
+            "length(segregation_code) = 2 AND segregation_code <> '47' AND segregation_code < '81'",
+            name="segregation_code_allowed",
+        ),
+    )
+
+
+class Account(db.Model):
+    """An IBAN of the creditor registered on pagoPA, where transfers are credited."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    creditor_id: Mapped[int] = mapped_column(sa.ForeignKey("creditors.id", ondelete=RESTRICT), index=True)
+    iban: Mapped[str] = mapped_column(sa.String(34))
+    label: Mapped[str] = mapped_column(sa.String(70))
+    #: A postal IBAN (Poste), which GPD takes as ``postalIban``.
+    is_postal: Mapped[bool] = mapped_column(default=False)
+
+    creditor: Mapped[Creditor] = relationship(back_populates="accounts")
+
+    __table_args__ = (sa.UniqueConstraint("creditor_id", "iban"),)
+
+
+class Service(db.Model):
+    """A tax or fee the creditor collects (TARI, mensa scolastica, ...), with its defaults."""
+
+    __tablename__ = "services"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    creditor_id: Mapped[int] = mapped_column(sa.ForeignKey("creditors.id", ondelete=RESTRICT), index=True)
+    code: Mapped[str] = mapped_column(sa.String(35))
+    name: Mapped[str] = mapped_column(sa.String(140))
+    description: Mapped[str | None] = mapped_column(sa.Text)
+    #: pagoPA taxonomy code of the main transfer (``9/0101101IM/``).
+    taxonomy_code: Mapped[str] = mapped_column(sa.String(35))
+    account_id: Mapped[int] = mapped_column(sa.ForeignKey("accounts.id", ondelete=RESTRICT))
+    office: Mapped[str | None] = mapped_column(sa.String(140))
+    #: Default days between creation and due date for new positions.
+    default_due_days: Mapped[int] = mapped_column(default=30)
+    #: New positions stay drafts until an officer publishes them.
+    draft_first: Mapped[bool] = mapped_column(default=False)
+    #: Citizens may start a spontaneous payment of this service from the portal.
+    spontaneous: Mapped[bool] = mapped_column(default=False)
+    active: Mapped[bool] = mapped_column(default=True)
+
+    creditor: Mapped[Creditor] = relationship(back_populates="services")
+    account: Mapped[Account] = relationship()
+
+    __table_args__ = (
+        sa.UniqueConstraint("creditor_id", "code"),
+        sa.CheckConstraint("default_due_days >= 0", name="due_days_not_negative"),
+    )
+
+
+class Debtor(db.Model):
+    """A person or company owing money to the creditor, with the postal address notices go to."""
+
+    __tablename__ = "debtors"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    creditor_id: Mapped[int] = mapped_column(sa.ForeignKey("creditors.id", ondelete=RESTRICT))
+    #: ``F`` natural person, ``G`` legal person (GPD ``type``).
+    kind: Mapped[str] = mapped_column(sa.String(1))
+    fiscal_code: Mapped[str] = mapped_column(sa.String(16))
+    name: Mapped[str] = mapped_column(sa.String(140))
+    street: Mapped[str | None] = mapped_column(sa.String(140))
+    civic_number: Mapped[str | None] = mapped_column(sa.String(16))
+    postal_code: Mapped[str | None] = mapped_column(sa.String(16))
+    city: Mapped[str | None] = mapped_column(sa.String(70))
+    province: Mapped[str | None] = mapped_column(sa.String(2))
+    country: Mapped[str] = mapped_column(sa.String(2), default="IT")
+    email: Mapped[str | None] = mapped_column(sa.String(254))
+    pec: Mapped[str | None] = mapped_column(sa.String(254))
+    phone: Mapped[str | None] = mapped_column(sa.String(30))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        sa.UniqueConstraint("creditor_id", "fiscal_code"),
+        sa.CheckConstraint("kind IN ('F', 'G')", name="kind_f_or_g"),
+        sa.Index("ix_debtors_creditor_name", "creditor_id", sa.func.lower(sa.column("name"))),
+    )
+
+
+class Position(db.Model):
+    """One credit towards one debtor for one service (GPD debt position), with its whole life as columns."""
+
+    __tablename__ = "positions"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
+    creditor_id: Mapped[int] = mapped_column(sa.ForeignKey("creditors.id", ondelete=RESTRICT))
+    service_id: Mapped[int] = mapped_column(sa.ForeignKey("services.id", ondelete=RESTRICT))
+    debtor_id: Mapped[int] = mapped_column(sa.ForeignKey("debtors.id", ondelete=RESTRICT), index=True)
+    #: GPD position id: unique and stable for the whole life of the position.
+    iupd: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    #: Which channel fed the position (``manual``, ``api:<system>``, ``import``) and its id there.
+    source: Mapped[str] = mapped_column(sa.String(40), default="manual")
+    external_id: Mapped[str | None] = mapped_column(sa.String(100))
+    subject: Mapped[str] = mapped_column(sa.String(140))
+    status: Mapped[PositionStatus] = mapped_column(
+        sa.Enum(PositionStatus, name="position_status", native_enum=False, create_constraint=True, length=20,
+                values_callable=lambda e: [m.value for m in e]),
+        default=PositionStatus.DRAFT,
+    )
+    #: Amount due: the single payment's amount, or the plan's total when there is only a plan.
+    amount_cents: Mapped[int] = mapped_column(sa.BigInteger)
+    paid_cents: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    #: Earliest due date among the unpaid options: what "overdue" is measured against.
+    due_date: Mapped[date] = mapped_column(sa.Date)
+    #: Position this one replaces (litigation re-issue).
+    replaces_id: Mapped[int | None] = mapped_column(sa.ForeignKey("positions.id", ondelete=RESTRICT))
+    created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    notice_issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reported_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    service: Mapped[Service] = relationship()
+    debtor: Mapped[Debtor] = relationship()
+    options: Mapped[list["PaymentOption"]] = relationship(
+        back_populates="position",
+        # Creation order: the single payment first, then the installments in their order.
+        order_by="PaymentOption.id",
+    )
+    events: Mapped[list["Event"]] = relationship(back_populates="position", order_by="Event.id")
+
+    __table_args__ = (
+        sa.UniqueConstraint("creditor_id", "source", "external_id"),
+        sa.CheckConstraint("amount_cents > 0", name="amount_positive"),
+        sa.CheckConstraint("paid_cents >= 0", name="paid_not_negative"),
+        # Keyset pagination of the officer list (scanned backwards for newest first).
+        sa.Index("ix_positions_creditor_id", "creditor_id", "id"),
+        sa.Index("ix_positions_creditor_status", "creditor_id", "status", "id"),
+        sa.Index("ix_positions_creditor_service", "creditor_id", "service_id", "id"),
+        sa.Index("ix_positions_creditor_due", "creditor_id", "due_date"),
+    )
+
+    @property
+    def single_option(self) -> "PaymentOption | None":
+        """The single-payment option, if the position has one."""
+        return next((o for o in self.options if o.kind == "single"), None)
+
+    @property
+    def installments(self) -> list["PaymentOption"]:
+        """The installment plan, in order (empty if there is none)."""
+        return [o for o in self.options if o.kind == "installment"]
+
+
+class PaymentOption(db.Model):
+    """A way to pay the position: the single payment or one installment, each with its own IUV and NAV."""
+
+    __tablename__ = "payment_options"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
+    position_id: Mapped[int] = mapped_column(sa.ForeignKey("positions.id", ondelete=RESTRICT), index=True)
+    #: Denormalised so IUV and NAV are unique per creditor in the schema itself.
+    creditor_id: Mapped[int] = mapped_column(sa.ForeignKey("creditors.id", ondelete=RESTRICT))
+    #: ``single`` or ``installment``: the two are mutually exclusive once one is paid.
+    kind: Mapped[str] = mapped_column(sa.String(12))
+    installment_number: Mapped[int | None] = mapped_column(sa.SmallInteger)
+    iuv: Mapped[str] = mapped_column(sa.String(17))
+    notice_number: Mapped[str] = mapped_column(sa.String(18))
+    amount_cents: Mapped[int] = mapped_column(sa.BigInteger)
+    due_date: Mapped[date] = mapped_column(sa.Date)
+    description: Mapped[str] = mapped_column(sa.String(140))
+    status: Mapped[OptionStatus] = mapped_column(
+        sa.Enum(OptionStatus, name="option_status", native_enum=False, create_constraint=True, length=12,
+                values_callable=lambda e: [m.value for m in e]),
+        default=OptionStatus.UNPAID,
+    )
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    position: Mapped[Position] = relationship(back_populates="options")
+    transfers: Mapped[list["Transfer"]] = relationship(back_populates="option", order_by="Transfer.index")
+
+    __table_args__ = (
+        sa.UniqueConstraint("creditor_id", "iuv"),
+        sa.UniqueConstraint("creditor_id", "notice_number"),
+        sa.UniqueConstraint("position_id", "installment_number"),
+        sa.CheckConstraint("amount_cents > 0", name="amount_positive"),
+        sa.CheckConstraint("kind IN ('single', 'installment')", name="kind_known"),
+        sa.CheckConstraint(
+            "(kind = 'single' AND installment_number IS NULL) OR "
+            "(kind = 'installment' AND installment_number >= 1)",
+            name="installment_number_matches_kind",
+        ),
+        sa.CheckConstraint("length(iuv) = 17 AND length(notice_number) = 18", name="number_lengths"),
+        sa.Index("ix_payment_options_notice_number", "notice_number"),
+        sa.Index("ix_payment_options_iuv", "iuv"),
+    )
+
+
+class Transfer(db.Model):
+    """One of 1..5 parts of an option credited to a beneficiary's IBAN (TEFA goes to the Province)."""
+
+    __tablename__ = "transfers"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
+    option_id: Mapped[int] = mapped_column(sa.ForeignKey("payment_options.id", ondelete=RESTRICT), index=True)
+    #: GPD ``idTransfer``: 1..5 within the option.
+    index: Mapped[int] = mapped_column(sa.SmallInteger)
+    amount_cents: Mapped[int] = mapped_column(sa.BigInteger)
+    beneficiary_fiscal_code: Mapped[str] = mapped_column(sa.String(11))
+    beneficiary_name: Mapped[str] = mapped_column(sa.String(140))
+    iban: Mapped[str] = mapped_column(sa.String(34))
+    taxonomy_code: Mapped[str] = mapped_column(sa.String(35))
+    remittance: Mapped[str] = mapped_column(sa.String(140))
+
+    option: Mapped[PaymentOption] = relationship(back_populates="transfers")
+
+    __table_args__ = (
+        sa.UniqueConstraint("option_id", "index"),
+        sa.CheckConstraint("amount_cents > 0", name="amount_positive"),
+        sa.CheckConstraint('"index" BETWEEN 1 AND 5', name="index_1_to_5"),
+    )
+
+
+class Event(db.Model):
+    """An append-only entry of a position's timeline: what happened, when, and who did it."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
+    position_id: Mapped[int] = mapped_column(sa.ForeignKey("positions.id", ondelete=RESTRICT), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(40))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: Who acted: ``user:<id>``, ``api:<system>``, ``pagopa`` or ``system``.
+    actor: Mapped[str] = mapped_column(sa.String(80))
+    actor_user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    #: Status before and after, references (receipt id, PSP, ...) and anything else worth keeping.
+    details: Mapped[dict] = mapped_column(sa.JSON, default=dict)
+
+    position: Mapped[Position] = relationship(back_populates="events")
+
+
+class NumberCounter(db.Model):
+    """The next 13-digit IUV base per creditor; allocation moves it forward and never back."""
+
+    __tablename__ = "number_counters"
+
+    creditor_id: Mapped[int] = mapped_column(sa.ForeignKey("creditors.id", ondelete=RESTRICT), primary_key=True)
+    next_value: Mapped[int] = mapped_column(sa.BigInteger, default=1)
+
+    __table_args__ = (sa.CheckConstraint("next_value >= 1", name="next_value_positive"),)
+
+
+class EventIsAppendOnly(RuntimeError):
+    """Raised when code tries to change or remove a timeline event."""
+
+
+@event.listens_for(Event, "before_update")
+def _refuse_event_update(mapper, connection, target):
+    raise EventIsAppendOnly("events are append-only")
+
+
+@event.listens_for(Event, "before_delete")
+def _refuse_event_delete(mapper, connection, target):
+    raise EventIsAppendOnly("events are append-only")

@@ -1,0 +1,200 @@
+"""Read-side queries for the back office: the filtered positions list, per-citizen totals, dashboard figures.
+
+Lists use keyset pagination on ``positions.id`` (newest first) so page 10,000 costs what page 1 costs.
+"""
+
+from dataclasses import dataclass, field
+from datetime import date
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, contains_eager
+
+from portal.ledger.identifiers import normalize_fiscal_code
+from portal.ledger.models import Debtor, PaymentOption, Position, Service
+from portal.ledger.notice_numbers import normalize_nav
+from portal.ledger.status import OPEN_STATUSES, PositionStatus
+
+
+@dataclass
+class PositionFilter:
+    """What an officer can filter the positions list by; empty fields do not filter."""
+
+    service_id: int | None = None
+    status: PositionStatus | None = None
+    due_from: date | None = None
+    due_to: date | None = None
+    #: A fiscal code (exact) or the start of a debtor's name.
+    debtor: str | None = None
+    #: An IUV (17 digits) or a notice number (18 digits, spaces allowed).
+    number: str | None = None
+    amount_min: int | None = None
+    amount_max: int | None = None
+    overdue: bool = False
+    #: Service ids the officer may see (``None`` = all).
+    scope: set[int] | None = field(default=None)
+
+    def is_empty(self) -> bool:
+        """Whether no filter field is set (the scope is not a filter)."""
+        return not any((self.service_id, self.status, self.due_from, self.due_to, self.debtor, self.number,
+                        self.amount_min is not None, self.amount_max is not None, self.overdue))
+
+
+@dataclass
+class Page:
+    """One page of a keyset-paginated list."""
+
+    items: list
+    next_cursor: int | None
+
+
+def _filtered(creditor_id: int, flt: PositionFilter, today: date) -> sa.Select:
+    query = (
+        sa.select(Position)
+        .join(Position.debtor)
+        .join(Position.service)
+        .options(contains_eager(Position.debtor), contains_eager(Position.service))
+        .where(Position.creditor_id == creditor_id)
+    )
+    if flt.scope is not None:
+        query = query.where(Position.service_id.in_(flt.scope or {-1}))
+    if flt.service_id:
+        query = query.where(Position.service_id == flt.service_id)
+    if flt.status:
+        query = query.where(Position.status == flt.status)
+    if flt.overdue:
+        query = query.where(Position.status.in_(OPEN_STATUSES), Position.due_date < today)
+    if flt.due_from:
+        query = query.where(Position.due_date >= flt.due_from)
+    if flt.due_to:
+        query = query.where(Position.due_date <= flt.due_to)
+    if flt.amount_min is not None:
+        query = query.where(Position.amount_cents >= flt.amount_min)
+    if flt.amount_max is not None:
+        query = query.where(Position.amount_cents <= flt.amount_max)
+    if flt.debtor:
+        text = flt.debtor.strip()
+        code = normalize_fiscal_code(text)
+        if len(code) in (11, 16) and code.isalnum() and any(ch.isdigit() for ch in code):
+            query = query.where(Debtor.creditor_id == creditor_id, Debtor.fiscal_code == code)
+        else:
+            pattern = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            query = query.where(Debtor.creditor_id == creditor_id, sa.func.lower(Debtor.name).like(pattern, escape="\\"))
+    if flt.number:
+        digits = normalize_nav(flt.number)
+        column = PaymentOption.notice_number if len(digits) == 18 else PaymentOption.iuv
+        query = query.where(
+            Position.id.in_(
+                sa.select(PaymentOption.position_id).where(
+                    PaymentOption.creditor_id == creditor_id, column == digits
+                )
+            )
+        )
+    return query
+
+
+def list_positions(session: Session, creditor_id: int, flt: PositionFilter, *, after: int | None = None,
+                   limit: int = 50, today: date | None = None) -> Page:
+    """One page of positions, newest first, starting after the position id ``after``."""
+    query = _filtered(creditor_id, flt, today or date.today())
+    if after is not None:
+        query = query.where(Position.id < after)
+    rows = session.scalars(query.order_by(Position.id.desc()).limit(limit + 1)).unique().all()
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(items=list(rows), next_cursor=rows[-1].id if has_more and rows else None)
+
+
+def iter_positions(session: Session, creditor_id: int, flt: PositionFilter, *, batch: int = 1000,
+                   today: date | None = None):
+    """Every position matching the filter, fetched a batch at a time by keyset (for exports)."""
+    after = None
+    while True:
+        page = list_positions(session, creditor_id, flt, after=after, limit=batch, today=today)
+        yield from page.items
+        if page.next_cursor is None:
+            return
+        after = page.next_cursor
+        session.expunge_all()
+
+
+@dataclass
+class CitizenSummary:
+    """Totals of one debtor's positions, in cents."""
+
+    debtor: Debtor | None
+    positions: list[Position]
+    due_cents: int
+    paid_cents: int
+    overdue_cents: int
+
+
+def citizen_summary(session: Session, creditor_id: int, fiscal_code: str, *, scope: set[int] | None = None,
+                    today: date | None = None) -> CitizenSummary:
+    """Every position of one fiscal code with what is due, paid and overdue."""
+    today = today or date.today()
+    code = normalize_fiscal_code(fiscal_code)
+    debtor = session.scalar(sa.select(Debtor).where(Debtor.creditor_id == creditor_id, Debtor.fiscal_code == code))
+    if debtor is None:
+        return CitizenSummary(None, [], 0, 0, 0)
+    query = (
+        sa.select(Position)
+        .join(Position.service)
+        .options(contains_eager(Position.service))
+        .where(Position.debtor_id == debtor.id)
+        .order_by(Position.due_date.desc(), Position.id.desc())
+    )
+    if scope is not None:
+        query = query.where(Position.service_id.in_(scope or {-1}))
+    positions = list(session.scalars(query))
+    due = overdue = paid = 0
+    for position in positions:
+        paid += position.paid_cents
+        if position.status in OPEN_STATUSES:
+            remaining = position.amount_cents - position.paid_cents
+            due += remaining
+            if position.due_date < today:
+                overdue += remaining
+    return CitizenSummary(debtor, positions, due, paid, overdue)
+
+
+@dataclass
+class StatusTotal:
+    """Count and amount of positions in one status (and service)."""
+
+    status: PositionStatus
+    count: int
+    amount_cents: int
+    service_id: int | None = None
+
+
+def dashboard_totals(session: Session, creditor_id: int, *, scope: set[int] | None = None,
+                     today: date | None = None) -> dict:
+    """Counts and amounts per status and per service, and the overdue totals."""
+    today = today or date.today()
+    base = [Position.creditor_id == creditor_id]
+    if scope is not None:
+        base.append(Position.service_id.in_(scope or {-1}))
+    rows = session.execute(
+        sa.select(Position.service_id, Position.status, sa.func.count(), sa.func.coalesce(sa.func.sum(Position.amount_cents), 0))
+        .where(*base)
+        .group_by(Position.service_id, Position.status)
+    ).all()
+    by_status: dict[PositionStatus, StatusTotal] = {}
+    by_service: dict[int, dict[PositionStatus, StatusTotal]] = {}
+    for service_id, status, count, amount in rows:
+        status = PositionStatus(status)
+        total = by_status.setdefault(status, StatusTotal(status, 0, 0))
+        total.count += count
+        total.amount_cents += int(amount)
+        by_service.setdefault(service_id, {})[status] = StatusTotal(status, count, int(amount), service_id)
+    overdue_count, overdue_cents = session.execute(
+        sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(Position.amount_cents - Position.paid_cents), 0))
+        .where(*base, Position.status.in_(OPEN_STATUSES), Position.due_date < today)
+    ).one()
+    services = {s.id: s for s in session.scalars(sa.select(Service).where(Service.creditor_id == creditor_id))}
+    return {
+        "by_status": by_status,
+        "by_service": {services[sid]: totals for sid, totals in by_service.items() if sid in services},
+        "overdue_count": overdue_count,
+        "overdue_cents": int(overdue_cents),
+    }

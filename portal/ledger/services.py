@@ -1,0 +1,215 @@
+"""Operations on the ledger. Plain Python: they take the session and the actor, flush, and never commit.
+
+The caller (a request or a job) owns the transaction and commits once.
+"""
+
+import logging
+import uuid
+from datetime import date, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from portal.ledger import allocation, notice_numbers
+from portal.ledger.errors import FieldError, ValidationFailed
+from portal.ledger.identifiers import validate_creditor_fiscal_code, validate_iban
+from portal.ledger.inputs import DebtorInput, OptionInput, PositionInput, validate_position
+from portal.ledger.models import (
+    Account,
+    Creditor,
+    Debtor,
+    Event,
+    NumberCounter,
+    PaymentOption,
+    Position,
+    Service,
+    Transfer,
+)
+from portal.ledger.status import OptionStatus, PositionStatus, check_transition
+from portal.ledger.types import utcnow
+
+log = logging.getLogger(__name__)
+
+#: Which lifecycle column a status sets when a position enters it.
+STATUS_TIMESTAMPS = {
+    PositionStatus.PUBLISHED: "published_at",
+    PositionStatus.PAID: "paid_at",
+    PositionStatus.REPORTED: "reported_at",
+    PositionStatus.CANCELLED: "cancelled_at",
+}
+
+
+def create_creditor(session: Session, *, fiscal_code: str, name: str, segregation_code: str, **fields) -> Creditor:
+    """Create an Ente with its IUV counter row (numbers start at 1)."""
+    creditor = Creditor(
+        fiscal_code=validate_creditor_fiscal_code(fiscal_code),
+        name=name.strip(),
+        segregation_code=notice_numbers.validate_segregation_code(segregation_code),
+        **fields,
+    )
+    session.add(creditor)
+    session.flush()
+    session.add(NumberCounter(creditor_id=creditor.id, next_value=1))
+    session.flush()
+    return creditor
+
+
+def add_account(session: Session, creditor: Creditor, *, iban: str, label: str, is_postal: bool = False) -> Account:
+    """Register one of the creditor's IBANs."""
+    account = Account(creditor=creditor, iban=validate_iban(iban), label=label.strip(), is_postal=is_postal)
+    session.add(account)
+    session.flush()
+    return account
+
+
+def record_event(session: Session, position: Position, kind: str, *, actor: str, actor_user_id: int | None = None,
+                 at: datetime | None = None, **details) -> Event:
+    """Append one entry to a position's timeline."""
+    event = Event(position=position, kind=kind, actor=actor, actor_user_id=actor_user_id, at=at or utcnow(),
+                  details=details)
+    session.add(event)
+    return event
+
+
+def transition(session: Session, position: Position, target: PositionStatus, *, actor: str,
+               actor_user_id: int | None = None, at: datetime | None = None, **details) -> Event:
+    """Move a position to ``target`` through the transition table, stamp its lifecycle column, log it.
+
+    :raise InvalidTransition: if the table does not allow it.
+    :raise IgnoredTransition: if it is already there.
+    """
+    previous = position.status
+    check_transition(previous, target)
+    at = at or utcnow()
+    position.status = target
+    column = STATUS_TIMESTAMPS.get(target)
+    if column and getattr(position, column) is None:
+        setattr(position, column, at)
+    event = record_event(session, position, target.value, actor=actor, actor_user_id=actor_user_id, at=at,
+                         previous=previous.value, **details)
+    log.info("position %s: %s → %s by %s", position.iupd, previous.value, target.value, actor)
+    return event
+
+
+def find_by_external_id(session: Session, creditor_id: int, source: str, external_id: str) -> Position | None:
+    """The position a feeding system already sent with this id, if any (idempotency)."""
+    return session.scalar(
+        sa.select(Position).where(
+            Position.creditor_id == creditor_id, Position.source == source, Position.external_id == external_id
+        )
+    )
+
+
+def upsert_debtor(session: Session, creditor: Creditor, data: DebtorInput) -> Debtor:
+    """Find the debtor by fiscal code and refresh the contact data given, or create it."""
+    debtor = session.scalar(
+        sa.select(Debtor).where(Debtor.creditor_id == creditor.id, Debtor.fiscal_code == data.fiscal_code)
+    )
+    if debtor is None:
+        debtor = Debtor(creditor_id=creditor.id, fiscal_code=data.fiscal_code)
+        session.add(debtor)
+    debtor.kind = data.kind
+    debtor.name = data.name
+    for name in ("street", "civic_number", "postal_code", "city", "province", "email", "pec", "phone"):
+        value = getattr(data, name)
+        if value:
+            setattr(debtor, name, value.strip() if isinstance(value, str) else value)
+    debtor.country = data.country or "IT"
+    return debtor
+
+
+def new_iupd(creditor: Creditor) -> str:
+    """A position id unique across pagoPA: the creditor's fiscal code and a random UUID."""
+    return f"{creditor.fiscal_code}-{uuid.uuid4().hex}"
+
+
+def create_position(session: Session, creditor: Creditor, data: PositionInput, *, actor: str,
+                    actor_user_id: int | None = None, today: date | None = None,
+                    created_at: datetime | None = None) -> tuple[Position, bool]:
+    """Validate and store a new position with its options, numbers and transfers.
+
+    Idempotent on ``(source, external_id)``: a repeated request returns the position already stored.
+
+    :return: the position, and whether it was created now.
+    :raise ValidationFailed: with every problem found; nothing is stored.
+    """
+    service = session.get(Service, data.service_id)
+    if service is None or service.creditor_id != creditor.id:
+        raise ValidationFailed([FieldError("service_id", "Servizio sconosciuto.")])
+    if data.external_id:
+        existing = find_by_external_id(session, creditor.id, data.source, data.external_id.strip())
+        if existing is not None:
+            return existing, False
+    if not service.active:
+        raise ValidationFailed([FieldError("service_id", "Il servizio non è attivo.")])
+    validate_position(
+        data,
+        today=today or date.today(),
+        creditor_fiscal_code=creditor.fiscal_code,
+        default_iban=service.account.iban,
+        default_taxonomy=service.taxonomy_code,
+    )
+    options: list[tuple[str, int | None, OptionInput]] = []
+    if data.single:
+        options.append(("single", None, data.single))
+    options += [("installment", n, o) for n, o in enumerate(data.installments, start=1)]
+    numbers = allocation.allocate(session, creditor, len(options))
+    debtor = upsert_debtor(session, creditor, data.debtor)
+    created_at = created_at or utcnow()
+    position = Position(
+        creditor_id=creditor.id,
+        service=service,
+        debtor=debtor,
+        iupd=new_iupd(creditor),
+        source=data.source,
+        external_id=data.external_id,
+        subject=data.subject,
+        status=PositionStatus.DRAFT,
+        amount_cents=data.single.amount_cents if data.single else sum(o.amount_cents for o in data.installments),
+        paid_cents=0,
+        due_date=min(o.due_date for _, _, o in options),
+        created_by_id=actor_user_id,
+        created_at=created_at,
+        updated_at=created_at,
+    )
+    session.add(position)
+    for (kind, number, option), allocated in zip(options, numbers, strict=True):
+        payment_option = PaymentOption(
+            position=position,
+            creditor_id=creditor.id,
+            kind=kind,
+            installment_number=number,
+            iuv=allocated.iuv,
+            notice_number=allocated.nav,
+            amount_cents=option.amount_cents,
+            due_date=option.due_date,
+            description=option.description or _option_description(data.subject, number, len(data.installments)),
+            status=OptionStatus.UNPAID,
+        )
+        session.add(payment_option)
+        for index, transfer in enumerate(option.transfers, start=1):
+            session.add(Transfer(
+                option=payment_option,
+                index=index,
+                amount_cents=transfer.amount_cents,
+                beneficiary_fiscal_code=transfer.beneficiary_fiscal_code,
+                beneficiary_name=transfer.beneficiary_name or (
+                    creditor.name if transfer.beneficiary_fiscal_code == creditor.fiscal_code else ""
+                ),
+                iban=transfer.iban,
+                taxonomy_code=transfer.taxonomy_code,
+                remittance=transfer.remittance or data.subject,
+            ))
+    record_event(session, position, "created", actor=actor, actor_user_id=actor_user_id, at=created_at,
+                 source=data.source, external_id=data.external_id, amount_cents=position.amount_cents,
+                 notice_numbers=[n.nav for n in numbers])
+    session.flush()
+    log.info("position %s created by %s (%d options)", position.iupd, actor, len(options))
+    return position, True
+
+
+def _option_description(subject: str, number: int | None, total: int) -> str:
+    if number is None:
+        return subject[:140]
+    suffix = f" - rata {number} di {total}"
+    return subject[: 140 - len(suffix)] + suffix

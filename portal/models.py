@@ -1,0 +1,14 @@
+"""Import every model module so that Alembic and ``db.create_all`` see all tables."""
+
+from portal.accounts.models import LoginAttempt, User, user_services  # noqa: F401
+from portal.ledger.models import (  # noqa: F401
+    Account,
+    Creditor,
+    Debtor,
+    Event,
+    NumberCounter,
+    PaymentOption,
+    Position,
+    Service,
+    Transfer,
+)

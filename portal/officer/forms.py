@@ -1,0 +1,16 @@
+"""Forms of the back office that are not tied to one area (login)."""
+
+from flask_wtf import FlaskForm
+from wtforms import PasswordField, StringField
+from wtforms.validators import DataRequired, Length
+
+
+class LoginForm(FlaskForm):
+    """Username and password."""
+
+    username = StringField("Nome utente", validators=[DataRequired("Indicare il nome utente."), Length(max=80)])
+    password = PasswordField("Password", validators=[DataRequired("Indicare la password.")])
+
+
+class EmptyForm(FlaskForm):
+    """A form with only the CSRF token, for one-button actions (logout, publish, ...)."""

@@ -1,0 +1,87 @@
+"""Login, logout and the dashboard. Other areas of the back office have their own modules."""
+
+from datetime import date
+
+from flask import current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_user, logout_user
+
+from portal.accounts.models import ROLE_LABELS, Role
+from portal.accounts.services import LoginThrottled, authenticate
+from portal.extensions import db
+from portal.ledger import queries
+from portal.ledger.status import PositionStatus
+from portal.officer import bp
+from portal.officer.access import roles_required
+from portal.officer.forms import EmptyForm, LoginForm
+
+ANY_ROLE = (Role.ADMIN, Role.OPERATOR, Role.VIEWER)
+
+#: The main menu: endpoint, label, and who sees it.
+MENU = (
+    ("officer.dashboard", "Cruscotto", ANY_ROLE),
+    ("officer.positions", "Posizioni", ANY_ROLE),
+    ("officer.new_position", "Nuova posizione", (Role.ADMIN, Role.OPERATOR)),
+    ("officer.citizen", "Contribuente", ANY_ROLE),
+    ("officer.settings", "Impostazioni", (Role.ADMIN,)),
+)
+
+
+@bp.app_context_processor
+def officer_helpers():
+    def officer_menu():
+        if not current_user.is_authenticated:
+            return []
+        return [(endpoint, label, current_user.role in roles and endpoint in current_app.view_functions)
+                for endpoint, label, roles in MENU]
+
+    return {"officer_menu": officer_menu, "role_label": lambda role: ROLE_LABELS.get(Role(role), role)}
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    """Officer login; failures are recorded and too many lock the account for a while."""
+    if current_user.is_authenticated:
+        return redirect(url_for("officer.dashboard"))
+    form = LoginForm()
+    error = None
+    if form.validate_on_submit():
+        cfg = current_app.config
+        try:
+            user = authenticate(
+                db.session, form.username.data, form.password.data, request.remote_addr or "unknown",
+                max_failures=cfg["LOGIN_MAX_FAILURES"], lockout_minutes=cfg["LOGIN_LOCKOUT_MINUTES"],
+                max_failures_per_ip=cfg["LOGIN_MAX_FAILURES_PER_IP"],
+            )
+        except LoginThrottled:
+            return render_template("officer/login.html", form=form, error=(
+                f"Troppi tentativi non riusciti. Riprovare tra {cfg['LOGIN_LOCKOUT_MINUTES']} minuti."
+            )), 429
+        if user is None:
+            error = "Nome utente o password non corretti."
+        else:
+            login_user(user)
+            next_url = request.args.get("next", "")
+            # Only same-site paths: never an open redirect to another host.
+            if not next_url.startswith("/") or next_url.startswith("//"):
+                next_url = url_for("officer.dashboard")
+            return redirect(next_url)
+    return render_template("officer/login.html", form=form, error=error)
+
+
+@bp.route("/logout", methods=["POST"])
+def logout():
+    """End the session (POST with CSRF, so a link on another site cannot log an officer out)."""
+    form = EmptyForm()
+    if form.validate_on_submit():
+        logout_user()
+        flash("Sessione terminata.", "info")
+    return redirect(url_for("officer.login"))
+
+
+@bp.route("/")
+@roles_required(*ANY_ROLE)
+def dashboard():
+    """Counts and amounts per status and service, and what is overdue."""
+    totals = queries.dashboard_totals(db.session, current_user.creditor_id, scope=current_user.service_scope(),
+                                      today=date.today())
+    return render_template("officer/dashboard.html", totals=totals, statuses=list(PositionStatus))

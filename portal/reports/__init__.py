@@ -1,0 +1,1 @@
+"""Exports of positions for officers and other systems (CSV, XLSX)."""
