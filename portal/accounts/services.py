@@ -1,5 +1,6 @@
 """Creating users and checking passwords, with login throttling kept in the database."""
 
+import logging
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -11,6 +12,8 @@ from portal.ledger.models import Creditor, Service
 from portal.ledger.types import utcnow
 
 MIN_PASSWORD_LENGTH = 10
+
+log = logging.getLogger(__name__)
 
 
 class LoginThrottled(Exception):
@@ -70,3 +73,96 @@ def authenticate(session: Session, username: str, password: str, remote_addr: st
         return None
     user.last_login_at = now
     return user
+
+
+# --- Administration of users (settings area) -----------------------------------------------------------------
+
+
+class UserFieldError(AccountError):
+    """An :class:`AccountError` that belongs to one input field (``field``), for forms."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+def _check_password(password: str | None) -> str:
+    password = password or ""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise UserFieldError("password", f"La password deve avere almeno {MIN_PASSWORD_LENGTH} caratteri.")
+    return password
+
+
+def _scope_of(user_creditor_id: int, services: list[Service] | None) -> list[Service]:
+    services = list(services or [])
+    if any(s.creditor_id != user_creditor_id for s in services):
+        raise UserFieldError("services", "Si possono scegliere solo servizi dell'ente.")
+    return services
+
+
+def add_user(session: Session, creditor: Creditor, *, by: User, username: str, full_name: str, password: str,
+             role: Role | str, email: str | None = None, services: list[Service] | None = None) -> User:
+    """Create an officer from the settings area: :func:`create_user` plus field-level checks and a log line.
+
+    :param by: the admin creating the user.
+    :raise AccountError: if the username is taken, the password too short, a service of another creditor, ...
+    """
+    if not (full_name or "").strip():
+        raise UserFieldError("full_name", "Indicare nome e cognome.")
+    _check_password(password)
+    services = _scope_of(creditor.id, services)
+    try:
+        user = create_user(session, creditor, username=username, full_name=full_name, password=password, role=role,
+                           email=(email or "").strip().lower() or None, services=services)
+    except AccountError as exc:  # the only other causes left: a missing or taken username
+        raise UserFieldError("username", str(exc)) from exc
+    log.info("user %s (%s) created by %s (role=%s, services=%s)", user.id, user.username, by.actor,
+             user.role.value, ",".join(s.code for s in user.services) or "all")
+    return user
+
+
+def update_user(session: Session, user: User, *, by: User, full_name: str, email: str | None, role: Role | str,
+                services: list[Service] | None, active: bool) -> list[str]:
+    """Change an officer's name, e-mail, role, service scope (empty = every service) and active flag.
+
+    An admin can neither demote nor deactivate themselves, so the creditor is never left without one by mistake.
+
+    :param by: the admin making the change (logged, and checked against lock-out).
+    :return: the names of the fields that changed.
+    :raise AccountError: (a :class:`UserFieldError`) on invalid input; the user is left untouched.
+    """
+    role = Role(role)
+    full_name = (full_name or "").strip()
+    email = (email or "").strip().lower() or None
+    if not full_name:
+        raise UserFieldError("full_name", "Indicare nome e cognome.")
+    if user.id == by.id and role != Role.ADMIN:
+        raise UserFieldError("role", "Non è possibile togliere a sé stessi il ruolo di amministratore.")
+    if user.id == by.id and not active:
+        raise UserFieldError("active", "Non è possibile disattivare la propria utenza.")
+    services = _scope_of(user.creditor_id, services)
+    changed = []
+    for name, value in (("full_name", full_name), ("email", email), ("role", role), ("active", bool(active))):
+        if getattr(user, name) != value:
+            setattr(user, name, value)
+            changed.append(name)
+    if {s.id for s in user.services} != {s.id for s in services}:
+        user.services = services
+        changed.append("services")
+    if changed:
+        session.flush()
+        log.info("user %s (%s): %s changed by %s (role=%s, active=%s, services=%s)", user.id, user.username,
+                 ", ".join(changed), by.actor, user.role.value, user.active,
+                 ",".join(s.code for s in user.services) or "all")
+    return changed
+
+
+def set_password(session: Session, user: User, password: str, *, by: User | None = None) -> None:
+    """Replace a user's password with the hash of a new one (the password itself is never stored or logged).
+
+    :param by: who set it (``None``: the user themselves or a command-line tool).
+    :raise AccountError: (a :class:`UserFieldError` on ``password``) if it is too short.
+    """
+    user.password_hash = hash_password(_check_password(password))
+    session.flush()
+    log.info("user %s (%s): password set by %s", user.id, user.username, by.actor if by else "system")

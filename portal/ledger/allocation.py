@@ -29,11 +29,16 @@ def allocate_bases(session: Session, creditor_id: int, count: int = 1) -> range:
     if count < 1:
         raise ValueError("count must be positive")
     engine = session.get_bind()
-    if engine.dialect.name == "sqlite":
-        after = _bump(session.connection(), creditor_id, count)
-    else:
+    after = None
+    if engine.dialect.name != "sqlite":
         with engine.begin() as conn:
             after = _bump(conn, creditor_id, count)
+    if after is None:
+        # SQLite, or a creditor created in the caller's still-open transaction (its counter row is not visible
+        # to other connections): a rollback then removes the creditor too, so no number can escape.
+        after = _bump(session.connection(), creditor_id, count)
+    if after is None:
+        raise LookupError(f"no number counter for creditor {creditor_id}")
     first = after - count
     if after - 1 > notice_numbers.MAX_BASE:
         raise notice_numbers.NoticeNumberError("Sequenza IUV esaurita per questo ente.")
@@ -45,8 +50,5 @@ def allocate(session: Session, creditor: Creditor, count: int = 1) -> list[notic
     return [notice_numbers.build(creditor.segregation_code, base) for base in allocate_bases(session, creditor.id, count)]
 
 
-def _bump(conn, creditor_id: int, count: int) -> int:
-    after = conn.execute(_BUMP, {"cid": creditor_id, "count": count}).scalar()
-    if after is None:
-        raise LookupError(f"no number counter for creditor {creditor_id}")
-    return after
+def _bump(conn, creditor_id: int, count: int) -> int | None:
+    return conn.execute(_BUMP, {"cid": creditor_id, "count": count}).scalar()

@@ -152,7 +152,7 @@ def _validate_option(prefix: str, option: OptionInput, errors: list[FieldError],
         errors.append(FieldError(f"{prefix}.due_date", "La scadenza non può essere nel passato."))
     if option.description:
         option.description = option.description.strip()[:140]
-    if not option.transfers and isinstance(option.amount_cents, int):
+    if not option.transfers and isinstance(option.amount_cents, int) and option.amount_cents > 0:
         option.transfers = [TransferInput(amount_cents=option.amount_cents)]
     if len(option.transfers) > MAX_TRANSFERS:
         errors.append(FieldError(f"{prefix}.transfers", f"Al massimo {MAX_TRANSFERS} beneficiari per pagamento."))
@@ -161,7 +161,8 @@ def _validate_option(prefix: str, option: OptionInput, errors: list[FieldError],
         _validate_transfer(f"{prefix}.transfers.{n}", n, transfer, errors, creditor_fiscal_code=creditor_fiscal_code,
                            default_iban=default_iban, default_taxonomy=default_taxonomy)
     amounts = [t.amount_cents for t in option.transfers]
-    if all(isinstance(a, int) and a > 0 for a in amounts) and isinstance(option.amount_cents, int):
+    amount_ok = isinstance(option.amount_cents, int) and option.amount_cents > 0
+    if amounts and amount_ok and all(isinstance(a, int) and a > 0 for a in amounts):
         if sum(amounts) != option.amount_cents:
             errors.append(FieldError(
                 f"{prefix}.transfers",

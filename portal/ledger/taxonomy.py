@@ -33,11 +33,12 @@ class TaxonomyEntry:
 
 
 def _date(text: str) -> date:
-    # The official file writes dates as dd/mm/yyyy, except a few rows in mm/dd/yyyy ("02/15/2021").
+    # The official file writes dates month first (mm/dd/yyyy: "02/15/2021", "02/27/2023"; no row has a first
+    # field above 12, and read day first one row would end before it starts). Day first is only a fallback.
     try:
-        return datetime.strptime(text, "%d/%m/%Y").date()
-    except ValueError:
         return datetime.strptime(text, "%m/%d/%Y").date()
+    except ValueError:
+        return datetime.strptime(text, "%d/%m/%Y").date()
 
 
 @lru_cache(maxsize=4)

@@ -4,4 +4,5 @@ from flask import Blueprint
 
 bp = Blueprint("officer", __name__)
 
-from portal.officer import views  # noqa: E402,F401  (routes register on bp)
+# Routes register on bp when their modules are imported.
+from portal.officer import entry, positions, settings, views  # noqa: E402,F401

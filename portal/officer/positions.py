@@ -1,0 +1,345 @@
+"""The positions list and its export, the position page and the citizen page of the back office.
+
+Views parse the query string, check scope, call :mod:`portal.ledger.queries` or :mod:`portal.reports.exports`
+and render. The list is one URL for the full page and for its HTMX fragments (filtered results, next rows).
+"""
+
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+import sqlalchemy as sa
+from flask import Response, abort, current_app, render_template, request, stream_with_context, url_for
+from flask_login import current_user
+from jinja2_fragments.flask import render_blocks
+from sqlalchemy.orm import selectinload
+
+from portal.accounts.models import Role, User
+from portal.extensions import db, htmx
+from portal.ledger import queries
+from portal.ledger.identifiers import IdentifierError, validate_debtor_fiscal_code
+from portal.ledger.models import Event, PaymentOption
+from portal.ledger.money import AmountError, format_euro, parse_euro
+from portal.ledger.notice_numbers import format_nav, normalize_nav
+from portal.ledger.status import LABELS, OPEN_STATUSES, PositionStatus
+from portal.officer import bp
+from portal.officer.access import get_position_or_404, roles_required, visible_services
+from portal.reports import exports
+
+ANY_ROLE = (Role.ADMIN, Role.OPERATOR, Role.VIEWER)
+
+#: The query-string fields of the positions filter, in the order links repeat them.
+FILTER_FIELDS = ("service_id", "status", "due_from", "due_to", "debtor", "number", "amount_min", "amount_max",
+                 "overdue")
+
+
+# --- Filter parsing (plain Python: a mapping in, a filter and Italian messages out) -----------------------------
+
+
+@dataclass
+class FilterForm:
+    """The positions filter as typed (to show it again), as understood, and what could not be understood."""
+
+    values: dict[str, str]
+    flt: queries.PositionFilter
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def query_args(self) -> dict[str, str]:
+        """The non-empty fields, for links that keep the filter (export, next rows)."""
+        return {name: value for name, value in self.values.items() if value and name not in self.errors}
+
+
+def _parse_date(text: str) -> date:
+    """``2027-01-31`` (what a date input sends) or ``31/01/2027`` (what a person types)."""
+    for pattern in ("%Y-%m-%d", "%d/%m/%Y"):
+        try:
+            return datetime.strptime(text, pattern).date()
+        except ValueError:
+            continue
+    raise ValueError(text)
+
+
+def parse_filter(args: Mapping[str, str], *, scope: set[int] | None) -> FilterForm:
+    """Read the positions filter from query-string ``args``; a field that is not valid is reported and ignored."""
+    values = {name: (args.get(name) or "").strip() for name in FILTER_FIELDS}
+    values["overdue"] = "1" if values["overdue"] in ("1", "on", "true") else ""
+    flt = queries.PositionFilter(scope=scope, overdue=bool(values["overdue"]))
+    errors: dict[str, str] = {}
+
+    if values["service_id"]:
+        if values["service_id"].isdigit():
+            flt.service_id = int(values["service_id"])
+        else:
+            errors["service_id"] = "Servizio non valido."
+    if values["status"]:
+        try:
+            flt.status = PositionStatus(values["status"])
+        except ValueError:
+            errors["status"] = "Stato non valido."
+    for name in ("due_from", "due_to"):
+        if values[name]:
+            try:
+                setattr(flt, name, _parse_date(values[name]))
+            except ValueError:
+                errors[name] = "Data non valida: usare il formato gg/mm/aaaa."
+    if flt.due_from and flt.due_to and flt.due_from > flt.due_to:
+        errors["due_to"] = "La data finale precede quella iniziale."
+        flt.due_to = None
+    if values["debtor"]:
+        flt.debtor = values["debtor"]
+    if values["number"]:
+        digits = normalize_nav(values["number"])
+        if len(digits) in (17, 18) and not re.search(r"[^\d\s-]", values["number"]):
+            flt.number = digits
+        else:
+            errors["number"] = "Indicare lo IUV (17 cifre) o il codice avviso (18 cifre)."
+    for name in ("amount_min", "amount_max"):
+        if values[name]:
+            try:
+                setattr(flt, name, parse_euro(values[name], allow_zero=True))
+            except AmountError as exc:
+                errors[name] = str(exc)
+    if flt.amount_min is not None and flt.amount_max is not None and flt.amount_min > flt.amount_max:
+        errors["amount_max"] = "L'importo massimo è minore del minimo."
+        flt.amount_max = None
+    return FilterForm(values=values, flt=flt, errors=errors)
+
+
+def _int_arg(name: str) -> int | None:
+    value = request.args.get(name, "")
+    return int(value) if value.isdigit() else None
+
+
+# --- The list ---------------------------------------------------------------------------------------------------
+
+
+@bp.route("/positions")
+@roles_required(*ANY_ROLE)
+def positions():
+    """The filtered positions list, newest first, a page at a time ("Carica altre" appends the next rows)."""
+    form = parse_filter(request.args, scope=current_user.service_scope())
+    after = _int_arg("after")
+    shown_before = (_int_arg("shown") or 0) if after is not None else 0
+    size = current_app.config["POSITIONS_PAGE_SIZE"]
+    page = queries.list_positions(db.session, current_user.creditor_id, form.flt, after=after, limit=size,
+                                  today=date.today())
+    exports.attach_options(db.session, page.items)
+    shown = shown_before + len(page.items)
+    more_url = None
+    if page.next_cursor is not None:
+        more_url = url_for("officer.positions", **form.query_args(), after=page.next_cursor, shown=shown)
+    context = {
+        "form": form,
+        "page": page,
+        "after": after,
+        "first_shown": shown_before + 1,
+        "shown": shown,
+        "more_url": more_url,
+        "services": visible_services(),
+        "statuses": list(PositionStatus),
+        "today": date.today(),
+        "open_statuses": OPEN_STATUSES,
+    }
+    if htmx and not htmx.history_restore_request:
+        if after is not None:
+            # "Carica altre": only the next rows (and the new count, out of band).
+            return render_blocks("officer/positions.html", ["rows", "count"], append=True, oob=True, **context)
+        # The filter form: the results; the form (values and errors as understood) and the count out of band.
+        return render_blocks("officer/positions.html", ["results", "filter_form", "count"], oob=True, **context)
+    return render_template("officer/positions.html", **context)
+
+
+@bp.route("/positions/export")
+@roles_required(*ANY_ROLE)
+def positions_export():
+    """Download the filtered list, one row per payment option, as CSV (streamed) or XLSX."""
+    kind = request.args.get("format", "csv")
+    if kind not in ("csv", "xlsx"):
+        abort(400)
+    form = parse_filter(request.args, scope=current_user.service_scope())
+    # Read everything the export needs from the user now: batches expunge the session while rows are written.
+    creditor_id = current_user.creditor_id
+    today = date.today()
+    filename = f"posizioni-{today:%Y%m%d}.{kind}"
+    rows = exports.export_rows(db.session, creditor_id, form.flt, today=today)
+    if kind == "csv":
+        return Response(
+            stream_with_context(exports.iter_csv(rows)),
+            mimetype="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
+        )
+    spool = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # noqa: SIM115 (closed by _read_and_close)
+    try:
+        exports.write_xlsx(spool, rows)
+        size = spool.tell()
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
+    return Response(
+        _read_and_close(spool),
+        mimetype=exports.XLSX_MIMETYPE,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"', "Content-Length": str(size),
+                 "Cache-Control": "no-store"},
+    )
+
+
+def _read_and_close(file, chunk_size: int = 64 * 1024):
+    """Send a temporary file a chunk at a time, and close (remove) it once sent."""
+    try:
+        while chunk := file.read(chunk_size):
+            yield chunk
+    finally:
+        file.close()
+
+
+# --- The position page ------------------------------------------------------------------------------------------
+
+#: Timeline entries that are not a status of the position.
+EVENT_LABELS = {
+    "created": "Creata",
+    "updated": "Modificata",
+    "edited": "Modificata",
+    "notice_issued": "Avviso emesso",
+    "notice_sent": "Avviso inviato",
+    "payment": "Pagamento ricevuto",
+    "option_paid": "Pagamento ricevuto",
+    "receipt": "Ricevuta di pagamento",
+    "gpd_sync": "Sincronizzata con pagoPA",
+    "gpd_error": "Errore di sincronizzazione con pagoPA",
+    "reminder": "Sollecito inviato",
+}
+
+#: How the details of an event are named on the timeline (others are shown with their key).
+DETAIL_LABELS = {
+    "previous": "Stato precedente",
+    "reason": "Motivo",
+    "note": "Nota",
+    "source": "Canale",
+    "external_id": "Identificativo esterno",
+    "amount_cents": "Importo",
+    "notice_numbers": "Codici avviso",
+    "notice_number": "Codice avviso",
+    "iuv": "IUV",
+    "psp": "PSP",
+    "receipt_id": "Ricevuta",
+}
+
+ACTOR_LABELS = {"pagopa": "pagoPA", "system": "Sistema"}
+
+
+@dataclass
+class TimelineEntry:
+    """One event as the position page shows it."""
+
+    label: str
+    at: datetime
+    actor: str
+    details: list[tuple[str, str]]
+
+
+def event_label(kind: str) -> str:
+    """The Italian name of an event kind (a status name for status changes)."""
+    if kind in EVENT_LABELS:
+        return EVENT_LABELS[kind]
+    try:
+        return LABELS[PositionStatus(kind)]
+    except ValueError:
+        return kind.replace("_", " ").capitalize()
+
+
+def _detail_value(key: str, value) -> str:
+    if key == "previous":
+        try:
+            return LABELS[PositionStatus(value)]
+        except ValueError:
+            return str(value)
+    if key.endswith("_cents") and isinstance(value, int):
+        return format_euro(value)
+    if key.startswith("notice_number") and isinstance(value, list):
+        return ", ".join(format_nav(str(v)) for v in value)
+    if key.startswith("notice_number") and isinstance(value, str):
+        return format_nav(value)
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def describe_event(event: Event, user_names: Mapping[int, str]) -> TimelineEntry:
+    """Name the event, its actor (a user's full name when known) and its details in Italian."""
+    if event.actor_user_id is not None and event.actor_user_id in user_names:
+        actor = user_names[event.actor_user_id]
+    elif event.actor.startswith("api:"):
+        actor = f"Sistema esterno ({event.actor[4:]})"
+    elif event.actor.startswith("user:"):
+        actor = "Utente non più presente"
+    else:
+        actor = ACTOR_LABELS.get(event.actor, event.actor)
+    details = [
+        (DETAIL_LABELS.get(key, key), _detail_value(key, value))
+        for key, value in (event.details or {}).items()
+        if value not in (None, "", [], {})
+    ]
+    return TimelineEntry(label=event_label(event.kind), at=event.at, actor=actor, details=details)
+
+
+@bp.route("/positions/<int:position_id>")
+@roles_required(*ANY_ROLE)
+def position(position_id: int):
+    """One position: amounts, lifecycle, payment options with their transfers, and the timeline."""
+    item = get_position_or_404(position_id)
+    options = db.session.scalars(
+        sa.select(PaymentOption)
+        .where(PaymentOption.position_id == item.id)
+        .options(selectinload(PaymentOption.transfers))
+        .order_by(PaymentOption.id)
+    ).all()
+    events = db.session.scalars(sa.select(Event).where(Event.position_id == item.id).order_by(Event.at, Event.id)).all()
+    user_ids = {e.actor_user_id for e in events if e.actor_user_id is not None}
+    user_names = dict(db.session.execute(sa.select(User.id, User.full_name).where(User.id.in_(user_ids))).all()) \
+        if user_ids else {}
+    lifecycle = [
+        ("Creata", item.created_at),
+        ("Caricata su pagoPA", item.published_at),
+        ("Avviso emesso", item.notice_issued_at),
+        ("Pagata", item.paid_at),
+        ("Rendicontata", item.reported_at),
+        ("Annullata", item.cancelled_at),
+    ]
+    return render_template(
+        "officer/position.html",
+        position=item,
+        options=options,
+        lifecycle=lifecycle,
+        timeline=[describe_event(e, user_names) for e in events],
+        remaining_cents=max(item.amount_cents - item.paid_cents, 0) if item.status in OPEN_STATUSES else 0,
+        overdue=item.status in OPEN_STATUSES and item.due_date < date.today(),
+    )
+
+
+# --- The citizen page -------------------------------------------------------------------------------------------
+
+
+@bp.route("/citizen")
+@roles_required(*ANY_ROLE)
+def citizen():
+    """Everything one codice fiscale owes in the officer's scope, with the totals due, paid and overdue."""
+    raw = (request.args.get("cf") or "").strip()
+    error = summary = None
+    code = ""
+    if raw:
+        try:
+            code, _kind = validate_debtor_fiscal_code(raw)
+        except IdentifierError as exc:
+            error = str(exc)
+        else:
+            summary = queries.citizen_summary(db.session, current_user.creditor_id, code,
+                                              scope=current_user.service_scope(), today=date.today())
+            if not summary.positions:
+                # No position in scope: the debtor's data is not shown either.
+                summary = None
+    return render_template("officer/citizen.html", cf=raw, code=code, error=error, summary=summary,
+                           today=date.today(), open_statuses=OPEN_STATUSES)
+

@@ -1,0 +1,170 @@
+"""Forms of the settings area (admins only): the Ente, its accounts, its services and its users.
+
+The forms check what a browser can get wrong (required fields, types, choices); the rules of the domain (fiscal
+code, segregation code, IBAN, taxonomy, unique codes) live in the service functions, whose errors the views put
+back on these fields.
+"""
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import (
+    BooleanField,
+    IntegerField,
+    PasswordField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, Optional, Regexp, ValidationError
+
+from portal.accounts.models import ROLE_LABELS, Role
+from portal.accounts.services import MIN_PASSWORD_LENGTH
+from portal.ledger import notice_numbers, taxonomy
+from portal.ledger.identifiers import IdentifierError, validate_creditor_fiscal_code, validate_iban
+
+
+def domain_check(check, *errors: type[Exception]):
+    """A WTForms validator running one of the domain's pure checks, so its Italian message shows on the field
+    together with the form's other errors (the service function checks again before saving)."""
+
+    def validator(form, field):
+        if not field.data:
+            return
+        try:
+            check(field.data)
+        except errors as exc:
+            raise ValidationError(str(exc)) from exc
+
+    return validator
+
+
+class DaysField(IntegerField):
+    """A whole number of days, with an Italian message when it is not one."""
+
+    def process_formdata(self, valuelist):
+        try:
+            super().process_formdata(valuelist)
+        except ValueError as exc:
+            raise ValueError(_l("Indicare un numero intero di giorni.")) from exc
+
+
+class CreditorForm(FlaskForm):
+    """The Ente's data, as printed on notices and sent to pagoPA."""
+
+    name = StringField(_l("Denominazione dell'ente"), validators=[DataRequired(_l("Indicare la denominazione."))])
+    department = StringField(_l("Settore o ufficio"))
+    fiscal_code = StringField(_l("Codice fiscale dell'ente"), validators=[
+        DataRequired(_l("Indicare il codice fiscale dell'ente.")),
+        domain_check(validate_creditor_fiscal_code, IdentifierError),
+    ])
+    segregation_code = StringField(_l("Codice di segregazione"), validators=[
+        DataRequired(_l("Indicare il codice di segregazione.")),
+        domain_check(notice_numbers.validate_segregation_code, notice_numbers.NoticeNumberError),
+    ])
+    cbill_code = StringField(_l("Codice CBILL"))
+    postal_account = StringField(_l("Conto corrente postale"))
+    postal_authorization = StringField(_l("Autorizzazione Poste Italiane"))
+    broker_id = StringField(_l("Codice intermediario pagoPA"))
+    station_id = StringField(_l("Codice stazione pagoPA"))
+    address = StringField(_l("Indirizzo"))
+    city = StringField(_l("Comune"))
+    province = StringField(_l("Provincia (sigla)"))
+    postal_code = StringField(_l("CAP"))
+    email = StringField(_l("E-mail"))
+    pec = StringField(_l("PEC"))
+    phone = StringField(_l("Telefono"))
+    website = StringField(_l("Sito web"))
+    bilingual_notices = BooleanField(_l("Avvisi bilingue (italiano e tedesco)"))
+
+
+class AccountForm(FlaskForm):
+    """A new IBAN registered on pagoPA."""
+
+    iban = StringField(_l("IBAN"), validators=[DataRequired(_l("Indicare l'IBAN.")),
+                                               domain_check(validate_iban, IdentifierError)])
+    label = StringField(_l("Descrizione"), validators=[DataRequired(_l("Indicare una descrizione del conto."))])
+    is_postal = BooleanField(_l("Conto postale (IBAN di Poste Italiane)"))
+
+
+class AccountEditForm(FlaskForm):
+    """What may change on an account: never the IBAN itself."""
+
+    label = StringField(_l("Descrizione"), validators=[DataRequired(_l("Indicare una descrizione del conto."))])
+    is_postal = BooleanField(_l("Conto postale (IBAN di Poste Italiane)"))
+
+
+class ServiceForm(FlaskForm):
+    """A service and its defaults; ``account_id`` choices are the creditor's accounts (set by the view)."""
+
+    code = StringField(_l("Codice"), validators=[
+        DataRequired(_l("Indicare il codice del servizio.")),
+        Regexp(r"^[A-Za-z0-9_-]{1,35}$",
+               message=_l("Il codice ammette solo lettere, cifre, '_' e '-' (massimo 35 caratteri).")),
+    ])
+    name = StringField(_l("Nome"), validators=[DataRequired(_l("Indicare il nome del servizio."))])
+    description = TextAreaField(_l("Descrizione"))
+    taxonomy_code = StringField(_l("Codice tassonomico pagoPA"), validators=[
+        DataRequired(_l("Indicare il codice tassonomico.")),
+        domain_check(taxonomy.validate, taxonomy.TaxonomyError),
+    ])
+    account_id = SelectField(_l("Conto di accredito"), coerce=int,
+                             validators=[InputRequired(_l("Scegliere il conto di accredito."))])
+    office = StringField(_l("Ufficio responsabile"))
+    default_due_days = DaysField(_l("Giorni alla scadenza (predefinito)"), default=30,
+                                    validators=[InputRequired(_l("Indicare il numero di giorni."))])
+    draft_first = BooleanField(_l("Le nuove posizioni restano in bozza"))
+    spontaneous = BooleanField(_l("Pagamento spontaneo dal portale del cittadino"))
+    active = BooleanField(_l("Attivo"), default=True)
+
+
+def role_choices() -> list[tuple[str, str]]:
+    return [(role.value, ROLE_LABELS[role]) for role in Role]
+
+
+class _UserFields(FlaskForm):
+    full_name = StringField(_l("Nome e cognome"), validators=[DataRequired(_l("Indicare nome e cognome.")),
+                                                            Length(max=140)])
+    email = StringField(_l("E-mail"), validators=[
+        Optional(), Length(max=254),
+        Regexp(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", message=_l("Indirizzo e-mail non valido.")),
+    ])
+    role = SelectField(_l("Ruolo"), choices=role_choices)
+    #: Choices are the creditor's services (set by the view); none selected means every service.
+    service_ids = SelectMultipleField(_l("Servizi visibili"), coerce=int)
+
+
+class UserCreateForm(_UserFields):
+    """A new officer."""
+
+    username = StringField(_l("Nome utente"), validators=[
+        DataRequired(_l("Indicare il nome utente.")), Length(max=80),
+        Regexp(r"^[A-Za-z0-9._@-]+$", message=_l("Il nome utente ammette lettere, cifre, '.', '_', '-' e '@'.")),
+    ])
+    password = PasswordField(_l("Password"), validators=[
+        DataRequired(_l("Indicare la password.")),
+        Length(min=MIN_PASSWORD_LENGTH,
+               message=_l("La password deve avere almeno %(n)d caratteri.", n=MIN_PASSWORD_LENGTH)),
+    ])
+    confirm = PasswordField(_l("Ripeti la password"), validators=[
+        EqualTo("password", message=_l("Le due password non coincidono.")),
+    ])
+
+
+class UserEditForm(_UserFields):
+    """What an admin may change on an officer (the username stays)."""
+
+    active = BooleanField(_l("Utenza attiva"))
+
+
+class PasswordResetForm(FlaskForm):
+    """A new password for an officer."""
+
+    password = PasswordField(_l("Nuova password"), validators=[
+        DataRequired(_l("Indicare la password.")),
+        Length(min=MIN_PASSWORD_LENGTH,
+               message=_l("La password deve avere almeno %(n)d caratteri.", n=MIN_PASSWORD_LENGTH)),
+    ])
+    confirm = PasswordField(_l("Ripeti la password"), validators=[
+        EqualTo("password", message=_l("Le due password non coincidono.")),
+    ])

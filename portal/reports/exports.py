@@ -1,0 +1,233 @@
+"""Exports of positions, one row per payment option, as CSV or XLSX (plain Python: no Flask here).
+
+Positions are read by keyset batches (:func:`portal.ledger.queries.iter_positions`) and each batch's options are
+loaded with one query, so an export of a million rows costs flat memory and no query per position.
+
+Text that a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``, tab, carriage return at the start) is
+neutralised: CSV cells get a leading apostrophe, XLSX cells are written as typed strings shown as text.
+"""
+
+import csv
+import io
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import date, datetime
+from typing import IO
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
+
+from portal.ledger import queries
+from portal.ledger.models import Creditor, PaymentOption, Position
+
+ROME = ZoneInfo("Europe/Rome")
+
+#: The export's columns, in order (the CSV header, the XLSX first row).
+COLUMNS = (
+    "creditor_fiscal_code",
+    "iupd",
+    "external_id",
+    "service_code",
+    "debtor_fiscal_code",
+    "debtor_name",
+    "option_kind",
+    "installment_number",
+    "iuv",
+    "notice_number",
+    "amount_cents",
+    "due_date",
+    "status",
+    "created_at",
+    "published_at",
+    "notice_issued_at",
+    "paid_at",
+    "option_status",
+    "option_paid_at",
+)
+
+#: First characters that make a spreadsheet read a cell as a formula (CSV injection).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+#: Positions read per keyset batch.
+BATCH_SIZE = 500
+
+XLSX_MIMETYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def is_formula_like(value: object) -> bool:
+    """Whether a spreadsheet would take this text as a formula."""
+    return isinstance(value, str) and value.startswith(FORMULA_PREFIXES)
+
+
+def _iso_date(value: date | None) -> str:
+    return value.isoformat() if value else ""
+
+
+def _iso_timestamp(value: datetime | None) -> str:
+    """ISO 8601 in Rome time with its offset (``2027-01-31T14:05:00+01:00``)."""
+    return value.astimezone(ROME).isoformat(timespec="seconds") if value else ""
+
+
+def attach_options(session: Session, positions: list[Position], *, transfers: bool = False) -> None:
+    """Load the options of ``positions`` with one query and set them on each position (no N+1)."""
+    if not positions:
+        return
+    query = (
+        sa.select(PaymentOption)
+        .where(PaymentOption.position_id.in_([p.id for p in positions]))
+        .order_by(PaymentOption.position_id, PaymentOption.id)
+    )
+    if transfers:
+        query = query.options(selectinload(PaymentOption.transfers))
+    by_position: dict[int, list[PaymentOption]] = {p.id: [] for p in positions}
+    for option in session.scalars(query):
+        by_position[option.position_id].append(option)
+    for position in positions:
+        set_committed_value(position, "options", by_position[position.id])
+
+
+def rows_for_positions(positions: Iterable[Position],
+                       creditor_codes: Mapping[int, str] | None = None) -> Iterator[tuple]:
+    """One tuple per payment option, in :data:`COLUMNS` order.
+
+    Amounts and installment numbers stay integers; dates and timestamps become ISO text. Options must be loaded
+    (see :func:`attach_options`), and so must each position's debtor and service.
+
+    :param creditor_codes: fiscal code of each creditor id; looked up through the position's session if missing.
+    """
+    codes = dict(creditor_codes or {})
+    for position in positions:
+        code = codes.get(position.creditor_id)
+        if code is None:
+            session = sa.inspect(position).session
+            code = codes[position.creditor_id] = session.get(Creditor, position.creditor_id).fiscal_code
+        for option in position.options:
+            yield (
+                code,
+                position.iupd,
+                position.external_id or "",
+                position.service.code,
+                position.debtor.fiscal_code,
+                position.debtor.name,
+                option.kind,
+                option.installment_number if option.installment_number is not None else "",
+                option.iuv,
+                option.notice_number,
+                option.amount_cents,
+                _iso_date(option.due_date),
+                position.status.value,
+                _iso_timestamp(position.created_at),
+                _iso_timestamp(position.published_at),
+                _iso_timestamp(position.notice_issued_at),
+                _iso_timestamp(position.paid_at),
+                option.status.value,
+                _iso_timestamp(option.paid_at),
+            )
+
+
+def iter_batches(items: Iterable, size: int) -> Iterator[list]:
+    """Consecutive lists of at most ``size`` items."""
+    chunk: list = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def export_rows(session: Session, creditor_id: int, flt: queries.PositionFilter, *, today: date | None = None,
+                batch: int = BATCH_SIZE) -> Iterator[tuple]:
+    """Rows of every position of one creditor matching ``flt`` (scope included), newest first, by batches."""
+    code = session.scalar(sa.select(Creditor.fiscal_code).where(Creditor.id == creditor_id))
+    # Same batch size as the keyset reader: each chunk is exactly one page, read before the next page expunges it.
+    positions = queries.iter_positions(session, creditor_id, flt, batch=batch, today=today)
+    for chunk in iter_batches(positions, batch):
+        attach_options(session, chunk)
+        yield from rows_for_positions(chunk, {creditor_id: code})
+
+
+def _csv_value(value: object) -> object:
+    if is_formula_like(value):
+        return "'" + value
+    return value
+
+
+def iter_csv(rows: Iterable[tuple], *, flush_every: int = 500) -> Iterator[str]:
+    """The CSV text (header first) in chunks of about ``flush_every`` rows, for a streamed response."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(COLUMNS)
+    pending = 0
+    for row in rows:
+        writer.writerow([_csv_value(v) for v in row])
+        pending += 1
+        if pending >= flush_every:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+            pending = 0
+    yield buffer.getvalue()
+
+
+def write_csv(out: IO[str], rows: Iterable[tuple]) -> int:
+    """Write the header and ``rows`` as CSV to a text stream; return the number of data rows."""
+    counted = _Counter(rows)
+    for chunk in iter_csv(counted):
+        out.write(chunk)
+    return counted.count
+
+
+def write_xlsx(out: IO[bytes], rows: Iterable[tuple]) -> int:
+    """Write the header and ``rows`` as a one-sheet XLSX workbook to a binary stream; return the data rows.
+
+    Uses openpyxl's write-only mode, which keeps rows on disk rather than in memory.
+    """
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet("Posizioni")
+    sheet.append(COLUMNS)
+    count = 0
+    for row in rows:
+        cells = []
+        for value in row:
+            if is_formula_like(value):
+                # A typed string, shown as text even if someone edits the cell: never a formula.
+                cell = WriteOnlyCell(sheet, value=value)
+                cell.data_type = "s"
+                cell.quotePrefix = True
+                cells.append(cell)
+            else:
+                cells.append(value)
+        sheet.append(cells)
+        count += 1
+    workbook.save(out)
+    return count
+
+
+def write_all_positions_csv(session: Session, out: IO[str]) -> int:
+    """Every position of every creditor, one row per option, as CSV (``flask positions export``)."""
+    creditors = session.execute(sa.select(Creditor.id, Creditor.fiscal_code).order_by(Creditor.id)).all()
+
+    def rows():
+        for creditor_id, _code in creditors:
+            yield from export_rows(session, creditor_id, queries.PositionFilter())
+
+    return write_csv(out, rows())
+
+
+class _Counter:
+    """Wrap an iterable and count what passes through."""
+
+    def __init__(self, items: Iterable):
+        self.items = items
+        self.count = 0
+
+    def __iter__(self):
+        for item in self.items:
+            self.count += 1
+            yield item

@@ -1,0 +1,59 @@
+"""Fixtures for browser tests: Pay Box served on a free local port, and Debian's chromium driven by Playwright.
+
+A missing chromium skips these tests, saying so, unless ``PAYBOX_REQUIRE_BROWSER=1`` (set by CI) makes it a failure.
+Playwright never downloads a browser here: it launches ``/usr/bin/chromium``.
+"""
+
+import os
+import shutil
+import threading
+
+import pytest
+from werkzeug.serving import make_server
+
+CHROMIUM = os.environ.get("PAYBOX_CHROMIUM", "/usr/bin/chromium")
+#: Flags for a root, offline, headless run (no sandbox inside containers, no calls to Google's services).
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+]
+
+
+@pytest.fixture(scope="session")
+def chromium_path():
+    if os.path.exists(CHROMIUM) or shutil.which(CHROMIUM):
+        return CHROMIUM
+    message = f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium)"
+    if os.environ.get("PAYBOX_REQUIRE_BROWSER") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def live_server(app):
+    """Serve the test app over HTTP in a background thread; returns its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def browser(chromium_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, live_server):
+    context = browser.new_context(base_url=live_server, locale="it-IT", timezone_id="Europe/Rome")
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    yield page
+    context.close()

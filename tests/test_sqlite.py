@@ -1,0 +1,172 @@
+"""The whole ledger path on SQLite (the laptop demo database), migrated from the same Alembic scripts."""
+
+import logging
+from contextlib import contextmanager
+from datetime import date, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from portal import create_app
+from portal.extensions import db
+from portal.ledger import allocation, notice_numbers, queries
+from portal.ledger import services as ledger
+from portal.ledger.inputs import TransferInput
+from portal.ledger.models import Event, EventIsAppendOnly, NumberCounter, PaymentOption, Position, Service, Transfer
+from portal.ledger.status import PositionStatus
+from tests.conftest import CF_COMUNE, IBAN_COMUNE, position_input
+
+
+@contextmanager
+def _logging_kept():
+    """Alembic's env.py runs logging.config.fileConfig, which disables every logger that exists; undo that."""
+    root = logging.getLogger()
+    saved = (root.level, list(root.handlers),
+             {name: lg.disabled for name, lg in root.manager.loggerDict.items() if isinstance(lg, logging.Logger)})
+    try:
+        yield
+    finally:
+        root.setLevel(saved[0])
+        root.handlers[:] = saved[1]
+        for name, disabled in saved[2].items():
+            logging.getLogger(name).disabled = disabled
+
+
+@contextmanager
+def sqlite_app(path):
+    """An app on a fresh SQLite file, migrated to head; its engines are disposed on exit."""
+    from flask_migrate import upgrade
+
+    app = create_app({
+        "PAYBOX_ENV": "testing",
+        "TESTING": True,
+        "SECRET_KEY": "test-secret",
+        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}",
+        "SQLALCHEMY_ENGINE_OPTIONS": {"connect_args": {"timeout": 30}},
+        "SERVER_NAME": "localhost",
+    })
+    try:
+        with app.app_context(), _logging_kept():
+            upgrade()
+        with app.app_context():
+            yield app
+            db.session.remove()
+    finally:
+        with app.app_context():
+            for engine in db.engines.values():
+                engine.dispose()
+
+
+@pytest.fixture
+def lite(tmp_path):
+    with sqlite_app(tmp_path / "paybox.db") as app:
+        yield app
+
+
+@pytest.fixture
+def lite_creditor(lite):
+    comune = ledger.create_creditor(db.session, fiscal_code=CF_COMUNE, name="Comune di Prova",
+                                    segregation_code="01", department="Settore Tributi")
+    ledger.add_account(db.session, comune, iban=IBAN_COMUNE, label="Tesoreria")
+    service = Service(creditor=comune, code="TARI", name="TARI", taxonomy_code="9/0101101IM/",
+                      account=comune.accounts[0])
+    db.session.add(service)
+    db.session.commit()
+    return comune
+
+
+def test_migrated_sqlite_has_every_table(lite):
+    tables = set(sa.inspect(db.engine).get_table_names())
+    assert {t.name for t in db.metadata.sorted_tables} <= tables
+    assert "alembic_version" in tables
+
+
+def test_ledger_path_on_sqlite(lite_creditor):
+    creditor = lite_creditor
+    service = creditor.services[0]
+    tefa = [TransferInput(amount_cents=9500),
+            TransferInput(amount_cents=500, beneficiary_fiscal_code="00743110157", beneficiary_name="Provincia",
+                          iban="IT60X0542811101000000123456", taxonomy_code="9/0201102IM/")]
+    position, created = ledger.create_position(
+        db.session, creditor, position_input(service, installments=(5000, 5000), transfers=tefa), actor="test"
+    )
+    db.session.commit()
+    assert created
+    db.session.expire_all()
+
+    position = db.session.get(Position, position.id)
+    assert [o.kind for o in position.options] == ["single", "installment", "installment"]
+    assert [int(o.iuv[2:15]) for o in position.options] == [1, 2, 3]
+    assert all(notice_numbers.is_valid_nav(o.notice_number) for o in position.options)
+    assert [t.amount_cents for t in position.single_option.transfers] == [9500, 500]
+    assert position.created_at.tzinfo is not None  # UTCDateTime on a backend without offsets
+
+    company = position_input(service, fiscal_code="00743110157", name="Impresa Srl")
+    second, _ = ledger.create_position(db.session, creditor, company, actor="test")
+    db.session.commit()
+    assert second.single_option.iuv[2:15] == "0000000000004"
+
+    # Block allocation inside the caller's transaction.
+    block = allocation.allocate(db.session, creditor, 10)
+    assert [int(n.nav[3:16]) for n in block] == list(range(5, 15))
+    db.session.commit()
+    assert db.session.get(NumberCounter, creditor.id).next_value == 15
+
+    ledger.transition(db.session, position, PositionStatus.PUBLISHED, actor="test")
+    db.session.commit()
+    assert position.published_at is not None
+
+    page = queries.list_positions(db.session, creditor.id, queries.PositionFilter())
+    assert [p.id for p in page.items] == [second.id, position.id]
+    page = queries.list_positions(db.session, creditor.id, queries.PositionFilter(status=PositionStatus.PUBLISHED))
+    assert [p.id for p in page.items] == [position.id]
+    by_number = queries.PositionFilter(number=position.options[1].notice_number)
+    page = queries.list_positions(db.session, creditor.id, by_number)
+    assert [p.id for p in page.items] == [position.id]
+    page = queries.list_positions(db.session, creditor.id, queries.PositionFilter(debtor="mario"))
+    assert [p.id for p in page.items] == [position.id]
+    page = queries.list_positions(db.session, creditor.id, queries.PositionFilter(), limit=1)
+    assert page.next_cursor == second.id
+    assert [p.id for p in queries.list_positions(db.session, creditor.id, queries.PositionFilter(),
+                                                 after=page.next_cursor).items] == [position.id]
+
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(PaymentOption)) == 4
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Transfer)) == 5
+    assert [e.kind for e in position.events] == ["created", "published"]
+
+
+def test_sqlite_rollback_undoes_allocation(lite_creditor):
+    """On SQLite the counter moves inside the caller's transaction (documented in allocation.py)."""
+    creditor_id = lite_creditor.id
+    allocation.allocate_bases(db.session, creditor_id, 3)
+    db.session.rollback()
+    assert allocation.allocate_bases(db.session, creditor_id, 1) == range(1, 2)
+
+
+def test_sqlite_constraints_and_append_only_events(lite_creditor):
+    position = ledger.create_position(db.session, lite_creditor, position_input(lite_creditor.services[0]),
+                                      actor="test")[0]
+    db.session.commit()
+    event = position.events[0]
+    event.kind = "tampered"
+    with pytest.raises(EventIsAppendOnly):
+        db.session.flush()
+    db.session.rollback()
+    with pytest.raises(sa.exc.IntegrityError), db.engine.begin() as conn:
+        conn.execute(sa.update(Position.__table__).values(amount_cents=0))
+    with pytest.raises(sa.exc.IntegrityError), db.engine.begin() as conn:
+        conn.execute(sa.update(Position.__table__).values(status="lost"))
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Event)) == 1
+
+
+def test_sqlite_due_dates_and_filters(lite_creditor):
+    service = lite_creditor.services[0]
+    late = position_input(service, due=date.today() + timedelta(days=1))
+    position, _ = ledger.create_position(db.session, lite_creditor, late, actor="test")
+    db.session.commit()
+    overdue = queries.PositionFilter(overdue=True)
+    assert queries.list_positions(db.session, lite_creditor.id, overdue).items == []
+    later = date.today() + timedelta(days=5)
+    assert [p.id for p in queries.list_positions(db.session, lite_creditor.id, overdue, today=later).items] == [
+        position.id
+    ]
