@@ -26,6 +26,17 @@ def format_datetime(value: datetime | None) -> str:
     return value.astimezone(ROME).strftime("%d/%m/%Y %H:%M")
 
 
+def parse_date_input(text: str | None) -> date | None:
+    """A date as a date input sends it (``2027-01-31``) or as a person types it (``31/01/2027``); else ``None``."""
+    text = (text or "").strip()
+    for pattern in ("%Y-%m-%d", "%d/%m/%Y"):
+        try:
+            return datetime.strptime(text, pattern).date()
+        except ValueError:
+            continue
+    return None
+
+
 def status_label(status: PositionStatus | str) -> str:
     """The Italian name of a status."""
     return LABELS.get(PositionStatus(status), str(status))

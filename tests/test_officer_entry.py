@@ -9,7 +9,7 @@ from flask import url_for
 
 from portal.extensions import db
 from portal.ledger.models import Position, Transfer
-from portal.officer.entry_forms import add_months, monthly_due_dates, split_by_ratio, split_evenly
+from portal.ledger.plans import add_months, monthly_due_dates, split_by_ratio, split_evenly
 from tests.conftest import CF_COMUNE, CF_PERSON, IBAN_COMUNE
 
 URL = "/officer/positions/new"
@@ -391,7 +391,7 @@ BAD_INPUT = {
     "plan split not matching the plan total": ({"mode": "installments", "transfers-0-amount": "90,00",
                                                 **province_row(amount="5,00"),
                                                 **installment_rows(("50,00", days(30)), ("50,00", days(60)))},
-                                               "transfers", "uguale al totale delle rate (100,00 €)"),
+                                               "transfers", "uguale al totale delle rate (100,00\u00a0€)"),
     "share of an installment rounding to zero": ({"mode": "installments", "transfers-0-amount": "99,99",
                                                   **province_row(amount="0,01"),
                                                   **installment_rows(("0,50", days(30)), ("99,50", days(60)))},

@@ -15,6 +15,8 @@ def home():
     services = []
     if creditor is not None:
         services = db.session.scalars(
-            sa.select(Service).where(Service.creditor_id == creditor.id, Service.active.is_(True)).order_by(Service.name)
+            sa.select(Service)
+            .where(Service.creditor_id == creditor.id, Service.active.is_(True))
+            .order_by(Service.name)
         ).all()
     return render_template("citizen/home.html", creditor=creditor, services=services)

@@ -47,7 +47,8 @@ def allocate_bases(session: Session, creditor_id: int, count: int = 1) -> range:
 
 def allocate(session: Session, creditor: Creditor, count: int = 1) -> list[notice_numbers.NoticeNumber]:
     """Reserve ``count`` new IUV/NAV pairs for ``creditor`` (block allocation for bulk work)."""
-    return [notice_numbers.build(creditor.segregation_code, base) for base in allocate_bases(session, creditor.id, count)]
+    bases = allocate_bases(session, creditor.id, count)
+    return [notice_numbers.build(creditor.segregation_code, base) for base in bases]
 
 
 def _bump(conn, creditor_id: int, count: int) -> int | None:

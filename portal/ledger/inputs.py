@@ -162,12 +162,12 @@ def _validate_option(prefix: str, option: OptionInput, errors: list[FieldError],
                            default_iban=default_iban, default_taxonomy=default_taxonomy)
     amounts = [t.amount_cents for t in option.transfers]
     amount_ok = isinstance(option.amount_cents, int) and option.amount_cents > 0
-    if amounts and amount_ok and all(isinstance(a, int) and a > 0 for a in amounts):
-        if sum(amounts) != option.amount_cents:
-            errors.append(FieldError(
-                f"{prefix}.transfers",
-                "La somma degli importi dei beneficiari deve essere uguale all'importo del pagamento.",
-            ))
+    amounts_ok = amounts and all(isinstance(a, int) and a > 0 for a in amounts)
+    if amount_ok and amounts_ok and sum(amounts) != option.amount_cents:
+        errors.append(FieldError(
+            f"{prefix}.transfers",
+            "La somma degli importi dei beneficiari deve essere uguale all'importo del pagamento.",
+        ))
 
 
 def _validate_transfer(prefix: str, n: int, transfer: TransferInput, errors: list[FieldError], *,
@@ -197,5 +197,6 @@ def _validate_transfer(prefix: str, n: int, transfer: TransferInput, errors: lis
         errors.append(FieldError(f"{prefix}.taxonomy_code", str(exc)))
     remittance = (transfer.remittance or "").strip()
     if len(remittance) > REMITTANCE_MAX:
-        errors.append(FieldError(f"{prefix}.remittance", f"La causale può avere al massimo {REMITTANCE_MAX} caratteri."))
+        errors.append(FieldError(f"{prefix}.remittance",
+                                 f"La causale può avere al massimo {REMITTANCE_MAX} caratteri."))
     transfer.remittance = remittance or None

@@ -78,7 +78,8 @@ def _filtered(creditor_id: int, flt: PositionFilter, today: date) -> sa.Select:
             query = query.where(Debtor.creditor_id == creditor_id, Debtor.fiscal_code == code)
         else:
             pattern = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            query = query.where(Debtor.creditor_id == creditor_id, sa.func.lower(Debtor.name).like(pattern, escape="\\"))
+            name_matches = sa.func.lower(Debtor.name).like(pattern, escape="\\")
+            query = query.where(Debtor.creditor_id == creditor_id, name_matches)
     if flt.number:
         digits = normalize_nav(flt.number)
         column = PaymentOption.notice_number if len(digits) == 18 else PaymentOption.iuv
@@ -175,7 +176,8 @@ def dashboard_totals(session: Session, creditor_id: int, *, scope: set[int] | No
     if scope is not None:
         base.append(Position.service_id.in_(scope or {-1}))
     rows = session.execute(
-        sa.select(Position.service_id, Position.status, sa.func.count(), sa.func.coalesce(sa.func.sum(Position.amount_cents), 0))
+        sa.select(Position.service_id, Position.status, sa.func.count(),
+                  sa.func.coalesce(sa.func.sum(Position.amount_cents), 0))
         .where(*base)
         .group_by(Position.service_id, Position.status)
     ).all()

@@ -9,16 +9,16 @@ payment, or the plan's total when there is no single payment) and each installme
 cents by largest remainder (:func:`split_by_ratio`), so every option's transfers always add up to its amount.
 """
 
-import calendar
 import copy
 import re
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import date
 
 from flask_wtf import FlaskForm
 from wtforms import FieldList, Form, FormField, RadioField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 
+from portal.formatting import parse_date_input as parse_date
 from portal.ledger.errors import FieldError, ValidationFailed
 from portal.ledger.inputs import (
     MAX_TRANSFERS,
@@ -28,7 +28,8 @@ from portal.ledger.inputs import (
     TransferInput,
     validate_position,
 )
-from portal.ledger.money import AmountError, parse_euro
+from portal.ledger.money import AmountError, format_euro, parse_euro
+from portal.ledger.plans import monthly_due_dates, split_by_ratio, split_evenly
 
 #: Limits of the plan an officer builds by hand (the ledger accepts longer plans from other channels).
 MIN_INSTALLMENTS = 2
@@ -92,62 +93,6 @@ class PositionForm(FlaskForm):
     plan_first_due = StringField("Scadenza della prima rata")
     installments = FieldList(FormField(InstallmentRowForm), max_entries=MAX_INSTALLMENT_ROWS)
     transfers = FieldList(FormField(TransferRowForm), min_entries=1, max_entries=MAX_TRANSFER_ROWS)
-
-
-# --- Arithmetic of plans (pure) -------------------------------------------------------------------------------
-
-
-def split_evenly(total_cents: int, count: int) -> list[int]:
-    """Split ``total_cents`` into ``count`` equal parts; the leftover cents go to the first part."""
-    if count < 1:
-        raise ValueError("count must be positive")
-    base, rest = divmod(total_cents, count)
-    return [base + rest] + [base] * (count - 1)
-
-
-def split_by_ratio(total_cents: int, weights: list[int]) -> list[int]:
-    """Split ``total_cents`` in proportion to ``weights`` (largest remainder; ties go to the earlier weight).
-
-    The parts always add up to ``total_cents`` exactly, and the result depends only on the inputs.
-    """
-    whole = sum(weights)
-    if whole <= 0 or any(w < 0 for w in weights):
-        raise ValueError("weights must be non-negative with a positive sum")
-    shares = [total_cents * w // whole for w in weights]
-    remainders = [total_cents * w % whole for w in weights]
-    left = total_cents - sum(shares)
-    for i in sorted(range(len(weights)), key=lambda i: (-remainders[i], i))[:left]:
-        shares[i] += 1
-    return shares
-
-
-def add_months(day: date, months: int) -> date:
-    """The same day ``months`` later, or the last day of that month when it is shorter."""
-    years, month0 = divmod(day.month - 1 + months, 12)
-    year, month = day.year + years, month0 + 1
-    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
-
-
-def monthly_due_dates(first: date, count: int) -> list[date]:
-    """``count`` due dates one month apart, starting at ``first`` (the day of month is kept when it exists)."""
-    return [add_months(first, n) for n in range(count)]
-
-
-def parse_date(text: str | None) -> date | None:
-    """A date as a date input sends it (``2027-01-31``), or typed as ``31/01/2027``; ``None`` if neither."""
-    text = (text or "").strip()
-    for fmt in ("%Y-%m-%d", "%d/%m/%Y"):
-        try:
-            return datetime.strptime(text, fmt).date()
-        except ValueError:
-            continue
-    return None
-
-
-def format_amount(cents: int) -> str:
-    """Cents as the officer types them back (``1.020,99``)."""
-    euros, rest = divmod(cents, 100)
-    return f"{euros:,}".replace(",", ".") + f",{rest:02d}"
 
 
 # --- From the form to a PositionInput -------------------------------------------------------------------------
@@ -262,7 +207,7 @@ def build_draft(form: PositionForm, *, creditor, services: list, today: date) ->
         if data.single is None and ratio_ready and all(isinstance(a, int) for a in amounts) \
                 and sum(weights) != sum(amounts):
             errors.add("transfers", "La somma degli importi dei beneficiari deve essere uguale al totale delle rate "
-                                    f"({format_amount(sum(amounts))} €).")
+                                    f"({format_euro(sum(amounts))}).")
         for option in data.installments:
             if not explicit:
                 option.transfers = [replace(templates[0], amount_cents=option.amount_cents)]
@@ -418,12 +363,12 @@ def generate_installments(form: PositionForm) -> ErrorBag:
     if total < count:
         errors.add("plan_total", f"Il totale è troppo basso per {count} rate.")
         return errors
-    form.plan_total.data = format_amount(total)
+    form.plan_total.data = format_euro(total, symbol=False)
     form.plan_first_due.data = first.isoformat()
     while form.installments.entries:
         form.installments.pop_entry()
     for amount, due in zip(split_evenly(total, count), monthly_due_dates(first, count), strict=True):
-        form.installments.append_entry({"amount": format_amount(amount), "due_date": due.isoformat()})
+        form.installments.append_entry({"amount": format_euro(amount, symbol=False), "due_date": due.isoformat()})
     return errors
 
 

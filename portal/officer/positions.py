@@ -18,6 +18,7 @@ from sqlalchemy.orm import selectinload
 
 from portal.accounts.models import Role, User
 from portal.extensions import db, htmx
+from portal.formatting import parse_date_input
 from portal.ledger import queries
 from portal.ledger.identifiers import IdentifierError, validate_debtor_fiscal_code
 from portal.ledger.models import Event, PaymentOption
@@ -51,16 +52,6 @@ class FilterForm:
         return {name: value for name, value in self.values.items() if value and name not in self.errors}
 
 
-def _parse_date(text: str) -> date:
-    """``2027-01-31`` (what a date input sends) or ``31/01/2027`` (what a person types)."""
-    for pattern in ("%Y-%m-%d", "%d/%m/%Y"):
-        try:
-            return datetime.strptime(text, pattern).date()
-        except ValueError:
-            continue
-    raise ValueError(text)
-
-
 def parse_filter(args: Mapping[str, str], *, scope: set[int] | None) -> FilterForm:
     """Read the positions filter from query-string ``args``; a field that is not valid is reported and ignored."""
     values = {name: (args.get(name) or "").strip() for name in FILTER_FIELDS}
@@ -80,10 +71,10 @@ def parse_filter(args: Mapping[str, str], *, scope: set[int] | None) -> FilterFo
             errors["status"] = "Stato non valido."
     for name in ("due_from", "due_to"):
         if values[name]:
-            try:
-                setattr(flt, name, _parse_date(values[name]))
-            except ValueError:
+            parsed = parse_date_input(values[name])
+            if parsed is None:
                 errors[name] = "Data non valida: usare il formato gg/mm/aaaa."
+            setattr(flt, name, parsed)
     if flt.due_from and flt.due_to and flt.due_from > flt.due_to:
         errors["due_to"] = "La data finale precede quella iniziale."
         flt.due_to = None
