@@ -14,18 +14,25 @@ users_cli = AppGroup("users", help="Utenti del back office.")
 @click.option("--positions", "position_count", default=1000, show_default=True, help="Posizioni da creare.")
 @click.option("--if-empty", is_flag=True, help="Non fare nulla se il database contiene già un ente.")
 def demo_load(position_count: int, if_empty: bool):
-    """Load the demo Comune, its services, 200 debtors and positions in every state."""
+    """Load the demo Comune, its services, 200 debtors and positions in every state; print the logins."""
     from portal import demo
 
-    result = demo.load(db.session, positions=position_count, if_empty=if_empty)
+    try:
+        result = demo.load(db.session, positions=position_count, if_empty=if_empty)
+    except demo.DemoAlreadyLoaded as exc:
+        raise click.ClickException(str(exc)) from exc
     if result is None:
-        click.echo("Il database contiene già dei dati: demo non caricata.")
-        return
-    db.session.commit()
-    click.echo(f"Demo caricata: {result.creditor.name}, {result.position_count} posizioni.")
-    click.echo("Accessi dimostrativi (utente / password):")
-    for username, password, role in result.logins:
-        click.echo(f"  {username:<12} {password:<20} {role}")
+        click.echo("Il database contiene già dei dati: demo non ricaricata.")
+    else:
+        db.session.commit()
+        click.echo(f"Demo caricata: {result.creditor.name}, {result.position_count} posizioni.")
+    _echo_logins(demo.logins())
+
+
+def _echo_logins(logins) -> None:
+    click.echo("Accessi dimostrativi al back office, http://127.0.0.1:5000/officer/ (utente / password / ruolo):")
+    for username, password, role in logins:
+        click.echo(f"  {username:<14} {password:<22} {role}")
 
 
 @positions_cli.command("export")

@@ -6,6 +6,7 @@
 * ``ix_positions_creditor_amount``: a narrow amount range (or an exact amount) no longer scans the table.
 * ``ix_positions_creditor_list``: the keyset order (creditor, id) followed by the filtered columns, so a backwards
   scan can test service, status, due date and amount inside the index, without reading each skipped row.
+  It starts with (creditor_id, id), so ``ix_positions_creditor_id`` is dropped as redundant.
 
 Revision ID: b7e2c41d9a05
 Revises: 83726d6dd492
@@ -37,10 +38,12 @@ def upgrade():
         batch_op.create_index('ix_positions_creditor_amount', ['creditor_id', 'amount_cents'], unique=False)
         batch_op.create_index('ix_positions_creditor_list',
                               ['creditor_id', 'id', 'service_id', 'status', 'due_date', 'amount_cents'], unique=False)
+        batch_op.drop_index('ix_positions_creditor_id')
 
 
 def downgrade():
     with op.batch_alter_table('positions', schema=None) as batch_op:
+        batch_op.create_index('ix_positions_creditor_id', ['creditor_id', 'id'], unique=False)
         batch_op.drop_index('ix_positions_creditor_list')
         batch_op.drop_index('ix_positions_creditor_amount')
 

@@ -185,8 +185,7 @@ class Position(db.Model):
         sa.UniqueConstraint("creditor_id", "source", "external_id"),
         sa.CheckConstraint("amount_cents > 0", name="amount_positive"),
         sa.CheckConstraint("paid_cents >= 0", name="paid_not_negative"),
-        # Keyset pagination of the officer list (scanned backwards for newest first).
-        sa.Index("ix_positions_creditor_id", "creditor_id", "id"),
+        # Keyset pages of one status or one service (scanned backwards for newest first).
         sa.Index("ix_positions_creditor_status", "creditor_id", "status", "id"),
         sa.Index("ix_positions_creditor_service", "creditor_id", "service_id", "id"),
         sa.Index("ix_positions_creditor_due", "creditor_id", "due_date"),

@@ -47,59 +47,64 @@ class Page:
     next_cursor: int | None
 
 
-def _filtered(creditor_id: int, flt: PositionFilter, today: date) -> sa.Select:
-    query = (
-        sa.select(Position)
-        .join(Position.debtor)
-        .join(Position.service)
-        .options(contains_eager(Position.debtor), contains_eager(Position.service))
-        .where(Position.creditor_id == creditor_id)
-    )
+def _matching_ids(creditor_id: int, flt: PositionFilter, today: date) -> sa.Select:
+    """The ids of the matching positions, from ``positions`` alone (debtor and number filters as subqueries).
+
+    Without joins the planner can answer it from ``ix_positions_creditor_list`` by a backwards index scan that
+    tests the filters inside the index, instead of walking the primary key and reading every skipped row
+    (measured in ``bench/positions_list.py``: a past due-date range on 1M positions went from 103 to 34 ms p95).
+    """
+    ids = sa.select(Position.id).where(Position.creditor_id == creditor_id)
     if flt.scope is not None:
-        query = query.where(Position.service_id.in_(flt.scope or {-1}))
+        ids = ids.where(Position.service_id.in_(flt.scope or {-1}))
     if flt.service_id:
-        query = query.where(Position.service_id == flt.service_id)
+        ids = ids.where(Position.service_id == flt.service_id)
     if flt.status:
-        query = query.where(Position.status == flt.status)
+        ids = ids.where(Position.status == flt.status)
     if flt.overdue:
-        query = query.where(Position.status.in_(OPEN_STATUSES), Position.due_date < today)
+        ids = ids.where(Position.status.in_(OPEN_STATUSES), Position.due_date < today)
     if flt.due_from:
-        query = query.where(Position.due_date >= flt.due_from)
+        ids = ids.where(Position.due_date >= flt.due_from)
     if flt.due_to:
-        query = query.where(Position.due_date <= flt.due_to)
+        ids = ids.where(Position.due_date <= flt.due_to)
     if flt.amount_min is not None:
-        query = query.where(Position.amount_cents >= flt.amount_min)
+        ids = ids.where(Position.amount_cents >= flt.amount_min)
     if flt.amount_max is not None:
-        query = query.where(Position.amount_cents <= flt.amount_max)
+        ids = ids.where(Position.amount_cents <= flt.amount_max)
     if flt.debtor:
         text = flt.debtor.strip()
         code = normalize_fiscal_code(text)
+        debtors = sa.select(Debtor.id).where(Debtor.creditor_id == creditor_id)
         if len(code) in (11, 16) and code.isalnum() and any(ch.isdigit() for ch in code):
-            query = query.where(Debtor.creditor_id == creditor_id, Debtor.fiscal_code == code)
+            debtors = debtors.where(Debtor.fiscal_code == code)
         else:
             pattern = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            name_matches = sa.func.lower(Debtor.name).like(pattern, escape="\\")
-            query = query.where(Debtor.creditor_id == creditor_id, name_matches)
+            debtors = debtors.where(sa.func.lower(Debtor.name).like(pattern, escape="\\"))
+        ids = ids.where(Position.debtor_id.in_(debtors))
     if flt.number:
         digits = normalize_nav(flt.number)
         column = PaymentOption.notice_number if len(digits) == 18 else PaymentOption.iuv
-        query = query.where(
-            Position.id.in_(
-                sa.select(PaymentOption.position_id).where(
-                    PaymentOption.creditor_id == creditor_id, column == digits
-                )
-            )
-        )
-    return query
+        ids = ids.where(Position.id.in_(
+            sa.select(PaymentOption.position_id).where(PaymentOption.creditor_id == creditor_id, column == digits)
+        ))
+    return ids
 
 
 def list_positions(session: Session, creditor_id: int, flt: PositionFilter, *, after: int | None = None,
                    limit: int = 50, today: date | None = None) -> Page:
     """One page of positions, newest first, starting after the position id ``after``."""
-    query = _filtered(creditor_id, flt, today or date.today())
+    ids = _matching_ids(creditor_id, flt, today or date.today())
     if after is not None:
-        query = query.where(Position.id < after)
-    rows = session.scalars(query.order_by(Position.id.desc()).limit(limit + 1)).unique().all()
+        ids = ids.where(Position.id < after)
+    ids = ids.order_by(Position.id.desc()).limit(limit + 1)
+    rows = session.scalars(
+        sa.select(Position)
+        .join(Position.debtor)
+        .join(Position.service)
+        .options(contains_eager(Position.debtor), contains_eager(Position.service))
+        .where(Position.id.in_(ids.scalar_subquery()))
+        .order_by(Position.id.desc())
+    ).unique().all()
     has_more = len(rows) > limit
     rows = rows[:limit]
     return Page(items=list(rows), next_cursor=rows[-1].id if has_more and rows else None)
