@@ -133,6 +133,9 @@ class Debtor(db.Model):
         # text_pattern_ops: the name-prefix filter (LIKE 'abc%') can use it whatever the database collation.
         sa.Index("ix_debtors_creditor_name", "creditor_id", sa.func.lower(sa.column("name")).label("lower_name"),
                  postgresql_ops={"lower_name": "text_pattern_ops"}),
+        # Trigrams: officers type a surname ("rossi") that sits anywhere in "Mario Rossi".
+        sa.Index("ix_debtors_name_trgm", sa.func.lower(sa.column("name")).label("lower_name_trgm"),
+                 postgresql_using="gin", postgresql_ops={"lower_name_trgm": "gin_trgm_ops"}),
     )
 
 

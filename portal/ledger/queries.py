@@ -23,7 +23,7 @@ class PositionFilter:
     status: PositionStatus | None = None
     due_from: date | None = None
     due_to: date | None = None
-    #: A fiscal code (exact) or the start of a debtor's name.
+    #: A fiscal code (exact) or the start of any word of a debtor's name.
     debtor: str | None = None
     #: An IUV (17 digits) or a notice number (18 digits, spaces allowed).
     number: str | None = None
@@ -78,8 +78,13 @@ def _matching_ids(creditor_id: int, flt: PositionFilter, today: date) -> sa.Sele
         if len(code) in (11, 16) and code.isalnum() and any(ch.isdigit() for ch in code):
             debtors = debtors.where(Debtor.fiscal_code == code)
         else:
-            pattern = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            debtors = debtors.where(sa.func.lower(Debtor.name).like(pattern, escape="\\"))
+            # Any word of the name may start with the text: "rossi" finds "Mario Rossi" and "Rossi Mario".
+            word = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            name = sa.func.lower(Debtor.name)
+            debtors = debtors.where(
+                name.like(f"%{word}%", escape="\\"),  # served by the trigram index on PostgreSQL
+                sa.or_(name.like(f"{word}%", escape="\\"), name.like(f"% {word}%", escape="\\")),
+            )
         ids = ids.where(Position.debtor_id.in_(debtors))
     if flt.number:
         digits = normalize_nav(flt.number)
