@@ -30,8 +30,29 @@ def _int(env: dict, key: str, default: int) -> int:
         raise ConfigError(f"{key} must be an integer, got {raw!r}") from exc
 
 
+def _float(env: dict, key: str, default: float) -> float:
+    raw = env.get(key)
+    if raw in (None, ""):
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{key} must be a number, got {raw!r}") from exc
+
+
+def _list(raw: str | None) -> list[str]:
+    return [item.strip() for item in (raw or "").split(",") if item.strip()]
+
+
 #: Settings that must be set explicitly in production (no safe default exists for them).
-REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL")
+REQUIRED_IN_PRODUCTION = (
+    "SECRET_KEY", "DATABASE_URL", "REDIS_URL",
+    "PAGOPA_GPD_URL", "PAGOPA_RECEIPTS_URL", "PAGOPA_CHECKOUT_URL", "PAGOPA_FDR_URL", "PAGOPA_API_KEY",
+    "PAGOPA_BROKER_ID", "PAGOPA_STATION_ID",
+)
+
+#: Where the pagoPA sandbox (``portal/pagopa/sandbox``) listens in the laptop demo.
+SANDBOX_URL = "http://127.0.0.1:5001"
 
 
 def load_config(env: dict | None = None) -> dict:
@@ -73,6 +94,20 @@ def load_config(env: dict | None = None) -> dict:
         "LOGIN_LOCKOUT_MINUTES": _int(env, "LOGIN_LOCKOUT_MINUTES", 15),
         "LOGIN_MAX_FAILURES_PER_IP": _int(env, "LOGIN_MAX_FAILURES_PER_IP", 30),
         "POSITIONS_PAGE_SIZE": _int(env, "POSITIONS_PAGE_SIZE", 50),
+        # pagoPA, through the technological intermediary. Development defaults point at the local sandbox;
+        # UAT or production is only a matter of changing these variables.
+        "PAGOPA_GPD_URL": env.get("PAGOPA_GPD_URL") or f"{SANDBOX_URL}/gpd/debt-positions-service",
+        "PAGOPA_RECEIPTS_URL": env.get("PAGOPA_RECEIPTS_URL") or f"{SANDBOX_URL}/gpd/payments-receipts-service/v1",
+        "PAGOPA_CHECKOUT_URL": env.get("PAGOPA_CHECKOUT_URL") or f"{SANDBOX_URL}/checkout/ec",
+        "PAGOPA_FDR_URL": env.get("PAGOPA_FDR_URL") or f"{SANDBOX_URL}/fdr-org/service/v1",
+        "PAGOPA_API_KEY": env.get("PAGOPA_API_KEY") or ("sandbox-key" if mode != "production" else None),
+        "PAGOPA_BROKER_ID": env.get("PAGOPA_BROKER_ID") or None,
+        "PAGOPA_STATION_ID": env.get("PAGOPA_STATION_ID") or None,
+        "PAGOPA_TIMEOUT_SECONDS": _float(env, "PAGOPA_TIMEOUT_SECONDS", 10.0),
+        # Who may call POST /pagopa/paForNode besides the idPA/idBrokerPA/idStation check: an allow-list of
+        # client addresses (comma-separated IPs or CIDRs) and a header a TLS-terminating proxy adds.
+        "PAGOPA_SOAP_ALLOWED_IPS": _list(env.get("PAGOPA_SOAP_ALLOWED_IPS")),
+        "PAGOPA_SOAP_REQUIRED_HEADER": env.get("PAGOPA_SOAP_REQUIRED_HEADER") or None,
     }
 
 

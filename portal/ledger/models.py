@@ -175,6 +175,23 @@ class Position(db.Model):
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
+    # --- pagoPA synchronisation: what pagoPA should have, and what it was last confirmed to have. ---
+    #: Desired state on GPD: ``absent`` (draft first / never sent), ``published``, ``invalid`` or ``deleted``.
+    pagopa_target: Mapped[str] = mapped_column(sa.String(10), default="absent", server_default="absent")
+    #: Bumped whenever the content pagoPA holds must change (amounts, dates, debtor): an update is then due.
+    pagopa_version: Mapped[int] = mapped_column(default=1, server_default="1")
+    #: Last state and version pagoPA confirmed (``None``: nothing confirmed yet).
+    pagopa_synced_target: Mapped[str | None] = mapped_column(sa.String(10))
+    pagopa_synced_version: Mapped[int | None] = mapped_column()
+    #: True while target/version differ from what was confirmed: the sync sweep looks only at these rows.
+    sync_pending: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    sync_attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    #: Earliest time of the next attempt (exponential backoff after a failure).
+    sync_next_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: pagoPA's message for the last failed attempt (shown on the position and the dashboard).
+    sync_error: Mapped[str | None] = mapped_column(sa.Text)
+    sync_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
     service: Mapped[Service] = relationship()
     debtor: Mapped[Debtor] = relationship()
     options: Mapped[list["PaymentOption"]] = relationship(
@@ -188,6 +205,9 @@ class Position(db.Model):
         sa.UniqueConstraint("creditor_id", "source", "external_id"),
         sa.CheckConstraint("amount_cents > 0", name="amount_positive"),
         sa.CheckConstraint("paid_cents >= 0", name="paid_not_negative"),
+        sa.CheckConstraint("pagopa_target IN ('absent', 'published', 'invalid', 'deleted')", name="pagopa_target_known"),
+        # The sync sweep: positions whose pagoPA state has not converged, by next attempt time.
+        sa.Index("ix_positions_sync_pending", "sync_pending", "sync_next_at"),
         # Keyset pages of one status or one service (scanned backwards for newest first).
         sa.Index("ix_positions_creditor_status", "creditor_id", "status", "id"),
         sa.Index("ix_positions_creditor_service", "creditor_id", "service_id", "id"),
@@ -294,6 +314,53 @@ class Event(db.Model):
     details: Mapped[dict] = mapped_column(sa.JSON, default=dict)
 
     position: Mapped[Position] = relationship(back_populates="events")
+
+
+class Receipt(db.Model):
+    """A payment receipt from pagoPA (paSendRT/paSendRTV2 or the receipts API), stored before it is acknowledged.
+
+    Kept even when it matches no payable option (cancelled position, unknown IUV, double payment): money arrived,
+    so it is recorded and flagged for refund or offset.
+    """
+
+    __tablename__ = "receipts"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
+    creditor_id: Mapped[int] = mapped_column(sa.ForeignKey("creditors.id", ondelete=RESTRICT))
+    position_id: Mapped[int | None] = mapped_column(sa.ForeignKey("positions.id", ondelete=RESTRICT), index=True)
+    option_id: Mapped[int | None] = mapped_column(sa.ForeignKey("payment_options.id", ondelete=RESTRICT))
+    #: ``receiptId`` of the node (it contains the payment token).
+    receipt_id: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    iuv: Mapped[str] = mapped_column(sa.String(35))
+    notice_number: Mapped[str | None] = mapped_column(sa.String(18))
+    outcome: Mapped[str] = mapped_column(sa.String(2))
+    amount_cents: Mapped[int] = mapped_column(sa.BigInteger)
+    fee_cents: Mapped[int | None] = mapped_column(sa.BigInteger)
+    psp_id: Mapped[str | None] = mapped_column(sa.String(35))
+    psp_name: Mapped[str | None] = mapped_column(sa.String(140))
+    channel_id: Mapped[str | None] = mapped_column(sa.String(35))
+    payment_method: Mapped[str | None] = mapped_column(sa.String(35))
+    payment_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    application_date: Mapped[date | None] = mapped_column(sa.Date)
+    transfer_date: Mapped[date | None] = mapped_column(sa.Date)
+    debtor_fiscal_code: Mapped[str | None] = mapped_column(sa.String(35))
+    payer_fiscal_code: Mapped[str | None] = mapped_column(sa.String(35))
+    stand_in: Mapped[bool] = mapped_column(default=False)
+    #: How it reached us: ``paSendRT``, ``paSendRTV2`` or ``receipts-api``.
+    source: Mapped[str] = mapped_column(sa.String(20))
+    #: The message exactly as received (the SOAP body's receipt, or the XML of the receipts API).
+    raw_xml: Mapped[str] = mapped_column(sa.Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: Why this receipt needs an officer: ``cancelled_position``, ``unknown_iuv``, ``already_paid``,
+    #: ``amount_mismatch`` (``None`` when it paid an open option normally).
+    flag: Mapped[str | None] = mapped_column(sa.String(20))
+
+    __table_args__ = (
+        sa.UniqueConstraint("creditor_id", "iuv"),
+        sa.CheckConstraint("amount_cents >= 0", name="amount_not_negative"),
+        sa.CheckConstraint("outcome IN ('OK', 'KO')", name="outcome_ok_ko"),
+        sa.Index("ix_receipts_flag", "creditor_id", "flag"),
+    )
 
 
 class NumberCounter(db.Model):

@@ -1,0 +1,1 @@
+"""Background jobs: RQ queues on Redis in production, in-process execution when no Redis is configured."""
