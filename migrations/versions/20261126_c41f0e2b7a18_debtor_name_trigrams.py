@@ -25,11 +25,10 @@ def upgrade():
     if op.get_bind().dialect.name == 'postgresql':
         # pg_trgm is a trusted extension (PostgreSQL 13+): the database owner may create it.
         op.execute('CREATE EXTENSION IF NOT EXISTS pg_trgm')
-    with op.batch_alter_table('debtors', schema=None) as batch_op:
-        batch_op.create_index('ix_debtors_name_trgm', [_lower_name()], unique=False, postgresql_using='gin',
-                              postgresql_ops={'lower_name_trgm': 'gin_trgm_ops'})
+    # Not in a batch: SQLite would reflect the table, and it cannot reflect expression indexes.
+    op.create_index('ix_debtors_name_trgm', 'debtors', [_lower_name()], unique=False, postgresql_using='gin',
+                    postgresql_ops={'lower_name_trgm': 'gin_trgm_ops'})
 
 
 def downgrade():
-    with op.batch_alter_table('debtors', schema=None) as batch_op:
-        batch_op.drop_index('ix_debtors_name_trgm')
+    op.drop_index('ix_debtors_name_trgm', table_name='debtors')
