@@ -9,10 +9,18 @@ PORT ?= 5000
 
 .PHONY: run test install install-dev assets demo lint bench clean
 
+SANDBOX_PORT ?= 5001
+
+# Pay Box on :5000 and, beside it, the pagoPA sandbox on :5001 (both stop together on Ctrl-C).
 run: install assets
 	@mkdir -p instance
 	$(FLASK) db upgrade
 	$(FLASK) demo load --if-empty
+	@echo "pagoPA sandbox: http://$(HOST):$(SANDBOX_PORT)  ·  Pay Box: http://$(HOST):$(PORT)/officer/"
+	trap 'kill 0' EXIT INT TERM; \
+	SANDBOX_PAYBOX_SOAP_URL=http://$(HOST):$(PORT)/pagopa/paForNode SANDBOX_PUBLIC_URL=http://$(HOST):$(SANDBOX_PORT) \
+	SANDBOX_ACCEPT_PAST_DUE_DATES=1 \
+	    $(BIN)/flask --app portal.pagopa.sandbox run --host $(HOST) --port $(SANDBOX_PORT) & \
 	$(FLASK) run --host $(HOST) --port $(PORT)
 
 test: install-dev assets

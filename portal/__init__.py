@@ -4,6 +4,7 @@ import logging
 
 from flask import Flask, render_template
 
+from portal import jobs
 from portal.config import ROOT, load_config
 from portal.extensions import babel, csrf, db, htmx, login_manager, migrate
 
@@ -42,6 +43,7 @@ def register_extensions(app: Flask) -> None:
     login_manager.init_app(app)
     htmx.init_app(app)
     babel.init_app(app)
+    jobs.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:
@@ -51,6 +53,9 @@ def register_blueprints(app: Flask) -> None:
 
     app.register_blueprint(citizen_bp)
     app.register_blueprint(officer_bp, url_prefix="/officer")
+    # The station's SOAP endpoint for the pagoPA node (POST /pagopa/paForNode), exempt from CSRF.
+    from portal.pagopa.node import bp as pagopa_node_bp
+    app.register_blueprint(pagopa_node_bp)
 
 
 def register_template_helpers(app: Flask) -> None:

@@ -1,4 +1,5 @@
-"""Command-line entry points: ``flask demo load``, ``flask positions export``, ``flask users create``."""
+"""Command-line entry points: ``flask demo load``, ``flask positions export``, ``flask users create``,
+``flask rq worker|scheduler|status``, ``flask sync sweep|status``."""
 
 import click
 from flask.cli import AppGroup
@@ -73,7 +74,136 @@ def users_create(username: str, full_name: str, role: str, creditor_fiscal_code:
     click.echo(f"Utente {username} creato.")
 
 
+rq_cli = AppGroup("rq", help="Code di lavoro (RQ su Redis): worker e scheduler delle attività periodiche.")
+sync_cli = AppGroup("sync", help="Sincronizzazione delle posizioni con pagoPA (GPD).")
+
+
+def _rq_backend():
+    from flask import current_app
+
+    from portal.jobs.queue import get_backend
+
+    backend = get_backend(current_app._get_current_object())
+    if backend.mode != "rq":
+        raise click.ClickException("REDIS_URL non è configurato: senza Redis le attività girano nel processo web.")
+    return backend
+
+
+@rq_cli.command("worker")
+@click.argument("queue_names", nargs=-1)
+@click.option("--queues", "-q", "queue_options", multiple=True,
+              help="Coda da servire (ripetibile); predefinite: tutte.")
+@click.option("--burst", is_flag=True, help="Termina quando le code sono vuote.")
+@click.option("--name", help="Nome del worker (predefinito: host e pid).")
+@click.option("--with-scheduler/--without-scheduler", default=True, show_default=True,
+              help="Esegui anche lo scheduler di RQ (necessario per i tentativi ripetuti a intervalli).")
+def rq_worker(queue_names, queue_options, burst: bool, name: str | None, with_scheduler: bool):
+    """Start an RQ worker on the given queues (in priority order), with this app's Redis and settings."""
+    import logging
+    import os
+
+    from rq import Queue, Worker
+
+    from portal.jobs.queue import QUEUES, CurrentJobFilter
+
+    backend = _rq_backend()
+    names = list(queue_names) + [q for option in queue_options for q in option.split(",") if q]
+    names = names or list(QUEUES)
+    unknown = sorted(set(names) - set(QUEUES))
+    if unknown:
+        raise click.ClickException(f"code sconosciute: {', '.join(unknown)} (disponibili: {', '.join(QUEUES)})")
+    job_filter = CurrentJobFilter()
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(job_filter)
+    # Each job runs in a forked child: it must open its own database connections, never share the parent's.
+    engines = list(db.engines.values())
+    os.register_at_fork(after_in_child=lambda: [engine.dispose(close=False) for engine in engines])
+    queues = [Queue(queue_name, connection=backend.redis) for queue_name in names]
+    worker = Worker(queues, connection=backend.redis, name=name)
+    click.echo(f"Worker {worker.name} sulle code: {', '.join(names)}")
+    worker.work(burst=burst, with_scheduler=with_scheduler)
+
+
+@rq_cli.command("scheduler")
+@click.option("--interval", default=1.0, show_default=True, help="Secondi tra due controlli.")
+def rq_scheduler(interval: float):
+    """Enqueue the periodic jobs when due (several schedulers may run: a Redis lock lets one act)."""
+    import signal
+
+    from portal.jobs.periodic import PERIODIC_JOBS, RedisScheduler
+
+    backend = _rq_backend()
+    scheduler = RedisScheduler(backend.redis, interval=interval)
+    signal.signal(signal.SIGTERM, lambda *_: scheduler.stop.set())
+    for job in PERIODIC_JOBS:
+        click.echo(f"  {job.task:<20} ogni {job.every:>6} s  {job.description}")
+    try:
+        scheduler.run()
+    except KeyboardInterrupt:
+        scheduler.stop.set()
+
+
+@rq_cli.command("status")
+def rq_status():
+    """Show the length of each queue, the workers, and the failed jobs."""
+    from rq import Worker
+    from rq.registry import FailedJobRegistry, StartedJobRegistry
+
+    from portal.jobs.queue import QUEUES
+
+    backend = _rq_backend()
+    for queue_name in QUEUES:
+        queue = backend.queue(queue_name)
+        started = StartedJobRegistry(queue=queue).count
+        failed = FailedJobRegistry(queue=queue).count
+        click.echo(f"  {queue_name:<10} in coda {queue.count:>6}   in corso {started:>4}   fallite {failed:>5}")
+    for worker in Worker.all(connection=backend.redis):
+        click.echo(f"  worker {worker.name}: {worker.get_state()} ({', '.join(worker.queue_names())})")
+
+
+@sync_cli.command("sweep")
+@click.option("--limit", default=5000, show_default=True, help="Posizioni al massimo.")
+@click.option("--inline", is_flag=True, help="Sincronizza subito in questo processo invece di accodare i lavori.")
+def sync_sweep(limit: int, inline: bool):
+    """Hand every due, unconverged position to a sync job now (what the periodic sweep does every 30 s)."""
+    from portal.jobs.tasks import gpd_client
+    from portal.pagopa import sync
+
+    if not inline:
+        result = sync.sweep(db.session, limit=limit)
+        db.session.commit()
+        click.echo(f"Accodate: {result}.")
+        return
+    result = sync.sweep(db.session, limit=limit, enqueue=lambda *args, **kwargs: None)
+    db.session.commit()
+    client = gpd_client()
+    for batch in result.batches:
+        click.echo(f"Blocco di {len(batch)}: {sync.publish_batch(db.session, batch, client)}")
+        db.session.commit()
+    for position_id in result.singles:
+        click.echo(str(sync.sync_position(db.session, position_id, client)))
+        db.session.commit()
+    click.echo(f"Fatto: {result}.")
+
+
+@sync_cli.command("status")
+def sync_status():
+    """Count positions waiting for pagoPA, due now, and refused by pagoPA."""
+    import sqlalchemy as sa
+
+    from portal.ledger.models import Position
+    from portal.ledger.types import utcnow
+
+    pending = Position.sync_pending.is_(True)
+    due = sa.and_(pending, sa.or_(Position.sync_next_at.is_(None), Position.sync_next_at <= utcnow()))
+    failing = sa.and_(pending, Position.sync_error.is_not(None))
+    row = db.session.execute(sa.select(
+        sa.func.count().filter(pending), sa.func.count().filter(due), sa.func.count().filter(failing),
+    )).one()
+    click.echo(f"In attesa di pagoPA: {row[0]}; da tentare ora: {row[1]}; con errore: {row[2]}.")
+
+
 def register(app) -> None:
     """Add the command groups to the app's CLI."""
-    for group in (demo_cli, positions_cli, users_cli):
+    for group in (demo_cli, positions_cli, users_cli, rq_cli, sync_cli):
         app.cli.add_command(group)

@@ -81,6 +81,8 @@ def load_config(env: dict | None = None) -> dict:
         "SQLALCHEMY_DATABASE_URI": database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(database_url),
         "REDIS_URL": env.get("REDIS_URL") or None,
+        # rq | thread | manual; empty: rq with REDIS_URL, manual when testing, else in-process threads.
+        "JOBS_MODE": env.get("PAYBOX_JOBS_MODE") or None,
         "PERMANENT_SESSION_LIFETIME": session_hours * 3600,
         # Long-open back-office pages must not fail on submit before the session itself ends.
         "WTF_CSRF_TIME_LIMIT": session_hours * 3600,

@@ -137,7 +137,35 @@ def load(session: Session, positions: int = 1000, if_empty: bool = False, seed: 
         raise DemoAlreadyLoaded(f"{COMUNE_NAME} è già presente nel database.")
     builder = _Builder(session, random.Random(seed), now or utcnow())
     builder.setup()
-    return builder.build(positions)
+    result = builder.build(positions)
+    mark_pagopa_intent(session, result.creditor.id)
+    return result
+
+
+#: Demo statuses whose positions are on pagoPA (payable there, or paid there).
+ON_PAGOPA = (S.PUBLISHED, S.PARTIALLY_PAID, S.PAID, S.REPORTED, S.EXPIRED, S.REMINDED)
+
+
+def mark_pagopa_intent(session: Session, creditor_id: int) -> None:
+    """Say what pagoPA should hold for each demo position, for the sync sweep to push when the demo starts.
+
+    Positions "loaded on pagoPA" must be there (their options paid in Pay Box are marked paid there too, by the
+    sync); cancelled or litigated positions that had been published must be invalid there; drafts stay here.
+    Nothing is sent now: loading stays fast, and the first sweep of ``make run`` does it in GPD bulk calls.
+    """
+    now = utcnow()
+    demo = Position.creditor_id == creditor_id
+    session.execute(sa.update(Position).where(demo).values(
+        pagopa_target="absent", pagopa_version=1, pagopa_synced_target=None, pagopa_synced_version=None,
+        sync_pending=False, sync_attempts=0, sync_next_at=None, sync_error=None, sync_error_at=None,
+    ).execution_options(synchronize_session=False))
+    session.execute(sa.update(Position).where(demo, Position.status.in_(ON_PAGOPA)).values(
+        pagopa_target="published", sync_pending=True, sync_next_at=now,
+    ).execution_options(synchronize_session=False))
+    session.execute(sa.update(Position).where(
+        demo, Position.status.in_((S.CANCELLED, S.IN_LITIGATION)), Position.published_at.is_not(None),
+    ).values(pagopa_target="invalid", sync_pending=True, sync_next_at=now).execution_options(synchronize_session=False))
+    session.expire_all()
 
 
 # --- Italian people, companies and addresses -------------------------------------------------------------------
@@ -567,7 +595,7 @@ class _Builder:
         )
         actor, user_id = self._creator(plan)
         position, _ = ledger.create_position(self.session, self.creditor, data, actor=actor, actor_user_id=user_id,
-                                             today=created.date(), created_at=created)
+                                             today=created.date(), created_at=created, enqueue_sync=False)
         _Life(self, position, created).run(status)
         self.by_status[status] = self.by_status.get(status, 0) + 1
         return position
@@ -615,7 +643,8 @@ class _Builder:
         )
         admin = self.users["admin"]
         position, _ = ledger.create_position(self.session, self.creditor, data, actor=admin.actor,
-                                             actor_user_id=admin.id, today=at.date(), created_at=at)
+                                             actor_user_id=admin.id, today=at.date(), created_at=at,
+                                             enqueue_sync=False)
         position.replaces_id = old.id
         ledger.record_event(self.session, old, "reissued", actor=admin.actor, actor_user_id=admin.id,
                             at=at, new_iupd=position.iupd, new_position_id=position.id)
@@ -749,7 +778,7 @@ class _Life:
             done = all(o.status != OptionStatus.UNPAID for o in position.options)
             target = S.PAID if done else S.PARTIALLY_PAID
             if position.status == target:
-                ledger.record_event(self.session, position, "payment_received", actor="pagopa", at=self.t,
+                ledger.record_event(self.session, position, "installment_paid", actor="pagopa", at=self.t,
                                     **self._receipt(option))
             else:
                 ledger.transition(self.session, position, target, actor="pagopa", at=self.t, **self._receipt(option))
@@ -821,4 +850,5 @@ class _Life:
             self.position.due_date = min(unpaid)
 
 
-__all__ = ["DemoAlreadyLoaded", "DemoResult", "company_fiscal_code", "load", "logins", "person_fiscal_code"]
+__all__ = ["DemoAlreadyLoaded", "DemoResult", "company_fiscal_code", "load", "logins", "mark_pagopa_intent",
+           "person_fiscal_code"]

@@ -77,6 +77,8 @@ def app(database_url):
         "SQLALCHEMY_DATABASE_URI": database_url.replace("postgresql://", "postgresql+psycopg://"),
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "SERVER_NAME": "localhost",
+        # Jobs wait for a test to run them (tests of the queue itself build their own app).
+        "JOBS_MODE": "manual",
     })
     app.test_client_class = CSRFClient
     with app.app_context():

@@ -205,7 +205,8 @@ class Position(db.Model):
         sa.UniqueConstraint("creditor_id", "source", "external_id"),
         sa.CheckConstraint("amount_cents > 0", name="amount_positive"),
         sa.CheckConstraint("paid_cents >= 0", name="paid_not_negative"),
-        sa.CheckConstraint("pagopa_target IN ('absent', 'published', 'invalid', 'deleted')", name="pagopa_target_known"),
+        sa.CheckConstraint("pagopa_target IN ('absent', 'published', 'invalid', 'deleted')",
+                           name="pagopa_target_known"),
         # The sync sweep: positions whose pagoPA state has not converged, by next attempt time.
         sa.Index("ix_positions_sync_pending", "sync_pending", "sync_next_at"),
         # Keyset pages of one status or one service (scanned backwards for newest first).

@@ -125,10 +125,15 @@ def new_iupd(creditor: Creditor) -> str:
 
 def create_position(session: Session, creditor: Creditor, data: PositionInput, *, actor: str,
                     actor_user_id: int | None = None, today: date | None = None,
-                    created_at: datetime | None = None) -> tuple[Position, bool]:
+                    created_at: datetime | None = None, enqueue_sync: bool = True) -> tuple[Position, bool]:
     """Validate and store a new position with its options, numbers and transfers.
 
     Idempotent on ``(source, external_id)``: a repeated request returns the position already stored.
+
+    The position starts as a draft that must reach pagoPA (``pagopa_target='published'``) unless its service
+    keeps new positions as drafts (``draft_first``). A sync job is enqueued for after the commit (it publishes
+    it and moves it to "published" within seconds); bulk feeders pass ``enqueue_sync=False`` and let the
+    periodic sweep publish their positions in GPD bulk calls.
 
     :return: the position, and whether it was created now.
     :raise ValidationFailed: with every problem found; nothing is stored.
@@ -171,6 +176,12 @@ def create_position(session: Session, creditor: Creditor, data: PositionInput, *
         created_by_id=actor_user_id,
         created_at=created_at,
         updated_at=created_at,
+        # What pagoPA should have: the sync sweep looks only at pending rows.
+        pagopa_target="absent" if service.draft_first else "published",
+        pagopa_version=1,
+        sync_pending=not service.draft_first,
+        sync_attempts=0,
+        sync_next_at=None if service.draft_first else utcnow(),
     )
     session.add(position)
     for (kind, number, option), allocated in zip(options, numbers, strict=True):
@@ -204,8 +215,56 @@ def create_position(session: Session, creditor: Creditor, data: PositionInput, *
                  source=data.source, external_id=data.external_id, amount_cents=position.amount_cents,
                  notice_numbers=[n.nav for n in numbers])
     session.flush()
+    if position.sync_pending and enqueue_sync:
+        _enqueue_sync(session, position, actor_user_id)
     log.info("position %s created by %s (%d options)", position.iupd, actor, len(options))
     return position, True
+
+
+#: Values of ``Position.pagopa_target``.
+PAGOPA_TARGETS = ("absent", "published", "invalid", "deleted")
+
+
+def request_sync(session: Session, position: Position, *, target: str | None = None, content_changed: bool = False,
+                 enqueue: bool = True, actor_user_id: int | None = None) -> bool:
+    """Record what pagoPA should now hold for ``position`` and, if that differs from what it confirmed, ask
+    for a sync job after the commit.
+
+    Call it whenever a change must reach pagoPA: ``target='published'`` when an officer publishes a draft,
+    ``content_changed=True`` after editing amounts, due dates or the debtor (GPD update), ``target='invalid'``
+    when cancelling a published position.
+
+    :return: whether a sync is now pending.
+    :raise ValueError: for an unknown target.
+    """
+    from portal.pagopa.sync import is_converged
+
+    if target is not None:
+        if target not in PAGOPA_TARGETS:
+            raise ValueError(f"unknown pagoPA target {target!r}")
+        position.pagopa_target = target
+    if content_changed:
+        position.pagopa_version = (position.pagopa_version or 1) + 1
+    if is_converged(position):
+        position.sync_pending = False
+        position.sync_next_at = None
+        return False
+    position.sync_pending = True
+    # A new intent starts a fresh series of attempts, now.
+    position.sync_attempts = 0
+    position.sync_next_at = utcnow()
+    if enqueue:
+        session.flush()
+        _enqueue_sync(session, position, actor_user_id)
+    return True
+
+
+def _enqueue_sync(session: Session, position: Position, actor_user_id: int | None) -> None:
+    from portal.jobs.queue import enqueue_after_commit
+    from portal.pagopa.sync import sync_job_id
+
+    enqueue_after_commit("sync_position", position.id, session=session, job_id=sync_job_id(position.id),
+                         creditor_id=position.creditor_id, created_by_id=actor_user_id)
 
 
 def _option_description(subject: str, number: int | None, total: int) -> str:

@@ -5,4 +5,10 @@ from flask import Blueprint
 bp = Blueprint("officer", __name__)
 
 # Routes register on bp when their modules are imported.
-from portal.officer import entry, positions, settings, views  # noqa: E402,F401
+from portal.officer import (  # noqa: E402,F401
+    entry,
+    jobs,  # noqa: E402,F401
+    positions,
+    settings,
+    views,
+)

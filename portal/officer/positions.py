@@ -13,7 +13,7 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from flask import Response, abort, current_app, render_template, request, stream_with_context, url_for
 from flask_login import current_user
-from jinja2_fragments.flask import render_blocks
+from jinja2_fragments.flask import render_block, render_blocks
 from sqlalchemy.orm import selectinload
 
 from portal.accounts.models import Role, User
@@ -191,16 +191,14 @@ def _read_and_close(file, chunk_size: int = 64 * 1024):
 #: Timeline entries that are not a status of the position.
 EVENT_LABELS = {
     "created": "Creata",
-    "updated": "Modificata",
-    "edited": "Modificata",
     "notice_issued": "Avviso emesso",
-    "notice_sent": "Avviso inviato",
-    "payment": "Pagamento ricevuto",
-    "option_paid": "Pagamento ricevuto",
-    "receipt": "Ricevuta di pagamento",
-    "gpd_sync": "Sincronizzata con pagoPA",
-    "gpd_error": "Errore di sincronizzazione con pagoPA",
-    "reminder": "Sollecito inviato",
+    "installment_paid": "Rata pagata",
+    "receipt_flagged": "Ricevuta da verificare",
+    "reissued": "Sostituita da un nuovo atto",
+    "sync_failed": "Errore di invio a pagoPA",
+    "pagopa_updated": "Aggiornata su pagoPA",
+    "pagopa_invalidated": "Annullata su pagoPA",
+    "pagopa_deleted": "Eliminata da pagoPA",
 }
 
 #: How the details of an event are named on the timeline (others are shown with their key).
@@ -281,6 +279,8 @@ def describe_event(event: Event, user_names: Mapping[int, str]) -> TimelineEntry
 def position(position_id: int):
     """One position: amounts, lifecycle, payment options with their transfers, and the timeline."""
     item = get_position_or_404(position_id)
+    if htmx and htmx.target == "position-sync":
+        return render_block("officer/position.html", "sync", position=item)
     options = db.session.scalars(
         sa.select(PaymentOption)
         .where(PaymentOption.position_id == item.id)

@@ -13,6 +13,7 @@ from portal.ledger.status import PositionStatus
 from portal.officer import bp
 from portal.officer.access import roles_required
 from portal.officer.forms import EmptyForm, LoginForm
+from portal.pagopa.sync import sync_summary
 
 ANY_ROLE = (Role.ADMIN, Role.OPERATOR, Role.VIEWER)
 
@@ -22,6 +23,7 @@ MENU = (
     ("officer.positions", "Posizioni", ANY_ROLE),
     ("officer.new_position", "Nuova posizione", (Role.ADMIN, Role.OPERATOR)),
     ("officer.citizen", "Contribuente", ANY_ROLE),
+    ("officer.jobs", "Attività", (Role.ADMIN,)),
     ("officer.settings", "Impostazioni", (Role.ADMIN,)),
 )
 
@@ -84,4 +86,5 @@ def dashboard():
     """Counts and amounts per status and service, and what is overdue."""
     totals = queries.dashboard_totals(db.session, current_user.creditor_id, scope=current_user.service_scope(),
                                       today=date.today())
-    return render_template("officer/dashboard.html", totals=totals, statuses=list(PositionStatus))
+    return render_template("officer/dashboard.html", totals=totals, statuses=list(PositionStatus),
+                           sync=sync_summary(db.session, current_user.creditor_id))

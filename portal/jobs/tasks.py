@@ -1,0 +1,139 @@
+"""The job functions. Each takes the session and plain ids, calls one service, and returns a short summary.
+
+The :func:`~portal.jobs.queue.task` decorator turns each into the runner RQ imports by dotted path
+(``portal.jobs.tasks.sync_position``): it opens an app context, commits after the call (or rolls back and re-raises,
+so RQ retries), and keeps the job's :class:`~portal.jobs.models.JobRecord` up to date. Declared here, per task:
+queue, timeout, time-to-live in the queue and retries.
+"""
+
+import importlib
+import importlib.util
+import inspect
+import logging
+from datetime import timedelta
+
+import sqlalchemy as sa
+from flask import current_app
+from sqlalchemy.orm import Session
+
+from portal.jobs.models import JobRecord
+from portal.jobs.queue import purge_records, task
+from portal.ledger.types import utcnow
+
+log = logging.getLogger(__name__)
+
+
+def gpd_client():
+    """The GPD client for the current app's settings."""
+    from portal.pagopa.gpd import GPDClient
+
+    return GPDClient.from_config(current_app.config)
+
+
+# --- pagoPA synchronisation ----------------------------------------------------------------------------------------
+
+
+@task("sync", timeout=120, ttl=6 * 3600, retry_max=3, retry_intervals=(10, 60, 300))
+def sync_position(session: Session, position_id: int):
+    """Converge one position with GPD (create, update, invalidate or delete)."""
+    from portal.pagopa.sync import sync_position as converge
+
+    return converge(session, int(position_id), gpd_client())
+
+
+@task("sync", timeout=600, ttl=6 * 3600, retry_max=2, retry_intervals=(30, 300))
+def publish_batch(session: Session, *position_ids: int):
+    """Publish never-published positions in GPD bulk calls (≤100 each)."""
+    from portal.pagopa.sync import publish_batch as publish
+
+    return publish(session, [int(i) for i in position_ids], gpd_client())
+
+
+@task("sync", timeout=300, ttl=600, retry_max=0)
+def sync_sweep(session: Session, limit: int | None = None):
+    """Hand every due, unconverged position to a sync job (periodic)."""
+    from portal.pagopa.sync import sweep
+
+    return sweep(session, limit=int(limit or current_app.config.get("SYNC_SWEEP_LIMIT") or 5000))
+
+
+# --- Hooks for periodic work other modules provide ---------------------------------------------------------------
+
+
+def call_hook(session: Session, dotted: str):
+    """Call ``module.function`` with the session if the module exists (it may not be written yet).
+
+    The function gets the session, plus ``config`` / ``client`` keyword arguments when its signature names them.
+    Errors inside an existing module are not hidden.
+    """
+    module_name, _, function_name = dotted.rpartition(".")
+    if importlib.util.find_spec(module_name) is None:
+        return f"{dotted}: non disponibile"
+    function = getattr(importlib.import_module(module_name), function_name, None)
+    if function is None:
+        return f"{dotted}: non disponibile"
+    parameters = inspect.signature(function).parameters
+    kwargs = {}
+    if "config" in parameters:
+        kwargs["config"] = current_app.config
+    return function(session, **kwargs)
+
+
+#: The functions the periodic hooks call (module path, function): written by other parts of Pay Box.
+RECEIPT_POLLER = "portal.pagopa.receipt_poller.poll_receipts"
+#: Not written yet: each hook below does nothing until its module exists, then calls ``function(session)``.
+FDR_DOWNLOADER = "portal.pagopa.fdr_download.download_flows"
+OVERDUE_SCANNER = "portal.ledger.overdue.scan_overdue"
+
+
+#: How far back a receipts poll looks before the start of the last successful one (clock skew, slow indexing).
+RECEIPTS_POLL_MARGIN = timedelta(hours=1)
+#: How far back the first poll (or one after a long outage) looks.
+RECEIPTS_POLL_FIRST_WINDOW = timedelta(days=2)
+
+
+@task("default", timeout=600, ttl=600, retry_max=0)
+def poll_receipts(session: Session):
+    """Fetch, for every creditor, receipts pagoPA has but we did not get by paSendRT (GPD receipts API).
+
+    The window starts an hour before the start of the last successful poll (two days back the first time).
+    Does nothing until :mod:`portal.pagopa.receipt_poller` exists.
+    """
+    if importlib.util.find_spec(RECEIPT_POLLER.rpartition(".")[0]) is None:
+        return f"{RECEIPT_POLLER}: non disponibile"
+    from portal.ledger.models import Creditor
+    from portal.pagopa.receipt_poller import poll_receipts as poll
+    from portal.pagopa.receipts_api import ReceiptsClient
+
+    now = utcnow()
+    last = session.scalar(sa.select(sa.func.max(JobRecord.started_at))
+                          .where(JobRecord.kind == "poll_receipts", JobRecord.status == "done"))
+    since = now - RECEIPTS_POLL_FIRST_WINDOW
+    if last:
+        since = max(last - RECEIPTS_POLL_MARGIN, since)
+    client = ReceiptsClient.from_config(current_app.config)
+    stored = 0
+    for creditor in session.scalars(sa.select(Creditor).order_by(Creditor.id)).all():
+        stored += poll(session, creditor, client, since=since)
+    return f"{stored} ricevute registrate (da {since:%Y-%m-%d %H:%M} UTC)"
+
+
+@task("default", timeout=1800, ttl=3600, retry_max=0)
+def download_fdr(session: Session):
+    """Download new reporting flows (FdR) and reconcile them."""
+    return call_hook(session, FDR_DOWNLOADER)
+
+
+@task("default", timeout=1800, ttl=3600, retry_max=0)
+def scan_overdue(session: Session):
+    """Move positions past their due date to "expired"."""
+    return call_hook(session, OVERDUE_SCANNER)
+
+
+@task("default", timeout=600, ttl=3600, retry_max=0)
+def purge_job_records(session: Session):
+    """Delete old job rows (periodic jobs' successful runs after a day, others after a week)."""
+    from portal.jobs.periodic import PERIODIC_JOBS
+
+    count = purge_records(session, periodic_kinds=[p.task for p in PERIODIC_JOBS])
+    return f"{count} righe eliminate"

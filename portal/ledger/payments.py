@@ -1,0 +1,304 @@
+"""Receipts applied to the ledger: a payment that pagoPA confirms becomes a paid option, once and only once.
+
+Plain Python like :mod:`portal.ledger.services`: it takes the session, flushes, and never commits. The SOAP
+endpoint (paSendRT/paSendRTV2) and the receipts-API poller both call :func:`record_receipt`.
+
+Idempotency lives in the schema: a receipt is unique by ``receipt_id`` and by ``(creditor_id, iuv)``. A repeated
+receipt is found by a plain query; two copies arriving at the same moment are told apart by the unique index
+itself (the loser's INSERT fails inside a SAVEPOINT and it answers "duplicate"), so the ledger is changed once.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from portal.ledger.models import Creditor, PaymentOption, Position, Receipt
+from portal.ledger.services import record_event, transition
+from portal.ledger.status import LedgerError, OptionStatus, PositionStatus
+from portal.ledger.types import utcnow
+
+log = logging.getLogger(__name__)
+
+#: The actor written on the timeline for what pagoPA tells us.
+ACTOR = "pagopa"
+
+#: Why a stored receipt needs an officer (``Receipt.flag``).
+FLAG_CANCELLED_POSITION = "cancelled_position"
+FLAG_ALREADY_PAID = "already_paid"
+FLAG_AMOUNT_MISMATCH = "amount_mismatch"
+FLAG_UNKNOWN_IUV = "unknown_iuv"
+#: The position is in a status the transition table does not let a payment leave (a draft).
+
+#: Receipt sources (``Receipt.source``).
+SOURCES = frozenset({"paSendRT", "paSendRTV2", "receipts-api"})
+
+_RECEIPT_ID_MAX = Receipt.__table__.c.receipt_id.type.length
+
+
+class ReceiptRejected(LedgerError):
+    """The receipt cannot be stored at all (not a successful payment, or an identifier we cannot keep)."""
+
+
+@dataclass(frozen=True)
+class ReceiptTransfer:
+    """One transfer (1..5) of a receipt: how much of the payment goes to which beneficiary."""
+
+    index: int
+    amount_cents: int
+    fiscal_code: str
+    iban: str | None = None
+    remittance: str = ""
+    category: str = ""
+    company_name: str | None = None
+
+
+@dataclass
+class ReceiptData:
+    """A pagoPA receipt (``ctReceipt``/``ctReceiptV2``) in our terms: cents, aware datetimes, plain strings."""
+
+    receipt_id: str
+    notice_number: str
+    iuv: str
+    #: ``fiscalCode``: the creditor the notice belongs to.
+    org_fiscal_code: str
+    outcome: str
+    amount_cents: int
+    description: str = ""
+    company_name: str = ""
+    office_name: str | None = None
+    fee_cents: int | None = None
+    psp_id: str | None = None
+    psp_name: str | None = None
+    psp_fiscal_code: str | None = None
+    channel_id: str | None = None
+    channel_description: str | None = None
+    payment_method: str | None = None
+    payment_note: str | None = None
+    #: ``paymentDateTime`` (timezone-aware; the node's local time when it sends none).
+    payment_at: datetime | None = None
+    application_date: date | None = None
+    transfer_date: date | None = None
+    debtor_type: str | None = None
+    debtor_fiscal_code: str | None = None
+    debtor_name: str | None = None
+    payer_type: str | None = None
+    payer_fiscal_code: str | None = None
+    payer_name: str | None = None
+    stand_in: bool = False
+    transfers: tuple[ReceiptTransfer, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class RecordOutcome:
+    """What :func:`record_receipt` did: the stored receipt, whether it was already there, and its flag."""
+
+    receipt: Receipt
+    duplicate: bool
+    flag: str | None
+
+
+def find_receipt(session: Session, creditor_id: int, receipt_id: str, iuv: str) -> Receipt | None:
+    """The stored receipt with this receipt id, or for this creditor's IUV, if any."""
+    return session.scalars(
+        sa.select(Receipt)
+        .where(sa.or_(Receipt.receipt_id == receipt_id,
+                      sa.and_(Receipt.creditor_id == creditor_id, Receipt.iuv == iuv)))
+        .order_by(Receipt.id)
+        .limit(1)
+    ).first()
+
+
+def record_receipt(session: Session, creditor: Creditor, data: ReceiptData, *, source: str, raw_xml: str,
+                   actor: str = ACTOR) -> RecordOutcome:
+    """Store a receipt and apply it to the ledger, once.
+
+    A receipt already stored (same receipt id, or same creditor and IUV) changes nothing: the outcome says
+    ``duplicate``. Otherwise the receipt row is inserted with the raw XML and, when it pays an unpaid option of a
+    payable position, the option becomes paid and the position moves on (see :func:`_apply_payment`). A receipt
+    that cannot be applied (cancelled position, option already paid, unknown IUV, ...) is stored with a flag and
+    an ``receipt_flagged`` event on the position: money arrived, an officer must refund or offset it.
+
+    Safe under concurrency: the position and its options are locked (``SELECT ... FOR UPDATE``) before they are
+    read, and the receipt is inserted inside a SAVEPOINT, so the copy that loses the race on the unique indexes
+    rolls back only its own INSERT and reports a duplicate.
+
+    :param creditor: the creditor the notice belongs to (the receipt's ``fiscalCode``).
+    :param source: ``paSendRT``, ``paSendRTV2`` or ``receipts-api``.
+    :raise ReceiptRejected: for a KO receipt or a receipt id longer than we can store; nothing is written.
+    """
+    _check(data, source)
+    existing = find_receipt(session, creditor.id, data.receipt_id, data.iuv)
+    if existing is not None:
+        log.info("receipt %s (iuv %s) already stored as %s: duplicate", data.receipt_id, data.iuv, existing.receipt_id)
+        return RecordOutcome(existing, duplicate=True, flag=existing.flag)
+
+    position, option, options = _lock_option(session, creditor, data)
+    flag = _flag(position, option, options, data)
+    receipt = Receipt(
+        creditor_id=creditor.id,
+        position_id=position.id if position else None,
+        option_id=option.id if option else None,
+        receipt_id=data.receipt_id,
+        iuv=data.iuv,
+        notice_number=data.notice_number,
+        outcome=data.outcome,
+        amount_cents=data.amount_cents,
+        fee_cents=data.fee_cents,
+        psp_id=data.psp_id,
+        psp_name=data.psp_name,
+        channel_id=data.channel_id,
+        payment_method=data.payment_method,
+        payment_at=data.payment_at,
+        application_date=data.application_date,
+        transfer_date=data.transfer_date,
+        debtor_fiscal_code=data.debtor_fiscal_code,
+        payer_fiscal_code=data.payer_fiscal_code,
+        stand_in=data.stand_in,
+        source=source,
+        raw_xml=raw_xml,
+        flag=flag,
+    )
+    try:
+        # The INSERT goes first and alone in a savepoint: if a concurrent copy of this receipt committed first,
+        # the unique index refuses it here, before anything in the ledger has been touched.
+        with session.begin_nested():
+            session.add(receipt)
+    except IntegrityError:
+        existing = find_receipt(session, creditor.id, data.receipt_id, data.iuv)
+        if existing is None:
+            raise
+        log.info("receipt %s (iuv %s) stored concurrently: duplicate", data.receipt_id, data.iuv)
+        return RecordOutcome(existing, duplicate=True, flag=existing.flag)
+
+    details = _details(data, source)
+    if option is not None and flag in (None, FLAG_AMOUNT_MISMATCH):
+        _apply_payment(session, position, option, options, data, actor=actor, details=details)
+    if flag is not None and position is not None:
+        record_event(session, position, "receipt_flagged", actor=actor, flag=flag,
+                     option_amount_cents=option.amount_cents if option else None,
+                     position_status=position.status.value, **details)
+    session.flush()
+    log.info("receipt %s stored: iuv %s, %s cents, position %s, flag %s", data.receipt_id, data.iuv,
+             data.amount_cents, position.iupd if position else "-", flag or "-")
+    return RecordOutcome(receipt, duplicate=False, flag=flag)
+
+
+def _check(data: ReceiptData, source: str) -> None:
+    if source not in SOURCES:
+        raise ValueError(f"unknown receipt source {source!r}")
+    if data.outcome != "OK":
+        # pagoPA sends receipts only for successful payments; a KO one must not occupy the IUV's slot.
+        raise ReceiptRejected(f"receipt {data.receipt_id} has outcome {data.outcome}: not a payment")
+    if not data.receipt_id or len(data.receipt_id) > _RECEIPT_ID_MAX:
+        raise ReceiptRejected(f"receipt id must be 1..{_RECEIPT_ID_MAX} characters")
+    if data.amount_cents < 0:
+        raise ReceiptRejected("negative receipt amount")
+    if data.payment_at is not None and data.payment_at.tzinfo is None:
+        raise ValueError("payment_at must be timezone-aware")
+
+
+def _lock_option(session: Session, creditor: Creditor, data: ReceiptData
+                 ) -> tuple[Position | None, PaymentOption | None, list[PaymentOption]]:
+    """Find the option the receipt pays, then lock its position and all the position's options, in that order.
+
+    Every receipt locks the position row first, so two receipts for installments of one position queue up
+    instead of deadlocking or overwriting each other's ``paid_cents``. SQLite ignores ``FOR UPDATE``.
+    """
+    if data.org_fiscal_code != creditor.fiscal_code:
+        # A notice of another creditor (we are a secondary beneficiary): none of our options is paid by it.
+        return None, None, []
+    position_id = session.scalar(
+        sa.select(PaymentOption.position_id).where(PaymentOption.creditor_id == creditor.id,
+                                                   PaymentOption.iuv == data.iuv)
+    )
+    if position_id is None:
+        return None, None, []
+    position = session.scalars(
+        sa.select(Position).where(Position.id == position_id).with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+    options = list(session.scalars(
+        sa.select(PaymentOption).where(PaymentOption.position_id == position_id).order_by(PaymentOption.id)
+        .with_for_update().execution_options(populate_existing=True)
+    ))
+    option = next(o for o in options if o.iuv == data.iuv)
+    return position, option, options
+
+
+def _flag(position: Position | None, option: PaymentOption | None, options: list[PaymentOption],
+          data: ReceiptData) -> str | None:
+    """Why this receipt cannot simply pay its option (``None`` when it can)."""
+    if option is None or position is None:
+        return FLAG_UNKNOWN_IUV
+    if position.status in (PositionStatus.CANCELLED, PositionStatus.IN_LITIGATION):
+        return FLAG_CANCELLED_POSITION
+    if option.status != OptionStatus.UNPAID or position.status in (PositionStatus.PAID, PositionStatus.REPORTED):
+        return FLAG_ALREADY_PAID
+    # The two payment modes are mutually exclusive once one of them has been paid.
+    other_mode = [o for o in options if o.kind != option.kind]
+    if any(o.status == OptionStatus.PAID for o in other_mode):
+        return FLAG_ALREADY_PAID
+    if data.amount_cents != option.amount_cents:
+        # The money arrived for this notice: it is paid, and an officer checks the difference.
+        return FLAG_AMOUNT_MISMATCH
+    return None
+
+
+def _details(data: ReceiptData, source: str) -> dict:
+    return {
+        "receipt_id": data.receipt_id,
+        "iuv": data.iuv,
+        "notice_number": data.notice_number,
+        "amount_cents": data.amount_cents,
+        "fee_cents": data.fee_cents,
+        "psp_id": data.psp_id,
+        "psp_name": data.psp_name,
+        "payment_method": data.payment_method,
+        "payment_at": data.payment_at.isoformat() if data.payment_at else None,
+        "stand_in": data.stand_in,
+        "source": source,
+    }
+
+
+def _apply_payment(session: Session, position: Position, option: PaymentOption, options: list[PaymentOption],
+                   data: ReceiptData, *, actor: str, details: dict) -> None:
+    """Mark the option paid and move the position: PAID, or PARTIALLY_PAID while installments remain.
+
+    Paying the single option cancels the unpaid installments; paying an installment cancels the single option.
+    The position's due date becomes the earliest due date among the options still unpaid.
+    """
+    paid_at = data.payment_at or utcnow()
+    if position.status == PositionStatus.DRAFT:
+        # pagoPA could take this payment only because it had the position: it was published, whatever we last
+        # knew (a sync confirmation still on its way). Record that first, then the payment.
+        transition(session, position, PositionStatus.PUBLISHED, actor=actor, reason="receipt")
+    option.status = OptionStatus.PAID
+    option.paid_at = paid_at
+    position.paid_cents = (position.paid_cents or 0) + data.amount_cents
+    if option.kind == "single":
+        for other in options:
+            if other is not option and other.status == OptionStatus.UNPAID:
+                other.status = OptionStatus.CANCELLED
+        target = PositionStatus.PAID
+    else:
+        for other in options:
+            if other.kind == "single" and other.status == OptionStatus.UNPAID:
+                other.status = OptionStatus.CANCELLED
+        remaining = [o for o in options if o.kind == "installment" and o.status == OptionStatus.UNPAID]
+        target = PositionStatus.PARTIALLY_PAID if remaining else PositionStatus.PAID
+    unpaid = [o for o in options if o.status == OptionStatus.UNPAID]
+    if unpaid:
+        position.due_date = min(o.due_date for o in unpaid)
+    details = {**details, "option_kind": option.kind, "installment_number": option.installment_number}
+    if target == PositionStatus.PAID and position.paid_at is None:
+        # When the citizen paid, not when we heard of it (transition() keeps a timestamp already set).
+        position.paid_at = paid_at
+    if position.status == target:
+        # Another installment of a plan already partly paid: no status change, but it belongs on the timeline.
+        record_event(session, position, "installment_paid", actor=actor, **details)
+    else:
+        transition(session, position, target, actor=actor, **details)

@@ -1,0 +1,199 @@
+"""``POST /pagopa/paForNode``: the SOAP endpoint of our station, where the node delivers receipts.
+
+Implemented: paSendRT and paSendRTV2 (GPD asynchronous model: pagoPA holds the positions, we receive the
+receipts). The synchronous primitives (paVerifyPaymentNotice, paGetPayment[V2], paDemandPaymentNotice) are
+answered with ``PAA_SYSTEM_ERROR`` until the synchronous station is built (DESIGN.md §3, second mode).
+
+How each outcome is answered:
+
+- caller not in ``PAGOPA_SOAP_ALLOWED_IPS`` or without ``PAGOPA_SOAP_REQUIRED_HEADER`` → HTTP 403, no SOAP;
+- syntax (``PAA_SINTASSI_EXTRAXSD``, ``PAA_SINTASSI_XSD``), caller configuration (``PAA_ID_DOMINIO_ERRATO``,
+  ``PAA_ID_INTERMEDIARIO_ERRATO``, ``PAA_STAZIONE_INT_ERRATA``), ``PAA_RECEIPT_DUPLICATA``, ``PAA_SEMANTICA`` →
+  HTTP 200, the operation's response with outcome KO and the fault bean; nothing is stored;
+- our own failure (database down, any unexpected error) → HTTP 500 with a SOAP Fault (``PAA_SYSTEM_ERROR``), so
+  the node keeps the receipt and sends it again later;
+- receipt stored and committed → HTTP 200, outcome OK.
+"""
+
+import hmac
+import ipaddress
+import logging
+from functools import lru_cache
+
+import sqlalchemy as sa
+from flask import Blueprint, Response, current_app, request
+from sqlalchemy.orm import Session
+
+from portal.extensions import csrf, db
+from portal.ledger.models import Creditor
+from portal.ledger.payments import ReceiptRejected, record_receipt
+from portal.pagopa import soap
+
+log = logging.getLogger("portal.pagopa.node")
+
+bp = Blueprint("pagopa", __name__, url_prefix="/pagopa")
+# The node is not a browser: it has no session and no CSRF token. It is authenticated by network (allow-list,
+# the header the TLS proxy adds) and by idPA/idBrokerPA/idStation.
+csrf.exempt(bp)
+
+#: A receipt is a few KB (an @e.bollo attachment included); anything far larger is not for us.
+MAX_REQUEST_BYTES = 1024 * 1024
+
+
+@bp.post("/paForNode")
+def pa_for_node():
+    """Answer one paForNode SOAP call."""
+    if not _caller_allowed():
+        log.warning("paForNode refused: caller %s not allowed", request.remote_addr)
+        return Response("Forbidden\n", status=403, mimetype="text/plain")
+    body = request.stream.read(MAX_REQUEST_BYTES + 1)
+    if len(body) > MAX_REQUEST_BYTES:
+        return Response("Request too large\n", status=413, mimetype="text/plain")
+    action = request.headers.get("SOAPAction")
+    try:
+        parsed = soap.parse_request(body, action)
+    except soap.SoapFault as fault:
+        log.warning("paForNode %s from %s: %s", soap.normalize_action(action) or "-", request.remote_addr, fault)
+        return _fault_response(fault, fault_id=_default_fault_id())
+    operation = parsed.operation
+    if operation.name not in soap.RECEIPT_OPERATIONS:
+        fault = soap.SoapFault(soap.PAA_SYSTEM_ERROR, f"{operation.name} non implementata: stazione asincrona (GPD)",
+                               operation=operation)
+        log.warning("%s idPA=%s: not implemented", operation.name, parsed.id_pa)
+        return _fault_response(fault, fault_id=parsed.id_pa)
+    try:
+        return _send_rt(db.session, parsed)
+    except Exception:
+        # Database down, deadlock, a bug: the receipt is NOT acknowledged; a 500 makes the node retry it later.
+        db.session.rollback()
+        log.exception("%s idPA=%s: system error, receipt not acknowledged", operation.name, parsed.id_pa)
+        fault = soap.SoapFault(soap.PAA_SYSTEM_ERROR, "errore interno: riprovare", operation=operation)
+        return _xml(soap.build_soap_fault(fault, fault_id=parsed.id_pa), status=500)
+
+
+def _send_rt(session: Session, parsed: soap.SoapRequest) -> Response:
+    operation = parsed.operation
+    data = None
+    try:
+        creditor = _check_caller_ids(session, parsed)
+        data = soap.receipt_data(parsed)
+        # The ledger the receipt belongs to is the notice's creditor (``fiscalCode``); with broadcast it can be
+        # another creditor of this installation than the receiving one (idPA).
+        owner = creditor
+        if data.org_fiscal_code != creditor.fiscal_code:
+            owner = _creditor(session, data.org_fiscal_code) or creditor
+        outcome = record_receipt(session, owner, data, source=operation.name, raw_xml=parsed.payload_xml())
+    except soap.SoapFault as fault:
+        _log_call(parsed, data, fault.code)
+        session.rollback()
+        return _fault_response(fault, fault_id=parsed.id_pa)
+    except ReceiptRejected as exc:
+        _log_call(parsed, data, soap.PAA_SEMANTICA)
+        session.rollback()
+        return _fault_response(soap.SoapFault(soap.PAA_SEMANTICA, str(exc), operation=operation),
+                               fault_id=parsed.id_pa)
+    if outcome.duplicate:
+        fault = soap.SoapFault(soap.PAA_RECEIPT_DUPLICATA,
+                               f"ricevuta già registrata (receiptId {outcome.receipt.receipt_id})", operation=operation)
+        _log_call(parsed, data, soap.PAA_RECEIPT_DUPLICATA)
+        session.rollback()
+        return _fault_response(fault, fault_id=parsed.id_pa)
+    # The one place a view commits: the node may forget a receipt as soon as we answer OK, so it must be durably
+    # stored *before* the answer is built. A failing commit raises here and becomes a 500 the node retries, never
+    # an OK for a receipt we lost. (The after_request commit that follows finds nothing left to do.)
+    session.commit()
+    _log_call(parsed, data, "OK", flag=outcome.flag)
+    return _xml(soap.build_response(operation))
+
+
+def _check_caller_ids(session: Session, parsed: soap.SoapRequest) -> Creditor:
+    """The creditor named by idPA, after checking that idBrokerPA and idStation are ours for it.
+
+    :raise soap.SoapFault: ``PAA_ID_DOMINIO_ERRATO``, ``PAA_ID_INTERMEDIARIO_ERRATO`` or ``PAA_STAZIONE_INT_ERRATA``.
+    """
+    operation = parsed.operation
+    creditor = _creditor(session, parsed.id_pa)
+    if creditor is None:
+        raise soap.SoapFault(soap.PAA_ID_DOMINIO_ERRATO, f"idPA {parsed.id_pa} sconosciuto", operation=operation)
+    config = current_app.config
+    # The creditor's own ids win over the installation's (one installation may serve creditors of several
+    # intermediaries). With neither configured (development) there is nothing to compare against.
+    broker = creditor.broker_id or config.get("PAGOPA_BROKER_ID")
+    if broker and parsed.id_broker_pa != broker:
+        raise soap.SoapFault(soap.PAA_ID_INTERMEDIARIO_ERRATO, f"idBrokerPA {parsed.id_broker_pa} non corrisponde",
+                             operation=operation)
+    station = creditor.station_id or config.get("PAGOPA_STATION_ID")
+    if station and parsed.id_station != station:
+        raise soap.SoapFault(soap.PAA_STAZIONE_INT_ERRATA, f"idStation {parsed.id_station} non corrisponde",
+                             operation=operation)
+    return creditor
+
+
+def _creditor(session: Session, fiscal_code: str | None) -> Creditor | None:
+    if not fiscal_code:
+        return None
+    return session.scalar(sa.select(Creditor).where(Creditor.fiscal_code == fiscal_code))
+
+
+def _log_call(parsed: soap.SoapRequest, data, outcome: str, *, flag: str | None = None) -> None:
+    log.info("%s idPA=%s receiptId=%s iuv=%s outcome=%s%s", parsed.operation.name, parsed.id_pa,
+             data.receipt_id if data else "-", data.iuv if data else "-", outcome, f" flag={flag}" if flag else "")
+
+
+def _default_fault_id() -> str:
+    return current_app.config.get("PAGOPA_BROKER_ID") or ""
+
+
+def _fault_response(fault: soap.SoapFault, *, fault_id: str) -> Response:
+    """A business fault: the operation's response with outcome KO (HTTP 200); a SOAP Fault if it is unknown."""
+    if fault.operation is None:
+        return _xml(soap.build_soap_fault(fault, server=False, fault_id=fault_id), status=500)
+    return _xml(soap.build_response(fault.operation, fault, fault_id=fault_id))
+
+
+def _xml(payload: bytes, *, status: int = 200) -> Response:
+    return Response(payload, status=status, content_type=soap.CONTENT_TYPE)
+
+
+# --- Who may call -------------------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=8)
+def _networks(entries: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    networks = []
+    for entry in entries:
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            # Fail closed: a typo in the allow-list lets nobody in through that entry.
+            log.error("PAGOPA_SOAP_ALLOWED_IPS: %r is not an IP address or network, ignored", entry)
+    return tuple(networks)
+
+
+def _caller_allowed() -> bool:
+    """The optional IP allow-list (IPs or CIDRs) and the optional required header ``Name: value``.
+
+    ``request.remote_addr`` is the peer address: behind a reverse proxy, configure ``ProxyFix`` so it is the
+    client's, or rely on the header the proxy adds.
+    """
+    config = current_app.config
+    allowed = tuple(config.get("PAGOPA_SOAP_ALLOWED_IPS") or ())
+    if allowed:
+        try:
+            address = ipaddress.ip_address(request.remote_addr or "")
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        if not any(address in network for network in _networks(allowed)):
+            return False
+    required = config.get("PAGOPA_SOAP_REQUIRED_HEADER")
+    if required:
+        name, sep, expected = required.partition(":")
+        if not sep or not name.strip():
+            log.error("PAGOPA_SOAP_REQUIRED_HEADER must be 'Name: value'; refusing every call")
+            return False
+        got = request.headers.get(name.strip())
+        if got is None or not hmac.compare_digest(got.strip().encode(), expected.strip().encode()):
+            return False
+    return True

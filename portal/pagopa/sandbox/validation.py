@@ -1,0 +1,163 @@
+"""Contract checks: every API request the sandbox receives is validated against the official OpenAPI file.
+
+The files in ``portal/pagopa/specs`` are used verbatim except for two load-time adjustments, both needed
+only because the validator is Python and the files were written for Java tooling:
+
+* ``servers`` is replaced by ``/``: we validate the path *below* our mount prefix (the official servers
+  carry the same prefix on pagoPA's hosts, e.g. ``/gpd/debt-positions-service/v1``);
+* the Java regex escape ``\\h`` (horizontal whitespace, in GPD's ``iupd`` pattern) becomes `` \\t``, which
+  Python's ``re`` understands;
+* string defaults on boolean properties (``payStandIn: default 'true'``, ``switchToExpired: default 'false'``)
+  become booleans: openapi-core fills in defaults while unmarshalling and would otherwise reject every body
+  that omits ``payStandIn`` (GPD itself, a Java server, reads the default as a boolean).
+
+The spec self-validation is switched off (``spec_validator_cls=None``): the files carry string defaults on
+boolean properties (``payStandIn: default 'true'``), which a strict spec validator rejects.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from openapi_core import Config, OpenAPI
+from openapi_core.datatypes import RequestParameters
+from werkzeug.datastructures import Headers, ImmutableMultiDict
+
+from portal.pagopa import SPECS_DIR
+
+log = logging.getLogger(__name__)
+
+#: mount prefix → (spec file, API name used in error titles)
+APIS: dict[str, tuple[str, str]] = {
+    "/gpd/debt-positions-service/v1": ("gpd/gpd.json", "gpd"),
+    "/gpd/debt-positions-service/v2": ("gpd/pagopa-debt-position/openapi_external_v2.json", "gpd"),
+    "/gpd/payments-receipts-service/v1": ("gpd/gpd_payments.json", "receipts"),
+    "/checkout/ec/v1": ("checkout/checkout_v1.json", "checkout"),
+    "/checkout/ec/v2": ("checkout/checkout_v2.json", "checkout"),
+    "/fdr-org/service/v1": ("fdr/fdr_organization.json", "fdr"),
+}
+
+
+def match_api(path: str) -> tuple[str, str, str] | None:
+    """``(prefix, spec file, api name)`` for a request path under one of the mounted APIs."""
+    for prefix, (spec, name) in APIS.items():
+        if path == prefix or path.startswith(prefix + "/"):
+            return prefix, spec, name
+    return None
+
+
+def _javaless(node: Any) -> Any:
+    if isinstance(node, dict):
+        out = {key: (value.replace("\\h", " \\t") if key == "pattern" and isinstance(value, str) else _javaless(value))
+               for key, value in node.items()}
+        if out.get("type") == "boolean" and isinstance(out.get("default"), str):
+            out["default"] = out["default"].strip().lower() == "true"
+        return out
+    if isinstance(node, list):
+        return [_javaless(item) for item in node]
+    return node
+
+
+@cache
+def load_spec(spec_file: str) -> OpenAPI:
+    with open(SPECS_DIR / spec_file, encoding="utf-8") as handle:
+        data = json.load(handle)
+    data = _javaless(data)
+    data["servers"] = [{"url": "/"}]
+    # "uri" has no built-in formatter in openapi-core (it fails the Location header of the carts); accept any
+    # string without blanks: Checkout's own examples use scheme-less return URLs.
+    return OpenAPI.from_dict(data, config=Config(
+        spec_validator_cls=None,
+        extra_format_validators={"uri": _looks_like_uri},
+        extra_format_unmarshallers={"uri": str},
+    ))
+
+
+def _looks_like_uri(value: Any) -> bool:
+    return isinstance(value, str) and bool(value) and not any(char.isspace() for char in value)
+
+
+@dataclass
+class _Request:
+    """The openapi-core request protocol, built from a Flask request with the mount prefix stripped."""
+
+    path: str
+    method: str
+    body: bytes | None
+    content_type: str
+    parameters: RequestParameters = field(default_factory=RequestParameters)
+    host_url: str = "http://sandbox"
+
+
+@dataclass
+class _Response:
+    status_code: int
+    data: bytes
+    content_type: str
+    headers: Headers
+
+
+def _request(flask_request, prefix: str) -> _Request:
+    path = flask_request.path[len(prefix):] or "/"
+    body = flask_request.get_data(cache=True) if flask_request.method not in ("GET", "HEAD") else None
+    return _Request(
+        path=path,
+        method=flask_request.method.lower(),
+        body=body if body else None,
+        content_type=(flask_request.content_type or "").lower(),
+        parameters=RequestParameters(
+            query=ImmutableMultiDict(list(flask_request.args.items(multi=True))),
+            header=Headers(list(flask_request.headers.items())),
+            cookie=ImmutableMultiDict(list(flask_request.cookies.items(multi=True))),
+        ),
+    )
+
+
+def describe(error: Exception) -> list[str]:
+    """Readable lines for an openapi-core error: the schema errors with their JSON paths when there are some."""
+    lines: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        schema_errors = getattr(current, "schema_errors", None)
+        if schema_errors:
+            for item in schema_errors:
+                where = getattr(item, "json_path", "$")
+                lines.append(f"{where}: {item.message}")
+            return lines
+        current = current.__cause__ or current.__context__
+    return [str(error) or type(error).__name__]
+
+
+def validate_request(flask_request, prefix: str, spec_file: str) -> tuple[list[str], bool, dict]:
+    """Validate against the spec: ``(errors, operation found, unmarshalled query parameters)``."""
+    from openapi_core.templating.paths.exceptions import OperationNotFound, PathNotFound
+
+    result = load_spec(spec_file).unmarshal_request(_request(flask_request, prefix))
+    found = not any(isinstance(err, (PathNotFound, OperationNotFound)) for err in result.errors)
+    errors: list[str] = []
+    for err in result.errors:
+        errors.extend(describe(err))
+    query = dict(result.parameters.query) if result.parameters else {}
+    return errors, found, query
+
+
+def validate_response(flask_request, prefix: str, spec_file: str, response) -> list[str]:
+    """Check a response the sandbox is about to send against the same spec (tests switch this on)."""
+    api = load_spec(spec_file)
+    openapi_response = _Response(
+        status_code=response.status_code,
+        data=response.get_data(),
+        content_type=(response.content_type or "").lower(),
+        headers=Headers(list(response.headers.items())),
+    )
+    result = api.unmarshal_response(_request(flask_request, prefix), openapi_response)
+    errors: list[str] = []
+    for err in result.errors:
+        errors.extend(describe(err))
+    return errors

@@ -1,0 +1,526 @@
+"""The paForNode SOAP codec: parse and validate what the node sends us, build what we answer.
+
+SOAP 1.1, document/literal (``sanp/wsdl/paForNode.wsdl``): the ``SOAPAction`` header is the operation name, the
+Body holds one element in the paForNode namespace whose children are **unqualified**, and every answer extends
+``ctResponse{outcome OK|KO, fault?}`` with ``fault`` a ``ctFaultBean``. Everything is checked against the vendored
+``paForNode.xsd`` (which imports ``sac-common-types-1.0.xsd``), loaded once per process.
+
+XML from outside is parsed with entities left unresolved, no network, no huge trees, and any DOCTYPE refused:
+a receipt never needs a DTD, and refusing it closes the entity-expansion and external-entity attacks.
+
+No Flask here: the view in :mod:`portal.pagopa.node` and the receipts poller both use it.
+"""
+
+import copy
+import re
+import threading
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from functools import cache
+from zoneinfo import ZoneInfo
+
+from lxml import etree
+
+from portal.ledger.payments import ReceiptData, ReceiptTransfer
+from portal.pagopa import SPECS_DIR
+
+SOAP_ENV_NS = "http://schemas.xmlsoap.org/soap/envelope/"
+PAFN_NS = "http://pagopa-api.pagopa.gov.it/pa/paForNode.xsd"
+PAFN_XSD = SPECS_DIR / "sanp" / "wsdl" / "xsd" / "paForNode.xsd"
+ENVELOPE_XSD = SPECS_DIR / "sanp" / "xsd-common" / "envelope.xsd"
+CONTENT_TYPE = "text/xml; charset=utf-8"
+#: The node's clock: a ``paymentDateTime`` without an offset is Italian local time.
+NODE_TZ = ZoneInfo("Europe/Rome")
+
+# Fault codes (ERR "Ente Creditore › Nodo -> EC"; pagopa-digest.md §4.1).
+PAA_SINTASSI_EXTRAXSD = "PAA_SINTASSI_EXTRAXSD"
+PAA_SINTASSI_XSD = "PAA_SINTASSI_XSD"
+PAA_ID_DOMINIO_ERRATO = "PAA_ID_DOMINIO_ERRATO"
+PAA_ID_INTERMEDIARIO_ERRATO = "PAA_ID_INTERMEDIARIO_ERRATO"
+PAA_STAZIONE_INT_ERRATA = "PAA_STAZIONE_INT_ERRATA"
+PAA_RECEIPT_DUPLICATA = "PAA_RECEIPT_DUPLICATA"
+PAA_SEMANTICA = "PAA_SEMANTICA"
+PAA_SYSTEM_ERROR = "PAA_SYSTEM_ERROR"
+
+#: ``faultString`` of each code (ERR "Dominio EC"; PAA_RECEIPT_DUPLICATA is not there: pagoPA's GPD uses this).
+FAULT_STRINGS = {
+    PAA_SINTASSI_EXTRAXSD: "Errore di sintassi extra XSD",
+    PAA_SINTASSI_XSD: "Errore di sintassi XSD",
+    PAA_ID_DOMINIO_ERRATO: "La PAA non corrisponde al Dominio indicato",
+    PAA_ID_INTERMEDIARIO_ERRATO: "Identificativo intermediario non corrispondente",
+    PAA_STAZIONE_INT_ERRATA: "Stazione intermediario non corrispondente",
+    PAA_RECEIPT_DUPLICATA: "pagamento duplicato",
+    PAA_SEMANTICA: "Errore semantico",
+    PAA_SYSTEM_ERROR: "Errore generico",
+}
+
+_DESCRIPTION_MAX = 1000
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One paForNode operation: its ``SOAPAction`` and its request and response elements."""
+
+    name: str
+    request: str
+    response: str
+
+
+OPERATIONS = {op.name: op for op in (
+    Operation("paVerifyPaymentNotice", "paVerifyPaymentNoticeReq", "paVerifyPaymentNoticeRes"),
+    Operation("paGetPayment", "paGetPaymentReq", "paGetPaymentRes"),
+    Operation("paGetPaymentV2", "paGetPaymentV2Request", "paGetPaymentV2Response"),
+    Operation("paSendRT", "paSendRTReq", "paSendRTRes"),
+    Operation("paSendRTV2", "paSendRTV2Request", "paSendRTV2Response"),
+    Operation("paDemandPaymentNotice", "paDemandPaymentNoticeRequest", "paDemandPaymentNoticeResponse"),
+)}
+OPERATIONS_BY_REQUEST = {op.request: op for op in OPERATIONS.values()}
+#: The operations that carry a receipt.
+RECEIPT_OPERATIONS = frozenset({"paSendRT", "paSendRTV2"})
+
+
+class SoapFault(Exception):
+    """A fault to answer: ``code`` is a PAA_* fault code, ``description`` says what exactly was wrong.
+
+    :param operation: the operation the request was for, when known (the answer is then its response element).
+    """
+
+    def __init__(self, code: str, description: str | None = None, *, operation: Operation | None = None):
+        self.code = code
+        self.description = description
+        self.operation = operation
+        super().__init__(f"{code}: {description}" if description else code)
+
+    @property
+    def fault_string(self) -> str:
+        return FAULT_STRINGS.get(self.code, FAULT_STRINGS[PAA_SYSTEM_ERROR])
+
+
+class XmlRejected(ValueError):
+    """The bytes are not well-formed XML, or carry a DOCTYPE."""
+
+
+@dataclass(frozen=True)
+class SoapRequest:
+    """A paForNode request that passed the syntax and XSD checks."""
+
+    operation: Operation
+    #: The Body's request element (``paSendRTV2Request`` ...).
+    element: etree._Element
+    id_pa: str
+    id_broker_pa: str
+    id_station: str
+
+    def payload_xml(self) -> str:
+        """The request element as XML text (what a receipt keeps as ``raw_xml``)."""
+        return etree.tostring(self.element, encoding="unicode")
+
+
+# --- Parsing ----------------------------------------------------------------------------------------------------
+
+_local = threading.local()
+# XMLSchema keeps its error log on the object: one validation at a time (each takes well under a millisecond).
+_schema_lock = threading.Lock()
+
+
+def _parser() -> etree.XMLParser:
+    # Parsers are not shared between threads (gunicorn gthread workers serve requests in threads).
+    parser = getattr(_local, "parser", None)
+    if parser is None:
+        parser = _local.parser = etree.XMLParser(
+            resolve_entities=False, no_network=True, huge_tree=False, load_dtd=False, dtd_validation=False,
+            remove_comments=True, remove_pis=True,
+        )
+    return parser
+
+
+@cache
+def schema() -> etree.XMLSchema:
+    """``paForNode.xsd`` (with the common types it imports), loaded once per process."""
+    return _load_schema(str(PAFN_XSD))
+
+
+@cache
+def envelope_schema() -> etree.XMLSchema:
+    """The SOAP 1.1 envelope schema vendored with the SANP files."""
+    return _load_schema(str(ENVELOPE_XSD))
+
+
+def _load_schema(path: str) -> etree.XMLSchema:
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    return etree.XMLSchema(etree.parse(path, parser))
+
+
+def normalize_action(value: str | None) -> str | None:
+    """The operation name in a ``SOAPAction`` header: quotes and blanks removed (``"paSendRTV2"`` → ``paSendRTV2``)."""
+    if value is None:
+        return None
+    value = value.strip().strip('"').strip("'").strip()
+    return value or None
+
+
+def parse_xml(data: bytes | str) -> etree._Element:
+    """Parse untrusted XML safely.
+
+    :raise XmlRejected: when it is not well-formed, or declares a DOCTYPE (entities, external DTDs).
+    """
+    if isinstance(data, str):
+        # lxml refuses text with an encoding declaration; the text is already decoded, so drop it.
+        data = re.sub(r"^\s*<\?xml[^>]*\?>", "", data, count=1).encode("utf-8")
+    if not data or not data.strip():
+        raise XmlRejected("empty message")
+    try:
+        root = etree.fromstring(data, _parser())
+    except etree.XMLSyntaxError as exc:
+        raise XmlRejected(f"malformed XML: {exc}") from None
+    docinfo = root.getroottree().docinfo
+    if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
+        raise XmlRejected("DOCTYPE not allowed")
+    return root
+
+
+def validate(element: etree._Element, *, operation: Operation | None = None) -> None:
+    """Check a paForNode element against the XSD.
+
+    :raise SoapFault: ``PAA_SINTASSI_XSD`` with the first violation as description.
+    """
+    compiled = schema()
+    with _schema_lock:
+        if compiled.validate(element):
+            return
+        errors = [f"line {e.line}: {e.message}" for e in compiled.error_log]
+    raise SoapFault(PAA_SINTASSI_XSD, "; ".join(errors)[:_DESCRIPTION_MAX], operation=operation)
+
+
+def parse_request(body: bytes, soap_action: str | None) -> SoapRequest:
+    """Parse a SOAP 1.1 request of the node and check it: well-formed, the right shape, valid against the XSD.
+
+    :raise SoapFault: ``PAA_SINTASSI_EXTRAXSD`` for anything wrong outside the schema (malformed XML, DOCTYPE, not
+        a SOAP envelope, unknown body element, ``SOAPAction`` missing or not matching the body);
+        ``PAA_SINTASSI_XSD`` when the body element violates ``paForNode.xsd``.
+    """
+    action = normalize_action(soap_action)
+    action_op = OPERATIONS.get(action) if action else None
+    try:
+        root = parse_xml(body)
+    except XmlRejected as exc:
+        raise SoapFault(PAA_SINTASSI_EXTRAXSD, str(exc)[:_DESCRIPTION_MAX], operation=action_op) from None
+    if root.tag != f"{{{SOAP_ENV_NS}}}Envelope":
+        raise SoapFault(PAA_SINTASSI_EXTRAXSD, "not a SOAP 1.1 envelope", operation=action_op)
+    bodies = root.findall(f"{{{SOAP_ENV_NS}}}Body")
+    if len(bodies) != 1:
+        raise SoapFault(PAA_SINTASSI_EXTRAXSD, "the envelope must have one Body", operation=action_op)
+    children = [child for child in bodies[0] if isinstance(child.tag, str)]
+    if len(children) != 1:
+        raise SoapFault(PAA_SINTASSI_EXTRAXSD, "the Body must hold exactly one element", operation=action_op)
+    element = children[0]
+    qname = etree.QName(element)
+    operation = OPERATIONS_BY_REQUEST.get(qname.localname) if qname.namespace == PAFN_NS else None
+    if operation is None:
+        raise SoapFault(PAA_SINTASSI_EXTRAXSD, f"unknown body element {qname.text}", operation=action_op)
+    if action is None:
+        raise SoapFault(PAA_SINTASSI_EXTRAXSD, "SOAPAction header missing", operation=operation)
+    if action != operation.name:
+        raise SoapFault(PAA_SINTASSI_EXTRAXSD,
+                        f"SOAPAction {action} does not match the body element {qname.localname}",
+                        operation=operation)
+    validate(element, operation=operation)
+    return SoapRequest(operation=operation, element=element, id_pa=element.findtext("idPA"),
+                       id_broker_pa=element.findtext("idBrokerPA"), id_station=element.findtext("idStation"))
+
+
+#: Placeholder idBrokerPA/idStation of a bare ``receipt`` wrapped for validation (nobody checks them).
+_STORED = "receipts-api"
+
+
+def parse_receipt_payload(xml: bytes | str) -> SoapRequest:
+    """Parse a receipt as the receipts API keeps it, and validate it against the XSD.
+
+    Accepted shapes: a paSendRT/paSendRTV2 SOAP envelope, the bare ``paSendRTReq``/``paSendRTV2Request`` element,
+    or the bare ``receipt`` element (``ctReceipt``/``ctReceiptV2``). Root elements may come with or without the
+    paForNode namespace. A bare ``receipt`` is checked as the receipt of a ``paSendRTV2Request`` (V1 receipts are
+    valid V2 receipts: V2 only adds optional elements), with idPA taken from its ``fiscalCode``.
+
+    :raise SoapFault: as :func:`parse_request`.
+    """
+    try:
+        root = parse_xml(xml)
+    except XmlRejected as exc:
+        raise SoapFault(PAA_SINTASSI_EXTRAXSD, str(exc)) from None
+    if root.tag == f"{{{SOAP_ENV_NS}}}Envelope":
+        body = root.find(f"{{{SOAP_ENV_NS}}}Body")
+        children = [child for child in body if isinstance(child.tag, str)] if body is not None else []
+        if len(children) != 1:
+            raise SoapFault(PAA_SINTASSI_EXTRAXSD, "the Body must hold exactly one element")
+        root = children[0]
+    qname = etree.QName(root)
+    if qname.namespace not in (None, PAFN_NS):
+        raise SoapFault(PAA_SINTASSI_EXTRAXSD, f"not a receipt: {qname.text}")
+    if qname.localname == "receipt":
+        receipt = copy.deepcopy(root)
+        receipt.tag = "receipt"
+        operation = OPERATIONS["paSendRTV2"]
+        root = etree.Element(f"{{{PAFN_NS}}}{operation.request}", nsmap={"pafn": PAFN_NS})
+        _add(root, "idPA", receipt.findtext("fiscalCode") or _STORED)
+        _add(root, "idBrokerPA", _STORED)
+        _add(root, "idStation", _STORED)
+        root.append(receipt)
+    else:
+        operation = OPERATIONS_BY_REQUEST.get(qname.localname)
+        if operation is None or operation.name not in RECEIPT_OPERATIONS:
+            raise SoapFault(PAA_SINTASSI_EXTRAXSD, f"not a receipt: {qname.text}")
+        if qname.namespace is None:
+            root = copy.deepcopy(root)
+            root.tag = f"{{{PAFN_NS}}}{qname.localname}"
+    validate(root, operation=operation)
+    return SoapRequest(operation=operation, element=root, id_pa=root.findtext("idPA"),
+                       id_broker_pa=root.findtext("idBrokerPA"), id_station=root.findtext("idStation"))
+
+
+def to_cents(text: str) -> int:
+    """A SOAP amount (``12.34``, exactly two decimals) as integer cents, with no float on the way."""
+    try:
+        value = Decimal(text.strip())
+    except (InvalidOperation, AttributeError):
+        raise ValueError(f"invalid amount {text!r}") from None
+    cents = value * 100
+    if cents != cents.to_integral_value() or value < 0:
+        raise ValueError(f"invalid amount {text!r}")
+    return int(cents)
+
+
+_DATE = re.compile(r"^(-?\d{4,}-\d{2}-\d{2})(Z|[+-]\d{2}:\d{2})?$")
+
+
+def parse_date(text: str | None) -> date | None:
+    """An ``xsd:date`` (a timezone suffix, allowed by XSD, is ignored: a date is a date)."""
+    if not text:
+        return None
+    match = _DATE.match(text.strip())
+    if not match:
+        raise ValueError(f"invalid date {text!r}")
+    return date.fromisoformat(match.group(1))
+
+
+def parse_datetime(text: str | None) -> datetime | None:
+    """An ``xsd:dateTime`` as an aware datetime; without an offset it is the node's local time (Europe/Rome)."""
+    if not text:
+        return None
+    text = text.strip()
+    extra = timedelta()
+    if "T24:00:00" in text:
+        # XSD allows 24:00:00 for the end of a day; Python does not.
+        text, extra = text.replace("T24:00:00", "T00:00:00"), timedelta(days=1)
+    value = datetime.fromisoformat(text) + extra
+    return value if value.tzinfo else value.replace(tzinfo=NODE_TZ)
+
+
+def _subject(element: etree._Element | None) -> tuple[str | None, str | None, str | None]:
+    if element is None:
+        return None, None, None
+    return (element.findtext("uniqueIdentifier/entityUniqueIdentifierType"),
+            element.findtext("uniqueIdentifier/entityUniqueIdentifierValue"),
+            element.findtext("fullName"))
+
+
+def receipt_data(request: SoapRequest) -> ReceiptData:
+    """The receipt of a validated paSendRT/paSendRTV2 request in ledger terms (cents, aware datetimes).
+
+    :raise SoapFault: ``PAA_SEMANTICA`` for a value the XSD accepts but we cannot read (a date out of range).
+    """
+    receipt = request.element.find("receipt")
+    try:
+        debtor_type, debtor_cf, debtor_name = _subject(receipt.find("debtor"))
+        payer_type, payer_cf, payer_name = _subject(receipt.find("payer"))
+        fee = receipt.findtext("fee")
+        transfers = tuple(
+            ReceiptTransfer(
+                index=int(t.findtext("idTransfer")),
+                amount_cents=to_cents(t.findtext("transferAmount")),
+                fiscal_code=t.findtext("fiscalCodePA"),
+                iban=t.findtext("IBAN"),
+                remittance=t.findtext("remittanceInformation") or "",
+                category=t.findtext("transferCategory") or "",
+                company_name=t.findtext("companyName"),
+            )
+            for t in receipt.findall("transferList/transfer")
+        )
+        return ReceiptData(
+            receipt_id=receipt.findtext("receiptId"),
+            notice_number=receipt.findtext("noticeNumber"),
+            iuv=receipt.findtext("creditorReferenceId"),
+            org_fiscal_code=receipt.findtext("fiscalCode"),
+            outcome=receipt.findtext("outcome"),
+            amount_cents=to_cents(receipt.findtext("paymentAmount")),
+            description=receipt.findtext("description") or "",
+            company_name=receipt.findtext("companyName") or "",
+            office_name=receipt.findtext("officeName"),
+            fee_cents=to_cents(fee) if fee else None,
+            psp_id=receipt.findtext("idPSP"),
+            psp_name=receipt.findtext("PSPCompanyName"),
+            psp_fiscal_code=receipt.findtext("pspFiscalCode"),
+            channel_id=receipt.findtext("idChannel"),
+            channel_description=receipt.findtext("channelDescription"),
+            payment_method=receipt.findtext("paymentMethod"),
+            payment_note=receipt.findtext("paymentNote"),
+            payment_at=parse_datetime(receipt.findtext("paymentDateTime")),
+            application_date=parse_date(receipt.findtext("applicationDate")),
+            transfer_date=parse_date(receipt.findtext("transferDate")),
+            debtor_type=debtor_type,
+            debtor_fiscal_code=debtor_cf,
+            debtor_name=debtor_name,
+            payer_type=payer_type,
+            payer_fiscal_code=payer_cf,
+            payer_name=payer_name,
+            stand_in=(receipt.findtext("standIn") or "").strip() in ("true", "1"),
+            transfers=transfers,
+        )
+    except (ValueError, OverflowError) as exc:
+        raise SoapFault(PAA_SEMANTICA, str(exc)[:_DESCRIPTION_MAX], operation=request.operation) from None
+
+
+# --- Building ---------------------------------------------------------------------------------------------------
+
+_NSMAP = {"soapenv": SOAP_ENV_NS, "pafn": PAFN_NS}
+
+
+def _envelope() -> tuple[etree._Element, etree._Element]:
+    envelope = etree.Element(f"{{{SOAP_ENV_NS}}}Envelope", nsmap=_NSMAP)
+    etree.SubElement(envelope, f"{{{SOAP_ENV_NS}}}Header")
+    return envelope, etree.SubElement(envelope, f"{{{SOAP_ENV_NS}}}Body")
+
+
+def _add(parent: etree._Element, name: str, value) -> etree._Element | None:
+    """Append ``<name>value</name>`` (unqualified) unless the value is ``None``."""
+    if value is None:
+        return None
+    child = etree.SubElement(parent, name)
+    child.text = value if isinstance(value, str) else str(value)
+    return child
+
+
+def _serialize(envelope: etree._Element) -> bytes:
+    return etree.tostring(envelope, xml_declaration=True, encoding="UTF-8")
+
+
+def response_element(operation: Operation, fault: SoapFault | None = None, *, fault_id: str = "") -> etree._Element:
+    """``<pafn:{operation}Response>`` with outcome OK, or KO and the fault bean."""
+    element = etree.Element(f"{{{PAFN_NS}}}{operation.response}", nsmap={"pafn": PAFN_NS})
+    _add(element, "outcome", "KO" if fault else "OK")
+    if fault is not None:
+        bean = etree.SubElement(element, "fault")
+        _add(bean, "faultCode", fault.code)
+        _add(bean, "faultString", fault.fault_string)
+        _add(bean, "id", fault_id or "")
+        _add(bean, "description", fault.description)
+    return element
+
+
+def build_response(operation: Operation, fault: SoapFault | None = None, *, fault_id: str = "") -> bytes:
+    """The SOAP answer to ``operation``: outcome OK, or outcome KO with ``fault`` (an HTTP 200 business answer).
+
+    :param fault_id: ``faultBean.id``: the creditor's fiscal code (idPA) the fault is about.
+    """
+    envelope, body = _envelope()
+    body.append(response_element(operation, fault, fault_id=fault_id))
+    return _serialize(envelope)
+
+
+def build_soap_fault(fault: SoapFault, *, server: bool = True, fault_id: str = "") -> bytes:
+    """A SOAP 1.1 ``Fault`` (sent with HTTP 500): for errors on our side, so the node keeps the receipt and retries.
+
+    When the operation is known, ``detail`` carries its KO response with the fault bean, so the PAA fault code
+    is there for whoever reads it.
+    """
+    envelope, body = _envelope()
+    soap_fault = etree.SubElement(body, f"{{{SOAP_ENV_NS}}}Fault")
+    _add(soap_fault, "faultcode", "soapenv:Server" if server else "soapenv:Client")
+    _add(soap_fault, "faultstring", f"{fault.code}: {fault.fault_string}")
+    if fault.operation is not None:
+        detail = etree.SubElement(soap_fault, "detail")
+        detail.append(response_element(fault.operation, fault, fault_id=fault_id))
+    return _serialize(envelope)
+
+
+def amount_text(cents: int) -> str:
+    """Cents as a SOAP amount (``1234`` → ``12.34``)."""
+    euros, rest = divmod(cents, 100)
+    return f"{euros}.{rest:02d}"
+
+
+def _add_subject(parent: etree._Element, name: str, kind: str | None, fiscal_code: str | None,
+                 full_name: str | None) -> None:
+    if not fiscal_code:
+        return
+    subject = etree.SubElement(parent, name)
+    identifier = etree.SubElement(subject, "uniqueIdentifier")
+    _add(identifier, "entityUniqueIdentifierType", kind or ("F" if len(fiscal_code) == 16 else "G"))
+    _add(identifier, "entityUniqueIdentifierValue", fiscal_code)
+    _add(subject, "fullName", full_name or fiscal_code)
+
+
+def send_rt_element(data: ReceiptData, *, id_pa: str, id_broker_pa: str, id_station: str,
+                    version: int = 2) -> etree._Element:
+    """A ``paSendRTReq`` (``version=1``) or ``paSendRTV2Request`` element carrying ``data``.
+
+    What the node sends; used by the sandbox, the tests and the benchmark. The result is validated.
+
+    :raise ValueError: when ``data`` lacks something the XSD requires.
+    """
+    operation = OPERATIONS["paSendRTV2" if version == 2 else "paSendRT"]
+    element = etree.Element(f"{{{PAFN_NS}}}{operation.request}", nsmap={"pafn": PAFN_NS})
+    _add(element, "idPA", id_pa)
+    _add(element, "idBrokerPA", id_broker_pa)
+    _add(element, "idStation", id_station)
+    receipt = etree.SubElement(element, "receipt")
+    _add(receipt, "receiptId", data.receipt_id)
+    _add(receipt, "noticeNumber", data.notice_number)
+    _add(receipt, "fiscalCode", data.org_fiscal_code)
+    _add(receipt, "outcome", data.outcome)
+    _add(receipt, "creditorReferenceId", data.iuv)
+    _add(receipt, "paymentAmount", amount_text(data.amount_cents))
+    _add(receipt, "description", data.description)
+    _add(receipt, "companyName", data.company_name)
+    _add(receipt, "officeName", data.office_name)
+    _add_subject(receipt, "debtor", data.debtor_type, data.debtor_fiscal_code, data.debtor_name)
+    transfer_list = etree.SubElement(receipt, "transferList")
+    for transfer in data.transfers:
+        item = etree.SubElement(transfer_list, "transfer")
+        _add(item, "idTransfer", transfer.index)
+        _add(item, "transferAmount", amount_text(transfer.amount_cents))
+        _add(item, "fiscalCodePA", transfer.fiscal_code)
+        if version == 2:
+            _add(item, "companyName", transfer.company_name)
+        _add(item, "IBAN", transfer.iban)
+        _add(item, "remittanceInformation", transfer.remittance)
+        _add(item, "transferCategory", transfer.category)
+    _add(receipt, "idPSP", data.psp_id)
+    _add(receipt, "pspFiscalCode", data.psp_fiscal_code)
+    _add(receipt, "PSPCompanyName", data.psp_name)
+    _add(receipt, "idChannel", data.channel_id)
+    _add(receipt, "channelDescription", data.channel_description)
+    _add_subject(receipt, "payer", data.payer_type, data.payer_fiscal_code, data.payer_name)
+    _add(receipt, "paymentMethod", data.payment_method)
+    if version == 2:
+        _add(receipt, "paymentNote", data.payment_note)
+    _add(receipt, "fee", amount_text(data.fee_cents) if data.fee_cents is not None else None)
+    _add(receipt, "paymentDateTime", data.payment_at.isoformat() if data.payment_at else None)
+    _add(receipt, "applicationDate", data.application_date.isoformat() if data.application_date else None)
+    _add(receipt, "transferDate", data.transfer_date.isoformat() if data.transfer_date else None)
+    if data.stand_in:
+        _add(receipt, "standIn", "true")
+    try:
+        validate(element, operation=operation)
+    except SoapFault as exc:
+        raise ValueError(f"the receipt does not fit {operation.request}: {exc.description}") from None
+    return element
+
+
+def build_send_rt_request(data: ReceiptData, *, id_pa: str, id_broker_pa: str, id_station: str,
+                          version: int = 2) -> bytes:
+    """A whole paSendRT/paSendRTV2 SOAP request (see :func:`send_rt_element`); send it with ``SOAPAction``."""
+    envelope, body = _envelope()
+    body.append(send_rt_element(data, id_pa=id_pa, id_broker_pa=id_broker_pa, id_station=id_station,
+                                version=version))
+    return _serialize(envelope)
