@@ -106,6 +106,9 @@ def load_config(env: dict | None = None) -> dict:
         "PAGOPA_BROKER_ID": env.get("PAGOPA_BROKER_ID") or None,
         "PAGOPA_STATION_ID": env.get("PAGOPA_STATION_ID") or None,
         "PAGOPA_TIMEOUT_SECONDS": _float(env, "PAGOPA_TIMEOUT_SECONDS", 10.0),
+        # The sandbox's PSP counter, linked from the position page so a tester can pay a notice (never in production).
+        "PAGOPA_SANDBOX_URL": None if mode == "production" else (
+            env.get("PAGOPA_SANDBOX_URL") or (None if env.get("PAGOPA_GPD_URL") else SANDBOX_URL)),
         # Who may call POST /pagopa/paForNode besides the idPA/idBrokerPA/idStation check: an allow-list of
         # client addresses (comma-separated IPs or CIDRs) and a header a TLS-terminating proxy adds.
         "PAGOPA_SOAP_ALLOWED_IPS": _list(env.get("PAGOPA_SOAP_ALLOWED_IPS")),

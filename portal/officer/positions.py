@@ -21,7 +21,7 @@ from portal.extensions import db, htmx
 from portal.formatting import parse_date_input
 from portal.ledger import queries
 from portal.ledger.identifiers import IdentifierError, validate_debtor_fiscal_code
-from portal.ledger.models import Event, PaymentOption
+from portal.ledger.models import Event, PaymentOption, Receipt
 from portal.ledger.money import AmountError, format_euro, parse_euro
 from portal.ledger.notice_numbers import format_nav, normalize_nav
 from portal.ledger.status import LABELS, OPEN_STATUSES, PositionStatus
@@ -299,10 +299,13 @@ def position(position_id: int):
         ("Rendicontata", item.reported_at),
         ("Annullata", item.cancelled_at),
     ]
+    receipts = {r.option_id: r for r in db.session.scalars(sa.select(Receipt).where(Receipt.position_id == item.id))}
     return render_template(
         "officer/position.html",
         position=item,
         options=options,
+        receipts=receipts,
+        sandbox_url=current_app.config.get("PAGOPA_SANDBOX_URL"),
         lifecycle=lifecycle,
         timeline=[describe_event(e, user_names) for e in events],
         remaining_cents=max(item.amount_cents - item.paid_cents, 0) if item.status in OPEN_STATUSES else 0,

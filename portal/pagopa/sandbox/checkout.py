@@ -51,13 +51,54 @@ def create_cart():
     now = store.now_utc()
     for notice in notices:
         _check_notice(g.db, notice, now)
+    return redirect(_open_cart(body, version, now), code=302)
+
+
+def _open_cart(body: dict, version: int, now) -> str:
+    """Store an open cart and return the URL of its payment page."""
     cart_id = uuid.uuid4().hex
     with store.transaction(g.db):
         g.db.execute("INSERT INTO carts (id, version, request, status, created_at, updated_at)"
                      " VALUES (?, ?, ?, 'open', ?, ?)",
                      (cart_id, version, store.dumps(body), store.iso(now), store.iso(now)))
-    location = f"{current_app.config['SANDBOX_PUBLIC_URL'].rstrip('/')}/checkout/pay/{cart_id}"
-    return redirect(location, code=302)
+    return f"{current_app.config['SANDBOX_PUBLIC_URL'].rstrip('/')}/checkout/pay/{cart_id}"
+
+
+@bp.get("/")
+def psp_counter():
+    """A PSP's counter (bank, post office, app): pay any notice by the Ente's fiscal code and its notice number."""
+    return render_template("sandbox/psp.html", fiscal_code=request.args.get("cf", ""),
+                           notice_number=request.args.get("nav", ""), outcome=request.args.get("esito"), error=None)
+
+
+@bp.post("/")
+def psp_counter_pay():
+    """Look the notice up as a PSP would (paVerify) and open the payment page for it."""
+    fiscal_code = request.form.get("fiscal_code", "").strip()
+    nav = "".join(ch for ch in request.form.get("notice_number", "") if ch.isdigit())
+    now = store.now_utc()
+    found = gpd.find_by_nav(g.db, fiscal_code, nav, now) if fiscal_code and len(nav) == 18 else None
+    error = None
+    if found is None:
+        error = "Avviso sconosciuto: controllare il codice fiscale dell'ente e il codice avviso (18 cifre)."
+    else:
+        doc, option = found
+        try:
+            gpd.check_payable(doc, option)
+        except ApiError as exc:
+            error = f"L'avviso non è pagabile ({doc['status']}): {exc.detail}"
+    if error:
+        return render_template("sandbox/psp.html", fiscal_code=fiscal_code, notice_number=nav, outcome=None,
+                               error=error), 422
+    home = f"{current_app.config['SANDBOX_PUBLIC_URL'].rstrip('/')}/"
+    body = {
+        "paymentNotices": [{"noticeNumber": nav, "fiscalCode": fiscal_code, "amount": option["amount"],
+                            "companyName": doc.get("companyName") or fiscal_code,
+                            "description": option.get("description") or ""}],
+        "returnUrls": {"returnOkUrl": home + "?esito=ok", "returnCancelUrl": home + "?esito=annullato",
+                       "returnErrorUrl": home + "?esito=errore"},
+    }
+    return redirect(_open_cart(body, 1, now), code=303)
 
 
 def _cart(cart_id: str):
