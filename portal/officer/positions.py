@@ -280,6 +280,9 @@ def position(position_id: int):
     """One position: amounts, lifecycle, payment options with their transfers, and the timeline."""
     item = get_position_or_404(position_id)
     if htmx and htmx.target == "position-sync":
+        if not item.sync_pending:
+            # pagoPA confirmed: reload the whole page, so the lifecycle, timeline and options show it too.
+            return Response(status=204, headers={"HX-Refresh": "true"})
         return render_block("officer/position.html", "sync", position=item)
     options = db.session.scalars(
         sa.select(PaymentOption)
