@@ -18,7 +18,7 @@ from sqlalchemy.orm import selectinload
 
 from portal.accounts.models import Role, User
 from portal.extensions import db, htmx
-from portal.formatting import parse_date_input
+from portal.formatting import format_datetime, parse_date_input
 from portal.ledger import queries
 from portal.ledger.identifiers import IdentifierError, validate_debtor_fiscal_code
 from portal.ledger.models import Event, PaymentOption, Receipt
@@ -213,7 +213,25 @@ DETAIL_LABELS = {
     "notice_number": "Codice avviso",
     "iuv": "IUV",
     "psp": "PSP",
+    "psp_id": "Codice PSP",
+    "psp_name": "PSP",
     "receipt_id": "Ricevuta",
+    "payment_method": "Metodo di pagamento",
+    "payment_at": "Pagato il",
+    "fee_cents": "Commissione",
+    "stand_in": "Stand-in",
+    "channel": "Canale",
+    "option_kind": "Opzione",
+    "installment_number": "Rata",
+    "flag": "Da verificare",
+    "message": "Messaggio",
+    "title": "Errore pagoPA",
+    "detail": "Dettaglio",
+    "status": "Codice HTTP",
+    "action": "Operazione",
+    "how": "Modalità",
+    "version": "Versione",
+    "flow_id": "Flusso di rendicontazione",
 }
 
 ACTOR_LABELS = {"pagopa": "pagoPA", "system": "Sistema"}
@@ -247,6 +265,15 @@ def _detail_value(key: str, value) -> str:
             return str(value)
     if key.endswith("_cents") and isinstance(value, int):
         return format_euro(value)
+    if key == "option_kind":
+        return {"single": "Unica soluzione", "installment": "Rata"}.get(value, str(value))
+    if key.endswith("_at") and isinstance(value, str):
+        try:
+            return format_datetime(datetime.fromisoformat(value))
+        except ValueError:
+            return value
+    if isinstance(value, bool):
+        return "sì" if value else "no"
     if key.startswith("notice_number") and isinstance(value, list):
         return ", ".join(format_nav(str(v)) for v in value)
     if key.startswith("notice_number") and isinstance(value, str):
@@ -269,7 +296,7 @@ def describe_event(event: Event, user_names: Mapping[int, str]) -> TimelineEntry
     details = [
         (DETAIL_LABELS.get(key, key), _detail_value(key, value))
         for key, value in (event.details or {}).items()
-        if value not in (None, "", [], {})
+        if value not in (None, "", [], {}) and not (key == "stand_in" and value is False)
     ]
     return TimelineEntry(label=event_label(event.kind), at=event.at, actor=actor, details=details)
 
