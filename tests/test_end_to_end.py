@@ -70,11 +70,13 @@ def test_a_credit_goes_to_pagopa_is_paid_and_comes_back_once(app, ctx, jobs, san
     position, _ = ledger.create_position(db.session, creditor, position_input(service, amount=4250),
                                          actor="test")
     db.session.commit()
-    assert position.status == PositionStatus.DRAFT and position.sync_pending
+    assert position.status == PositionStatus.DRAFT
+    assert position.sync_pending
     jobs.run_pending()
 
     db.session.expire_all()
-    assert position.status == PositionStatus.PUBLISHED and not position.sync_pending
+    assert position.status == PositionStatus.PUBLISHED
+    assert not position.sync_pending
     assert position.published_at is not None
     on_pagopa = requests.get(f"{sandbox_url}/gpd/debt-positions-service/v1/organizations/{CF_COMUNE}/debtpositions/"
                              f"{position.iupd}", headers={"Ocp-Apim-Subscription-Key": API_KEY}, timeout=5).json()
@@ -94,8 +96,11 @@ def test_a_credit_goes_to_pagopa_is_paid_and_comes_back_once(app, ctx, jobs, san
     assert len(receipts) == 1
     receipt = receipts[0]
     assert (receipt.source, receipt.amount_cents, receipt.flag) == ("paSendRTV2", 4250, None)
-    assert receipt.psp_id and receipt.receipt_id and "<receipt>" in receipt.raw_xml
+    assert receipt.psp_id
+    assert receipt.receipt_id
+    assert "<receipt>" in receipt.raw_xml
     paid = db.session.scalars(sa.select(Event).where(Event.position_id == position.id, Event.kind == "paid")).one()
-    assert paid.details["receipt_id"] == receipt.receipt_id and paid.details["psp_id"] == receipt.psp_id
+    assert paid.details["receipt_id"] == receipt.receipt_id
+    assert paid.details["psp_id"] == receipt.psp_id
     state = requests.get(f"{sandbox_url}/sandbox/state", timeout=5).json()
     assert state["deliveries_by_status"] == {"delivered": 1}
