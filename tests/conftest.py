@@ -96,6 +96,8 @@ def _clean_tables(request):
     if "app" not in request.fixturenames:
         return
     app = request.getfixturevalue("app")
+    # Jobs a test left waiting in the manual backend must not leak into the next test (ids restart at 1).
+    getattr(app.extensions.get("paybox_jobs"), "pending", []).clear()
     with app.app_context():
         db.session.remove()
         tables = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)

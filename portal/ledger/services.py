@@ -272,3 +272,26 @@ def _option_description(subject: str, number: int | None, total: int) -> str:
         return subject[:140]
     suffix = f" - rata {number} di {total}"
     return subject[: 140 - len(suffix)] + suffix
+
+
+def cancel_position(session: Session, position: Position, *, reason: str, actor: str,
+                    actor_user_id: int | None = None) -> Event:
+    """Cancel a credit (sgravio, error, duplicate): no longer payable here nor on pagoPA.
+
+    Its unpaid options are cancelled and pagoPA is asked to invalidate the position (the sync job does it, or
+    does nothing if pagoPA never had it). A receipt arriving later is still recorded, and flagged.
+
+    :raise InvalidTransition: if the position is paid, partly paid or already closed.
+    :raise ValueError: without a reason.
+    """
+    reason = " ".join((reason or "").split())
+    if not reason:
+        raise ValueError("Indicare il motivo dell'annullamento.")
+    event = transition(session, position, PositionStatus.CANCELLED, actor=actor, actor_user_id=actor_user_id,
+                       reason=reason[:500])
+    for option in position.options:
+        if option.status == OptionStatus.UNPAID:
+            option.status = OptionStatus.CANCELLED
+    if position.pagopa_target != "absent":
+        request_sync(session, position, target="invalid", actor_user_id=actor_user_id)
+    return event

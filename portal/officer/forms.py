@@ -1,7 +1,7 @@
 """Forms of the back office that are not tied to one area (login)."""
 
 from flask_wtf import FlaskForm
-from wtforms import PasswordField, StringField
+from wtforms import PasswordField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
 
@@ -14,3 +14,10 @@ class LoginForm(FlaskForm):
 
 class EmptyForm(FlaskForm):
     """A form with only the CSRF token, for one-button actions (logout, publish, ...)."""
+
+
+class CancelPositionForm(FlaskForm):
+    """Why a credit is cancelled (kept on the timeline)."""
+
+    reason = TextAreaField("Motivo dell'annullamento",
+                           validators=[DataRequired("Indicare il motivo dell'annullamento."), Length(max=500)])

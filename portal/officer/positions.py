@@ -11,22 +11,24 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 import sqlalchemy as sa
-from flask import Response, abort, current_app, render_template, request, stream_with_context, url_for
+from flask import Response, abort, current_app, flash, redirect, render_template, request, stream_with_context, url_for
 from flask_login import current_user
 from jinja2_fragments.flask import render_block, render_blocks
 from sqlalchemy.orm import selectinload
 
 from portal.accounts.models import Role, User
 from portal.extensions import db, htmx
-from portal.formatting import format_datetime, parse_date_input
+from portal.formatting import format_datetime, parse_date_input, status_label
 from portal.ledger import queries
+from portal.ledger import services as ledger
 from portal.ledger.identifiers import IdentifierError, validate_debtor_fiscal_code
 from portal.ledger.models import Event, PaymentOption, Receipt
 from portal.ledger.money import AmountError, format_euro, parse_euro
 from portal.ledger.notice_numbers import format_nav, normalize_nav
-from portal.ledger.status import LABELS, OPEN_STATUSES, PositionStatus
+from portal.ledger.status import LABELS, OPEN_STATUSES, TRANSITIONS, InvalidTransition, PositionStatus
 from portal.officer import bp
 from portal.officer.access import get_position_or_404, roles_required, visible_services
+from portal.officer.forms import CancelPositionForm
 from portal.reports import exports
 
 ANY_ROLE = (Role.ADMIN, Role.OPERATOR, Role.VIEWER)
@@ -336,11 +338,38 @@ def position(position_id: int):
         options=options,
         receipts=receipts,
         sandbox_url=current_app.config.get("PAGOPA_SANDBOX_URL"),
+        cancel_form=CancelPositionForm() if _cancellable(item) else None,
         lifecycle=lifecycle,
         timeline=[describe_event(e, user_names) for e in events],
         remaining_cents=max(item.amount_cents - item.paid_cents, 0) if item.status in OPEN_STATUSES else 0,
         overdue=item.status in OPEN_STATUSES and item.due_date < date.today(),
     )
+
+
+def _cancellable(position) -> bool:
+    """Whether the current officer may cancel this position now."""
+    return current_user.can_edit and PositionStatus.CANCELLED in TRANSITIONS[position.status]
+
+
+@bp.route("/positions/<int:position_id>/cancel", methods=["POST"])
+@roles_required(Role.ADMIN, Role.OPERATOR)
+def cancel_position(position_id: int):
+    """Cancel a credit with a reason; pagoPA is asked to invalidate it after the commit."""
+    item = get_position_or_404(position_id)
+    form = CancelPositionForm()
+    if not form.validate_on_submit():
+        for errors in form.errors.values():
+            for message in errors:
+                flash(message, "error")
+        return redirect(url_for("officer.position", position_id=item.id), code=303)
+    try:
+        ledger.cancel_position(db.session, item, reason=form.reason.data, actor=current_user.actor,
+                               actor_user_id=current_user.id)
+    except InvalidTransition:
+        flash(f"La posizione è {status_label(item.status).lower()}: non può essere annullata.", "error")
+        return redirect(url_for("officer.position", position_id=item.id), code=303)
+    flash("Posizione annullata. pagoPA riceverà l'annullamento a breve.", "success")
+    return redirect(url_for("officer.position", position_id=item.id), code=303)
 
 
 # --- The citizen page -------------------------------------------------------------------------------------------
