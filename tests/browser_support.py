@@ -6,10 +6,10 @@ Playwright never downloads a browser here: it launches ``/usr/bin/chromium``.
 
 import os
 import shutil
-import threading
 
 import pytest
-from werkzeug.serving import make_server
+
+from tests.servers import serving
 
 CHROMIUM = os.environ.get("PAYBOX_CHROMIUM", "/usr/bin/chromium")
 #: Flags for a root, offline, headless run (no sandbox inside containers, no calls to Google's services).
@@ -32,12 +32,8 @@ def chromium_path():
 @pytest.fixture(scope="session")
 def live_server(app):
     """Serve the test app over HTTP in a background thread; returns its base URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=5)
+    with serving(app) as base:
+        yield base
 
 
 @pytest.fixture(scope="session")

@@ -4,12 +4,9 @@ paid on the sandbox's Checkout page, and the paSendRTV2 receipt delivered back t
 Pay Box is served by ``live_server`` (the test app on a free port) so the sandbox can call it back.
 """
 
-import threading
-
 import pytest
 import requests
 import sqlalchemy as sa
-from werkzeug.serving import make_server
 
 from portal.extensions import db
 from portal.jobs.queue import ManualBackend
@@ -18,6 +15,7 @@ from portal.ledger.models import Event, Position, Receipt
 from portal.ledger.status import PositionStatus
 from portal.pagopa.checkout import CartNotice, CheckoutClient, ReturnUrls
 from tests.conftest import CF_COMUNE, position_input
+from tests.servers import serving
 
 API_KEY = "e2e-key"
 
@@ -33,14 +31,8 @@ def sandbox_url(live_server, tmp_path_factory):
         # Deliveries are triggered by the test (/sandbox/rt/deliver), so the order of events is deterministic.
         "SANDBOX_DELIVERY_WORKER": False,
     })
-    server = make_server("127.0.0.1", 0, sandbox, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    sandbox.config["SANDBOX_PUBLIC_URL"] = f"http://127.0.0.1:{server.server_port}"
-    yield sandbox.config["SANDBOX_PUBLIC_URL"]
-    server.shutdown()
-    thread.join(timeout=5)
-    server.server_close()
+    with serving(sandbox, public_url_key="SANDBOX_PUBLIC_URL") as base:
+        yield base
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import json
 import logging
 import re
 import socket
-import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -816,23 +815,15 @@ def _sandbox_create_app():
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory):
     """The sandbox app served on a free local port in a thread; yields its base URL."""
-    from werkzeug.serving import make_server
+    from tests.servers import serving
 
     create_app = _sandbox_create_app()
     app = create_app({"TESTING": True, "SANDBOX_DATABASE": str(tmp_path_factory.mktemp("sandbox") / "state.db"),
                       "SANDBOX_API_KEY": API_KEY, "SANDBOX_DELIVERY_WORKER": False,
                       "SANDBOX_VALIDATE_RESPONSES": True})
-    server = make_server("127.0.0.1", 0, app, threaded=True)
     # Cart redirects must point at this server, whose port is known only now.
-    app.config["SANDBOX_PUBLIC_URL"] = f"http://127.0.0.1:{server.server_port}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
-        server.server_close()
+    with serving(app, public_url_key="SANDBOX_PUBLIC_URL") as base:
+        yield base
 
 
 def sandbox_position(**shape) -> dict:

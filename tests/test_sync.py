@@ -4,7 +4,6 @@ No fake client: every pagoPA call goes over HTTP to ``portal.pagopa.sandbox`` se
 (faults injected through its ``/sandbox/faults``). Jobs run through the manual backend (``run_pending``).
 """
 
-import threading
 from datetime import date, timedelta
 
 import pytest
@@ -33,22 +32,14 @@ API_KEY = "sync-test-key"
 @pytest.fixture(scope="module")
 def sandbox_server(tmp_path_factory):
     """The pagoPA sandbox on a free local port (one per module; reset before each test)."""
-    from werkzeug.serving import make_server
-
     from portal.pagopa.sandbox import create_app as create_sandbox
+    from tests.servers import serving
 
     path = tmp_path_factory.mktemp("sandbox") / "sandbox.sqlite3"
     app = create_sandbox({"TESTING": True, "SANDBOX_DATABASE": str(path), "SANDBOX_API_KEY": API_KEY,
                           "SANDBOX_DELIVERY_WORKER": False, "SECRET_KEY": "sandbox-test"})
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
-        server.server_close()
+    with serving(app) as base:
+        yield base
 
 
 @pytest.fixture
