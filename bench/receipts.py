@@ -248,6 +248,8 @@ def start_gunicorn(url: str, port: int, workers: int, threads: int, logfile) -> 
         "SECRET_KEY": "bench-receipts",
         "PAGOPA_BROKER_ID": BROKER,
         "PAGOPA_STATION_ID": STATION,
+        # As in production: jobs go to Redis (none are enqueued by receipts), no in-process job threads.
+        "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13"),
     }
     command = [str(ROOT / ".venv" / "bin" / "gunicorn"), "--workers", str(workers), "--worker-class", "gthread",
                "--threads", str(threads), "--bind", f"{HOST}:{port}", "--graceful-timeout", "5", "wsgi:app"]
@@ -260,7 +262,7 @@ def start_gunicorn(url: str, port: int, workers: int, threads: int, logfile) -> 
         try:
             requests.get(probe, timeout=1)  # 405: the app answers
             return process
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
             time.sleep(0.1)
     process.terminate()
     raise RuntimeError("gunicorn did not start in 30 s")
@@ -283,8 +285,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=float, default=200.0, help="target calls per second (default 200)")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of load (default 20)")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (default 2)")
-    parser.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker (default 8)")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes (default 4)")
+    parser.add_argument("--threads", type=int, default=2, help="threads per gunicorn worker (default 2)")
     parser.add_argument("--client-threads", type=int, default=32, help="sending threads (default 32)")
     parser.add_argument("--duplicates", type=float, default=0.05, help="share of re-sent receipts (default 0.05)")
     parser.add_argument("--grace", type=float, default=15.0, help="seconds allowed past the schedule (default 15)")
