@@ -471,7 +471,7 @@ def test_in_process_scheduler_runs_the_same_list(app, ctx, manual):
     assert ran == len(periodic.PERIODIC_JOBS)
     messages = {r.kind: (r.status, r.message) for r in records()}
     assert messages["sync_sweep"] == ("done", "0 posizioni da sincronizzare: 0 blocchi di pubblicazione, 0 singole")
-    assert messages["download_fdr"][0] == "done"
+    assert messages["poll_receipts"][0] == "done"
     assert messages["purge_job_records"] == ("done", "0 righe eliminate")
 
 

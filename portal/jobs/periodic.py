@@ -38,8 +38,6 @@ class PeriodicJob:
 PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
     PeriodicJob("sync_sweep", 30, "Sincronizzazione con pagoPA delle posizioni in attesa"),
     PeriodicJob("poll_receipts", 5 * 60, "Ricevute di pagamento da pagoPA (recupero di quelle non ricevute)"),
-    PeriodicJob("download_fdr", 60 * 60, "Flussi di rendicontazione (FdR)"),
-    PeriodicJob("scan_overdue", 60 * 60, "Posizioni scadute"),
     PeriodicJob("purge_job_records", 24 * 60 * 60, "Pulizia dello storico delle attività"),
 )
 

@@ -6,9 +6,6 @@ so RQ retries), and keeps the job's :class:`~portal.jobs.models.JobRecord` up to
 queue, timeout, time-to-live in the queue and retries.
 """
 
-import importlib
-import importlib.util
-import inspect
 import logging
 from datetime import timedelta
 
@@ -57,35 +54,6 @@ def sync_sweep(session: Session, limit: int | None = None):
     return sweep(session, limit=int(limit or current_app.config.get("SYNC_SWEEP_LIMIT") or 5000))
 
 
-# --- Hooks for periodic work other modules provide ---------------------------------------------------------------
-
-
-def call_hook(session: Session, dotted: str):
-    """Call ``module.function`` with the session if the module exists (it may not be written yet).
-
-    The function gets the session, plus ``config`` / ``client`` keyword arguments when its signature names them.
-    Errors inside an existing module are not hidden.
-    """
-    module_name, _, function_name = dotted.rpartition(".")
-    if importlib.util.find_spec(module_name) is None:
-        return f"{dotted}: non disponibile"
-    function = getattr(importlib.import_module(module_name), function_name, None)
-    if function is None:
-        return f"{dotted}: non disponibile"
-    parameters = inspect.signature(function).parameters
-    kwargs = {}
-    if "config" in parameters:
-        kwargs["config"] = current_app.config
-    return function(session, **kwargs)
-
-
-#: The functions the periodic hooks call (module path, function): written by other parts of Pay Box.
-RECEIPT_POLLER = "portal.pagopa.receipt_poller.poll_receipts"
-#: Not written yet: each hook below does nothing until its module exists, then calls ``function(session)``.
-FDR_DOWNLOADER = "portal.pagopa.fdr_download.download_flows"
-OVERDUE_SCANNER = "portal.ledger.overdue.scan_overdue"
-
-
 #: How far back a receipts poll looks before the start of the last successful one (clock skew, slow indexing).
 RECEIPTS_POLL_MARGIN = timedelta(hours=1)
 #: How far back the first poll (or one after a long outage) looks.
@@ -97,10 +65,7 @@ def poll_receipts(session: Session):
     """Fetch, for every creditor, receipts pagoPA has but we did not get by paSendRT (GPD receipts API).
 
     The window starts an hour before the start of the last successful poll (two days back the first time).
-    Does nothing until :mod:`portal.pagopa.receipt_poller` exists.
     """
-    if importlib.util.find_spec(RECEIPT_POLLER.rpartition(".")[0]) is None:
-        return f"{RECEIPT_POLLER}: non disponibile"
     from portal.ledger.models import Creditor
     from portal.pagopa.receipt_poller import poll_receipts as poll
     from portal.pagopa.receipts_api import ReceiptsClient
@@ -116,18 +81,6 @@ def poll_receipts(session: Session):
     for creditor in session.scalars(sa.select(Creditor).order_by(Creditor.id)).all():
         stored += poll(session, creditor, client, since=since)
     return f"{stored} ricevute registrate (da {since:%Y-%m-%d %H:%M} UTC)"
-
-
-@task("default", timeout=1800, ttl=3600, retry_max=0)
-def download_fdr(session: Session):
-    """Download new reporting flows (FdR) and reconcile them."""
-    return call_hook(session, FDR_DOWNLOADER)
-
-
-@task("default", timeout=1800, ttl=3600, retry_max=0)
-def scan_overdue(session: Session):
-    """Move positions past their due date to "expired"."""
-    return call_hook(session, OVERDUE_SCANNER)
 
 
 @task("default", timeout=600, ttl=3600, retry_max=0)

@@ -40,8 +40,6 @@ JOB_KINDS = {
     "publish_batch": "Pubblicazione in blocco su pagoPA",
     "sync_sweep": "Controllo delle posizioni da sincronizzare",
     "poll_receipts": "Recupero ricevute da pagoPA",
-    "download_fdr": "Flussi di rendicontazione",
-    "scan_overdue": "Controllo delle scadenze",
     "purge_job_records": "Pulizia dello storico attività",
 }
 
