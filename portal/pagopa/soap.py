@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 from lxml import etree
 
+from portal.ledger.money import cents_to_decimal_text
 from portal.ledger.payments import ReceiptData, ReceiptTransfer
 from portal.pagopa import SPECS_DIR
 
@@ -443,12 +444,6 @@ def build_soap_fault(fault: SoapFault, *, server: bool = True, fault_id: str = "
     return _serialize(envelope)
 
 
-def amount_text(cents: int) -> str:
-    """Cents as a SOAP amount (``1234`` → ``12.34``)."""
-    euros, rest = divmod(cents, 100)
-    return f"{euros}.{rest:02d}"
-
-
 def _add_subject(parent: etree._Element, name: str, kind: str | None, fiscal_code: str | None,
                  full_name: str | None) -> None:
     if not fiscal_code:
@@ -479,7 +474,7 @@ def send_rt_element(data: ReceiptData, *, id_pa: str, id_broker_pa: str, id_stat
     _add(receipt, "fiscalCode", data.org_fiscal_code)
     _add(receipt, "outcome", data.outcome)
     _add(receipt, "creditorReferenceId", data.iuv)
-    _add(receipt, "paymentAmount", amount_text(data.amount_cents))
+    _add(receipt, "paymentAmount", cents_to_decimal_text(data.amount_cents))
     _add(receipt, "description", data.description)
     _add(receipt, "companyName", data.company_name)
     _add(receipt, "officeName", data.office_name)
@@ -488,7 +483,7 @@ def send_rt_element(data: ReceiptData, *, id_pa: str, id_broker_pa: str, id_stat
     for transfer in data.transfers:
         item = etree.SubElement(transfer_list, "transfer")
         _add(item, "idTransfer", transfer.index)
-        _add(item, "transferAmount", amount_text(transfer.amount_cents))
+        _add(item, "transferAmount", cents_to_decimal_text(transfer.amount_cents))
         _add(item, "fiscalCodePA", transfer.fiscal_code)
         if version == 2:
             _add(item, "companyName", transfer.company_name)
@@ -504,7 +499,7 @@ def send_rt_element(data: ReceiptData, *, id_pa: str, id_broker_pa: str, id_stat
     _add(receipt, "paymentMethod", data.payment_method)
     if version == 2:
         _add(receipt, "paymentNote", data.payment_note)
-    _add(receipt, "fee", amount_text(data.fee_cents) if data.fee_cents is not None else None)
+    _add(receipt, "fee", cents_to_decimal_text(data.fee_cents) if data.fee_cents is not None else None)
     _add(receipt, "paymentDateTime", data.payment_at.isoformat() if data.payment_at else None)
     _add(receipt, "applicationDate", data.application_date.isoformat() if data.application_date else None)
     _add(receipt, "transferDate", data.transfer_date.isoformat() if data.transfer_date else None)

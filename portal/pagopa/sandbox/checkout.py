@@ -13,6 +13,7 @@ import uuid
 
 from flask import Blueprint, abort, current_app, g, redirect, render_template, request
 
+from portal.ledger.money import format_euro
 from portal.pagopa.sandbox import gpd, receipts, store
 from portal.pagopa.sandbox.problems import ApiError
 
@@ -108,19 +109,13 @@ def _cart(cart_id: str):
     return row, store.loads(row["request"])
 
 
-def euro_text(cents: int) -> str:
-    """Italian format: ``1.234,56 €``."""
-    whole = f"{cents // 100:,}".replace(",", ".")
-    return f"{whole},{cents % 100:02d}\u00a0€"
-
-
 @bp.get("/checkout/pay/<cart_id>")
 def payment_page(cart_id: str):
     row, cart = _cart(cart_id)
     notices = cart["paymentNotices"]
     total = sum(notice["amount"] for notice in notices)
     return render_template("sandbox/pay.html", cart_id=cart_id, status=row["status"], notices=notices,
-                           total=euro_text(total), euro=euro_text, email=cart.get("emailNotice"),
+                           total=format_euro(total), euro=format_euro, email=cart.get("emailNotice"),
                            message=request.args.get("msg"))
 
 

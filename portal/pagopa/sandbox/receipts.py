@@ -25,6 +25,7 @@ import requests
 from flask import Blueprint, Response, g, jsonify
 from lxml import etree
 
+from portal.ledger.money import cents_to_decimal_text
 from portal.pagopa import SPECS_DIR
 from portal.pagopa.sandbox import store
 from portal.pagopa.sandbox.problems import ApiError
@@ -60,11 +61,6 @@ def schema() -> etree.XMLSchema:
     return etree.XMLSchema(etree.parse(str(XSD_PATH), _safe_parser()))
 
 
-def euros(cents: int) -> str:
-    """Cents as the XSD's ``stAmount`` (``\\d+\\.\\d{2}``)."""
-    return f"{cents // 100}.{cents % 100:02d}"
-
-
 def _text(parent: etree._Element, tag: str, value) -> etree._Element:
     child = etree.SubElement(parent, tag)
     child.text = str(value)
@@ -92,7 +88,7 @@ def build_receipt(doc: dict, option: dict, *, receipt_id: str, paid_at: datetime
     _text(receipt, "fiscalCode", doc["organizationFiscalCode"])
     _text(receipt, "outcome", "OK")
     _text(receipt, "creditorReferenceId", option["iuv"])
-    _text(receipt, "paymentAmount", euros(option["amount"]))
+    _text(receipt, "paymentAmount", cents_to_decimal_text(option["amount"]))
     _text(receipt, "description", _clip(option.get("description"), 140) or "Pagamento")
     _text(receipt, "companyName", _clip(doc.get("companyName"), 140) or "Ente creditore")
     if _clip(doc.get("officeName"), 140):
@@ -115,7 +111,7 @@ def build_receipt(doc: dict, option: dict, *, receipt_id: str, paid_at: datetime
     for item in option["transfer"]:
         transfer = etree.SubElement(transfers, "transfer")
         _text(transfer, "idTransfer", item["idTransfer"])
-        _text(transfer, "transferAmount", euros(item["amount"]))
+        _text(transfer, "transferAmount", cents_to_decimal_text(item["amount"]))
         _text(transfer, "fiscalCodePA", item.get("organizationFiscalCode") or doc["organizationFiscalCode"])
         if _clip(item.get("companyName"), 140):
             _text(transfer, "companyName", _clip(item["companyName"], 140))
@@ -140,7 +136,7 @@ def build_receipt(doc: dict, option: dict, *, receipt_id: str, paid_at: datetime
     _text(receipt, "idChannel", PSP["idChannel"])
     _text(receipt, "channelDescription", PSP["channelDescription"])
     _text(receipt, "paymentMethod", PSP["paymentMethod"])
-    _text(receipt, "fee", euros(PSP["fee_cents"]))
+    _text(receipt, "fee", cents_to_decimal_text(PSP["fee_cents"]))
     # Like the node: local (Europe/Rome) wall-clock time, no offset.
     _text(receipt, "paymentDateTime", local.replace(tzinfo=None, microsecond=0).isoformat())
     _text(receipt, "applicationDate", local.date().isoformat())
