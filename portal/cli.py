@@ -1,5 +1,5 @@
 """Command-line entry points: ``flask demo load``, ``flask positions export``, ``flask users create``,
-``flask rq worker|scheduler|status``, ``flask sync sweep|status``."""
+``flask rq worker|scheduler|status``, ``flask sync sweep|status``, ``flask notices pdf``."""
 
 import click
 from flask.cli import AppGroup
@@ -203,7 +203,42 @@ def sync_status():
     click.echo(f"In attesa di pagoPA: {row[0]}; da tentare ora: {row[1]}; con errore: {row[2]}.")
 
 
+notices_cli = AppGroup("notices", help="Avvisi di pagamento pagoPA (PDF).")
+
+
+@notices_cli.command("pdf")
+@click.argument("nav")
+@click.argument("path", type=click.Path(dir_okay=False, writable=True))
+@click.option("--creditor", "creditor_fiscal_code",
+              help="Codice fiscale dell'ente (se il codice avviso è di più enti).")
+def notices_pdf(nav: str, path: str, creditor_fiscal_code: str | None):
+    """Write the notice PDF of the position that has the notice number NAV (spaces allowed) to PATH."""
+    import sqlalchemy as sa
+
+    from portal.ledger.models import Creditor, PaymentOption
+    from portal.ledger.notice_numbers import normalize_nav
+    from portal.notices import NoticeError, render_notice
+
+    query = sa.select(PaymentOption).where(PaymentOption.notice_number == normalize_nav(nav))
+    if creditor_fiscal_code:
+        query = query.join(Creditor, Creditor.id == PaymentOption.creditor_id).where(
+            Creditor.fiscal_code == creditor_fiscal_code)
+    options = db.session.scalars(query).all()
+    if not options:
+        raise click.ClickException(f"Nessuna posizione con codice avviso {nav}.")
+    if len(options) > 1:
+        raise click.ClickException("Il codice avviso è di più enti: indicare l'ente con --creditor.")
+    position = options[0].position
+    try:
+        pdf = render_notice(position, creditor=db.session.get(Creditor, position.creditor_id))
+    except NoticeError as exc:
+        raise click.ClickException(str(exc)) from exc
+    with open(path, "wb") as out:
+        out.write(pdf)
+    click.echo(f"Avviso scritto in {path} ({len(pdf)} byte).")
+
+
 def register(app) -> None:
     """Add the command groups to the app's CLI."""
-    for group in (demo_cli, positions_cli, users_cli, rq_cli, sync_cli):
+    for group in (demo_cli, positions_cli, users_cli, rq_cli, sync_cli, notices_cli):
         app.cli.add_command(group)
