@@ -5,8 +5,8 @@ station and N published positions (set-based SQL), starts Pay Box under gunicorn
 port, then sends paSendRTV2 requests from a thread pool at a target rate for a bounded time. A fraction of the
 calls re-send a receipt already sent (the node's retries), which must come back as PAA_RECEIPT_DUPLICATA.
 
-    .venv/bin/python bench/receipts.py [--rate 200] [--duration 20] [--workers 2] [--threads 8]
-                                       [--client-threads 32] [--duplicates 0.05]
+    .venv/bin/python bench/receipts.py [--rate 200] [--duration 20] [--workers 4] [--threads 2]
+                                       [--client-threads 32] [--duplicates 0.05] [--warmup 0]
                                        [--database-url postgresql://postgres@127.0.0.1:5432/paybox_bench_receipts]
 
 Prints throughput, latency percentiles (service time, and time from the scheduled send, which includes any
@@ -290,6 +290,10 @@ def main() -> None:
     parser.add_argument("--client-threads", type=int, default=32, help="sending threads (default 32)")
     parser.add_argument("--duplicates", type=float, default=0.05, help="share of re-sent receipts (default 0.05)")
     parser.add_argument("--grace", type=float, default=15.0, help="seconds allowed past the schedule (default 15)")
+    parser.add_argument("--warmup", type=int, default=0,
+                        help="receipts sent at the target rate before the measured run and not counted: the "
+                             "workers' first calls (database connections, compiled statements) excluded "
+                             "(default 0: the cold start is measured)")
     parser.add_argument("--database-url", default=DEFAULT_URL)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
@@ -301,16 +305,22 @@ def main() -> None:
         f"gunicorn {args.workers} workers x {args.threads} threads (gthread); {os.cpu_count()} CPUs")
     step = time.perf_counter()
     recreate_database(args.database_url)
-    migrate_and_seed(args.database_url, calls)
+    migrate_and_seed(args.database_url, calls + args.warmup)
     log(f"database {args.database_url.rsplit('/', 1)[1]}: migrated, {calls} published positions "
         f"({time.perf_counter() - step:.1f} s)")
-    payloads = build_payloads(options(args.database_url), calls, args.duplicates, args.seed)
+    rows = options(args.database_url)
+    payloads = build_payloads(rows[args.warmup:], calls, args.duplicates, args.seed)
+    warmup = build_payloads(rows[:args.warmup], args.warmup, 0.0, args.seed + 1) if args.warmup else []
     log(f"{len(payloads)} requests built ({sum(map(len, payloads)) / len(payloads):.0f} bytes each on average)")
 
     with tempfile.NamedTemporaryFile("w", prefix="bench_receipts_gunicorn_", suffix=".log", delete=False) as logfile:
         process = start_gunicorn(args.database_url, free_port(), args.workers, args.threads, logfile)
         port = process.args[process.args.index("--bind") + 1].rsplit(":", 1)[1]
         try:
+            if warmup:
+                drive(f"http://{HOST}:{port}/pagopa/paForNode", warmup, rate=args.rate,
+                      client_threads=args.client_threads, grace=args.grace)
+                log(f"warm-up: {len(warmup)} receipts sent, not counted")
             run = drive(f"http://{HOST}:{port}/pagopa/paForNode", payloads, rate=args.rate,
                         client_threads=args.client_threads, grace=args.grace)
         finally:
@@ -336,7 +346,8 @@ def main() -> None:
     log(f"from schedule   p50 {percentile(lagged, 50):7.1f}   p95 {percentile(lagged, 95):7.1f}   "
         f"p99 {percentile(lagged, 99):7.1f}   max {max(lagged, default=float('nan')):7.1f}")
     unique = len(set(payloads))
-    log(f"database: {database_figures(args.database_url)}; distinct receipts sent: {unique}")
+    log(f"database: {database_figures(args.database_url)}; distinct receipts sent: {unique}"
+        + (f" (+ {len(warmup)} warm-up)" if warmup else ""))
     log(f"gunicorn log: {logfile.name}")
 
 

@@ -113,6 +113,8 @@ def load_config(env: dict | None = None) -> dict:
         # client addresses (comma-separated IPs or CIDRs) and a header a TLS-terminating proxy adds.
         "PAGOPA_SOAP_ALLOWED_IPS": _list(env.get("PAGOPA_SOAP_ALLOWED_IPS")),
         "PAGOPA_SOAP_REQUIRED_HEADER": env.get("PAGOPA_SOAP_REQUIRED_HEADER") or None,
+        # Seconds a creditor looked up for the node's calls is reused in a process (0: no cache).
+        "PAGOPA_CREDITOR_CACHE_SECONDS": _float(env, "PAGOPA_CREDITOR_CACHE_SECONDS", 60.0),
     }
 
 

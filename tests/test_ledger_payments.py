@@ -16,6 +16,7 @@ from portal.ledger.payments import (
     FLAG_AMOUNT_MISMATCH,
     FLAG_CANCELLED_POSITION,
     FLAG_UNKNOWN_IUV,
+    CreditorRef,
     ReceiptData,
     ReceiptRejected,
     ReceiptTransfer,
@@ -261,7 +262,7 @@ def _in_own_session(engine, creditor_id: int, data: ReceiptData, results: list, 
 
 @pytest.mark.parametrize("known", [True, False], ids=["open option", "unknown IUV"])
 def test_a_copy_racing_an_uncommitted_one_becomes_a_duplicate(make_position, creditor, known):
-    """The second copy waits (position lock or unique index), then its INSERT fails in its savepoint."""
+    """The second copy waits (position lock or unique index), then its INSERT inserts nothing (ON CONFLICT)."""
     data = (receipt_for(publish(make_position(amount=10000)).options[0]) if known
             else receipt_for(iuv="01999999999999999", amount_cents=500))
     engine, creditor_id = db.engine, creditor.id
@@ -324,3 +325,84 @@ def test_concurrent_installments_of_one_position_are_all_applied(make_position, 
     assert kinds(position).count("paid") == 1
     assert kinds(position).count("partially_paid") == 1
     assert kinds(position).count("installment_paid") == 2
+
+
+# --- Round-trips: what a receipt costs the database ------------------------------------------------------------------
+
+
+def test_a_receipt_takes_one_lock_one_insert_and_one_flush(make_position, creditor):
+    position = publish(make_position(amount=12000, installments=(6000, 6000)))
+    option = position.options[1]
+    option_id = option.id
+    ref = CreditorRef.of(creditor)
+    data = receipt_for(option)
+    repeated = receipt_for(option, receipt_id=data.receipt_id)
+    db.session.expire_all()
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, *args):
+        statements.append(" ".join(statement.split()))
+
+    sa.event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        outcome = record_receipt(db.session, ref, data, source="paSendRTV2", raw_xml="<receipt/>")
+        new = list(statements)
+        statements.clear()
+        again = record_receipt(db.session, ref, repeated, source="paSendRTV2", raw_xml="<receipt/>")
+        duplicate = list(statements)
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", seen)
+    db.session.commit()
+    # Position and options locked in one statement, the receipt inserted (no SELECT before it, no SAVEPOINT),
+    # then one flush: the position, the event, the options (the paid installment and the cancelled single).
+    assert new[0].startswith("SELECT positions.")
+    assert "FOR UPDATE OF positions, payment_options" in new[0]
+    assert new[1].startswith("INSERT INTO receipts")
+    assert "ON CONFLICT DO NOTHING" in new[1]
+    assert sorted(" ".join(s.split()[:3]) for s in new[2:]) == [
+        "INSERT INTO events", "UPDATE payment_options SET", "UPDATE payment_options SET", "UPDATE positions SET"]
+    assert not any("SAVEPOINT" in s for s in new)
+    # The duplicate: the same lock, the INSERT that inserts nothing, the SELECT of the stored copy; no writes.
+    assert again.duplicate
+    assert again.receipt.receipt_id == outcome.receipt.receipt_id
+    assert len(duplicate) == 3
+    assert duplicate[2].startswith("SELECT receipts.")
+    assert counts()["receipts"] == 1
+    db.session.expire_all()
+    assert (position.status, position.paid_cents) == (S.PARTIALLY_PAID, 6000)
+    assert kinds(position)[-2:] == ["published", "partially_paid"]
+    stored = db.session.get(Receipt, outcome.receipt.id)
+    assert (stored.creditor_id, stored.option_id, stored.amount_cents, stored.flag) == (
+        creditor.id, option_id, 6000, None)
+    assert stored.received_at is not None
+    assert stored.payment_at == PAID_AT
+
+
+def test_receipts_on_sqlite(tmp_path):
+    """The laptop database: the same INSERT ... ON CONFLICT DO NOTHING RETURNING, the same duplicate answer."""
+    from portal.ledger.models import Service
+    from tests.conftest import position_input
+    from tests.test_sqlite import sqlite_app
+
+    with sqlite_app(tmp_path / "paybox.db"):
+        comune = ledger.create_creditor(db.session, fiscal_code=CF_COMUNE, name="Comune di Prova",
+                                        segregation_code="01")
+        ledger.add_account(db.session, comune, iban=IBAN_COMUNE, label="Tesoreria")
+        service = Service(creditor=comune, code="TARI", name="TARI", taxonomy_code="9/0101101IM/",
+                          account=comune.accounts[0])
+        db.session.add(service)
+        db.session.flush()
+        position, _ = ledger.create_position(db.session, comune, position_input(service, amount=5000),
+                                             actor="test")
+        publish(position)
+        data = receipt_for(position.options[0])
+        first = record(comune, data)
+        second = record(comune, data)
+        unknown = record(comune, receipt_for(iuv="01999999999999999", amount_cents=700))
+        assert (first.duplicate, first.flag) == (False, None)
+        assert second.duplicate
+        assert second.receipt.id == first.receipt.id
+        assert (unknown.duplicate, unknown.flag) == (False, FLAG_UNKNOWN_IUV)
+        assert counts()["receipts"] == 2
+        db.session.expire_all()
+        assert (position.status, position.paid_cents) == (S.PAID, 5000)

@@ -19,10 +19,10 @@ from werkzeug.serving import make_server
 
 from portal.extensions import db
 from portal.ledger import services as ledger
-from portal.ledger.models import Event, PaymentOption, Position, Receipt
+from portal.ledger.models import Creditor, Event, PaymentOption, Position, Receipt
 from portal.ledger.payments import FLAG_CANCELLED_POSITION, FLAG_UNKNOWN_IUV, ReceiptData
 from portal.ledger.status import OptionStatus, PositionStatus
-from portal.pagopa import soap
+from portal.pagopa import node, soap
 from portal.pagopa.receipt_poller import poll_receipts
 from portal.pagopa.receipts_api import ReceiptsClient
 from tests.conftest import CF_COMUNE
@@ -493,3 +493,118 @@ def test_poller_skips_an_unusable_receipt(published, station):
     adapter = GpdReceipts({"01000000000000001": "<receipt><broken/></receipt>", data.iuv: good})
     assert poll_receipts(db.session, station, _client(adapter), since=datetime(2027, 1, 1, tzinfo=UTC)) == 1
     assert db.session.scalar(sa.select(Receipt.iuv)) == data.iuv
+
+
+# --- The creditor cache and the per-thread schema ---------------------------------------------------------------------
+
+
+def _creditor_queries(engine) -> tuple[list[str], object]:
+    seen: list[str] = []
+
+    def listener(conn, cursor, statement, *args):
+        if "FROM creditors" in statement:
+            seen.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", listener)
+    return seen, listener
+
+
+def test_the_creditor_is_looked_up_once_then_cached(client, published):
+    first, second = published(amount=5000), published(amount=6000)
+    seen, listener = _creditor_queries(db.engine)
+    try:
+        assert answer(post(client, rt_request(receipt_for(first.options[0]))).data)[:2] == ("OK", None)
+        assert len(seen) == 1
+        assert answer(post(client, rt_request(receipt_for(second.options[0]))).data)[:2] == ("OK", None)
+        assert len(seen) == 1
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", listener)
+
+
+def test_a_creditor_changed_in_this_process_is_seen_at_once(client, published):
+    position = published(amount=5000)
+    data = receipt_for(position.options[0])
+    assert answer(post(client, rt_request(receipt_for(published(amount=100).options[0]))).data)[:2] == ("OK", None)
+    # The cached creditor had STATION; the officer moves it to another station (an ORM change, here).
+    creditor = db.session.get(Creditor, position.creditor_id)
+    creditor.station_id = "15376371009_02"
+    db.session.commit()
+    assert answer(post(client, rt_request(data)).data)[:2] == ("KO", "PAA_STAZIONE_INT_ERRATA")
+    assert answer(post(client, rt_request(data, id_station="15376371009_02")).data)[:2] == ("OK", None)
+
+
+def test_a_creditor_changed_elsewhere_is_seen_after_the_ttl(app, client, published, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(node.time, "monotonic", lambda: clock[0])
+    monkeypatch.setitem(app.config, "PAGOPA_CREDITOR_CACHE_SECONDS", 60)
+    position = published(amount=5000)
+    data = receipt_for(position.options[0])
+    assert answer(post(client, rt_request(receipt_for(published(amount=100).options[0]))).data)[:2] == ("OK", None)
+    # Another process changes the station: this one does not see the flush, only the database.
+    with db.engine.begin() as conn:
+        conn.execute(sa.update(Creditor).values(station_id="15376371009_02"))
+    try:
+        clock[0] += 59
+        assert answer(post(client, rt_request(data, id_station="15376371009_02")).data)[:2] == (
+            "KO", "PAA_STAZIONE_INT_ERRATA")
+        clock[0] += 2
+        assert answer(post(client, rt_request(data, id_station="15376371009_02")).data)[:2] == ("OK", None)
+    finally:
+        node.clear_creditor_caches()
+
+
+def test_an_unknown_idpa_is_not_cached(client, published, make_position):
+    position = published(amount=5000)
+    data = receipt_for(position.options[0])
+    assert answer(post(client, rt_request(data, id_pa="00743110157")).data)[:2] == ("KO", "PAA_ID_DOMINIO_ERRATO")
+    # The creditor appears in the database without this process flushing it (another process created it).
+    with db.engine.begin() as conn:
+        conn.execute(sa.update(Creditor).values(fiscal_code="00743110157"))
+    try:
+        assert node.creditor_ref(db.session, "00743110157").id == position.creditor_id
+    finally:
+        node.clear_creditor_caches()
+
+
+def test_the_cache_can_be_turned_off(app, client, published, monkeypatch):
+    monkeypatch.setitem(app.config, "PAGOPA_CREDITOR_CACHE_SECONDS", 0)
+    position = published(amount=5000)
+    seen, listener = _creditor_queries(db.engine)
+    try:
+        node.creditor_ref(db.session, CF_COMUNE)
+        node.creditor_ref(db.session, CF_COMUNE)
+        assert len(seen) == 2
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", listener)
+    assert node.creditor_ref(db.session, CF_COMUNE).id == position.creditor_id
+
+
+def test_each_thread_validates_with_its_own_schema(published):
+    position = published(amount=5000)
+    good = soap.send_rt_element(receipt_for(position.options[0]), id_pa=CF_COMUNE, id_broker_pa=BROKER,
+                                id_station=STATION)
+    bad = etree.fromstring(etree.tostring(good).replace(b"<idChannel>", b"<idCanale>")
+                           .replace(b"</idChannel>", b"</idCanale>"))
+    assert soap.schema() is soap.schema()
+    schemas, errors = [], []
+    barrier = threading.Barrier(8)
+
+    def validate(element, expect_ok):
+        schemas.append(soap.schema())
+        barrier.wait()
+        for _ in range(50):
+            try:
+                soap.validate(element)
+                errors.append(None if expect_ok else "accepted an invalid receipt")
+            except soap.SoapFault as fault:
+                errors.append("idCanale" not in (fault.description or "") and f"wrong error: {fault.description}"
+                              if not expect_ok else f"refused a valid receipt: {fault.description}")
+
+    threads = [threading.Thread(target=validate, args=(good, True) if n % 2 else (bad, False)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len({id(schema) for schema in schemas}) == 8
+    assert [e for e in errors if e] == []
+    assert len(errors) == 400

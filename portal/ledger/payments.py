@@ -3,18 +3,19 @@
 Plain Python like :mod:`portal.ledger.services`: it takes the session, flushes, and never commits. The SOAP
 endpoint (paSendRT/paSendRTV2) and the receipts-API poller both call :func:`record_receipt`.
 
-Idempotency lives in the schema: a receipt is unique by ``receipt_id`` and by ``(creditor_id, iuv)``. A repeated
-receipt is found by a plain query; two copies arriving at the same moment are told apart by the unique index
-itself (the loser's INSERT fails inside a SAVEPOINT and it answers "duplicate"), so the ledger is changed once.
+Idempotency lives in the schema: a receipt is unique by ``receipt_id`` and by ``(creditor_id, iuv)``. The receipt
+is inserted with ``ON CONFLICT DO NOTHING`` before the ledger is touched: a repeated receipt, or the copy that loses
+a race with a concurrent one (the unique index makes it wait for the other transaction), inserts nothing and
+answers "duplicate", so the ledger is changed once.
 """
 
 import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import cache
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from portal.ledger.models import Creditor, PaymentOption, Position, Receipt
 from portal.ledger.services import record_event, transition
@@ -93,6 +94,24 @@ class ReceiptData:
 
 
 @dataclass(frozen=True)
+class CreditorRef:
+    """What receipts need of a creditor: its id, its fiscal code, and the pagoPA ids a caller must present.
+
+    A plain value (no session): the SOAP endpoint caches it per process (see :mod:`portal.pagopa.node`).
+    """
+
+    id: int
+    fiscal_code: str
+    broker_id: str | None = None
+    station_id: str | None = None
+
+    @classmethod
+    def of(cls, creditor: Creditor) -> "CreditorRef":
+        return cls(id=creditor.id, fiscal_code=creditor.fiscal_code, broker_id=creditor.broker_id,
+                   station_id=creditor.station_id)
+
+
+@dataclass(frozen=True)
 class RecordOutcome:
     """What :func:`record_receipt` did: the stored receipt, whether it was already there, and its flag."""
 
@@ -112,66 +131,65 @@ def find_receipt(session: Session, creditor_id: int, receipt_id: str, iuv: str) 
     ).first()
 
 
-def record_receipt(session: Session, creditor: Creditor, data: ReceiptData, *, source: str, raw_xml: str,
+def record_receipt(session: Session, creditor: Creditor | CreditorRef, data: ReceiptData, *, source: str, raw_xml: str,
                    actor: str = ACTOR) -> RecordOutcome:
     """Store a receipt and apply it to the ledger, once.
 
     A receipt already stored (same receipt id, or same creditor and IUV) changes nothing: the outcome says
-    ``duplicate``. Otherwise the receipt row is inserted with the raw XML and, when it pays an unpaid option of a
+    ``duplicate``: nothing is written (its position was locked first, until the caller's transaction ends).
+    Otherwise the receipt row is inserted with the raw XML and, when it pays an unpaid option of a
     payable position, the option becomes paid and the position moves on (see :func:`_apply_payment`). A receipt
     that cannot be applied (cancelled position, option already paid, unknown IUV, ...) is stored with a flag and
     an ``receipt_flagged`` event on the position: money arrived, an officer must refund or offset it.
 
-    Safe under concurrency: the position and its options are locked (``SELECT ... FOR UPDATE``) before they are
-    read, and the receipt is inserted inside a SAVEPOINT, so the copy that loses the race on the unique indexes
-    rolls back only its own INSERT and reports a duplicate.
+    Safe under concurrency: the position and its options are locked (``SELECT ... FOR UPDATE``, one statement)
+    before they are read, and the receipt is inserted with ``ON CONFLICT DO NOTHING``, so the copy that loses the
+    race on the unique indexes inserts nothing and reports a duplicate. Statements for a new receipt: the lock, the
+    INSERT, then one flush (position, options, events).
 
-    :param creditor: the creditor the notice belongs to (the receipt's ``fiscalCode``).
+    :param creditor: the creditor the notice belongs to (the receipt's ``fiscalCode``); only its ``id`` and
+        ``fiscal_code`` are used, so a :class:`CreditorRef` will do.
     :param source: ``paSendRT``, ``paSendRTV2`` or ``receipts-api``.
     :raise ReceiptRejected: for a KO receipt or a receipt id longer than we can store; nothing is written.
     """
     _check(data, source)
-    existing = find_receipt(session, creditor.id, data.receipt_id, data.iuv)
-    if existing is not None:
-        log.info("receipt %s (iuv %s) already stored as %s: duplicate", data.receipt_id, data.iuv, existing.receipt_id)
-        return RecordOutcome(existing, duplicate=True, flag=existing.flag)
-
     position, option, options = _lock_option(session, creditor, data)
     flag = _flag(position, option, options, data)
-    receipt = Receipt(
-        creditor_id=creditor.id,
-        position_id=position.id if position else None,
-        option_id=option.id if option else None,
-        receipt_id=data.receipt_id,
-        iuv=data.iuv,
-        notice_number=data.notice_number,
-        outcome=data.outcome,
-        amount_cents=data.amount_cents,
-        fee_cents=data.fee_cents,
-        psp_id=data.psp_id,
-        psp_name=data.psp_name,
-        channel_id=data.channel_id,
-        payment_method=data.payment_method,
-        payment_at=data.payment_at,
-        application_date=data.application_date,
-        transfer_date=data.transfer_date,
-        debtor_fiscal_code=data.debtor_fiscal_code,
-        payer_fiscal_code=data.payer_fiscal_code,
-        stand_in=data.stand_in,
-        source=source,
-        raw_xml=raw_xml,
-        flag=flag,
-    )
-    try:
-        # The INSERT goes first and alone in a savepoint: if a concurrent copy of this receipt committed first,
-        # the unique index refuses it here, before anything in the ledger has been touched.
-        with session.begin_nested():
-            session.add(receipt)
-    except IntegrityError:
+    values = {
+        "creditor_id": creditor.id,
+        "position_id": position.id if position else None,
+        "option_id": option.id if option else None,
+        "receipt_id": data.receipt_id,
+        "iuv": data.iuv,
+        "notice_number": data.notice_number,
+        "outcome": data.outcome,
+        "amount_cents": data.amount_cents,
+        "fee_cents": data.fee_cents,
+        "psp_id": data.psp_id,
+        "psp_name": data.psp_name,
+        "channel_id": data.channel_id,
+        "payment_method": data.payment_method,
+        "payment_at": data.payment_at,
+        "application_date": data.application_date,
+        "transfer_date": data.transfer_date,
+        "debtor_fiscal_code": data.debtor_fiscal_code,
+        "payer_fiscal_code": data.payer_fiscal_code,
+        "stand_in": data.stand_in,
+        "source": source,
+        "raw_xml": raw_xml,
+        "flag": flag,
+        "received_at": utcnow(),
+    }
+    # The INSERT goes before anything in the ledger is touched, and a copy already stored (or being stored by a
+    # concurrent transaction, which the unique indexes make us wait for) is skipped by ON CONFLICT DO NOTHING:
+    # no row comes back, and this receipt is a duplicate. One statement, no savepoint, no preliminary SELECT.
+    receipt = _insert_receipt(session, values)
+    if receipt is None:
         existing = find_receipt(session, creditor.id, data.receipt_id, data.iuv)
         if existing is None:
-            raise
-        log.info("receipt %s (iuv %s) stored concurrently: duplicate", data.receipt_id, data.iuv)
+            raise LedgerError(f"receipt {data.receipt_id} refused by the database but not found")
+        log.debug("receipt %s (iuv %s) already stored as %s: duplicate", data.receipt_id, data.iuv,
+                  existing.receipt_id)
         return RecordOutcome(existing, duplicate=True, flag=existing.flag)
 
     details = _details(data, source)
@@ -181,10 +199,42 @@ def record_receipt(session: Session, creditor: Creditor, data: ReceiptData, *, s
         record_event(session, position, "receipt_flagged", actor=actor, flag=flag,
                      option_amount_cents=option.amount_cents if option else None,
                      position_status=position.status.value, **details)
+    # The one flush of the ledger changes (position, options, events).
     session.flush()
-    log.info("receipt %s stored: iuv %s, %s cents, position %s, flag %s", data.receipt_id, data.iuv,
-             data.amount_cents, position.iupd if position else "-", flag or "-")
+    log.debug("receipt %s stored: iuv %s, %s cents, position %s, flag %s", data.receipt_id, data.iuv,
+              data.amount_cents, position.iupd if position else "-", flag or "-")
     return RecordOutcome(receipt, duplicate=False, flag=flag)
+
+
+def _insert_receipt(session: Session, values: dict) -> Receipt | None:
+    """``INSERT ... ON CONFLICT DO NOTHING RETURNING id``: the new receipt, or ``None`` when a copy is stored.
+
+    Written as text with typed parameters (PostgreSQL and SQLite share the syntax) because SQLAlchemy does not
+    cache the compiled form of its dialect ``on_conflict_do_nothing()`` constructs; this one compiles once. The
+    row is then put in the session as a persistent :class:`Receipt` holding exactly the values written, without
+    a SELECT.
+    """
+    receipt_pk = session.execute(_insert_receipt_statement(tuple(values)), values).scalar_one_or_none()
+    if receipt_pk is None:
+        return None
+    receipt = Receipt(id=receipt_pk, **values)
+    make_transient_to_detached(receipt)
+    session.add(receipt)
+    return receipt
+
+
+@cache
+def _insert_receipt_statement(names: tuple[str, ...]) -> sa.TextClause:
+    table = Receipt.__table__
+    columns = ", ".join(table.c[name].name for name in names)
+    params = ", ".join(f":{name}" for name in names)
+    # Names from our own table definition, values as bound parameters: nothing from outside is in the text.
+    sql = f"INSERT INTO {table.name} ({columns}) VALUES ({params}) ON CONFLICT DO NOTHING RETURNING id"  # noqa: S608
+    return (
+        sa.text(sql)
+        .bindparams(*(sa.bindparam(name, type_=table.c[name].type) for name in names))
+        .columns(table.c.id)
+    )
 
 
 def _check(data: ReceiptData, source: str) -> None:
@@ -201,7 +251,7 @@ def _check(data: ReceiptData, source: str) -> None:
         raise ValueError("payment_at must be timezone-aware")
 
 
-def _lock_option(session: Session, creditor: Creditor, data: ReceiptData
+def _lock_option(session: Session, creditor: Creditor | CreditorRef, data: ReceiptData
                  ) -> tuple[Position | None, PaymentOption | None, list[PaymentOption]]:
     """Find the option the receipt pays, then lock its position and all the position's options, in that order.
 
@@ -211,20 +261,26 @@ def _lock_option(session: Session, creditor: Creditor, data: ReceiptData
     if data.org_fiscal_code != creditor.fiscal_code:
         # A notice of another creditor (we are a secondary beneficiary): none of our options is paid by it.
         return None, None, []
-    position_id = session.scalar(
-        sa.select(PaymentOption.position_id).where(PaymentOption.creditor_id == creditor.id,
-                                                   PaymentOption.iuv == data.iuv)
-    )
-    if position_id is None:
-        return None, None, []
-    position = session.scalars(
-        sa.select(Position).where(Position.id == position_id).with_for_update()
+    # One round-trip: the position of the option with this IUV joined to all its options, locked. PostgreSQL locks
+    # each row's tables in the order of FOR UPDATE OF (the position, then the option), and every row carries the
+    # position, so the position is always locked first; the options follow in id order (the locking happens
+    # above the sort). A row changed by a transaction we waited for is re-read at its newest version, and
+    # populate_existing puts that version in the session even if an older one was loaded earlier.
+    target = (sa.select(PaymentOption.position_id)
+              .where(PaymentOption.creditor_id == creditor.id, PaymentOption.iuv == data.iuv)
+              .scalar_subquery())
+    rows = session.execute(
+        sa.select(Position, PaymentOption)
+        .join(PaymentOption, PaymentOption.position_id == Position.id)
+        .where(Position.id == target)
+        .order_by(PaymentOption.id)
+        .with_for_update(of=[Position, PaymentOption])
         .execution_options(populate_existing=True)
-    ).one()
-    options = list(session.scalars(
-        sa.select(PaymentOption).where(PaymentOption.position_id == position_id).order_by(PaymentOption.id)
-        .with_for_update().execution_options(populate_existing=True)
-    ))
+    ).all()
+    if not rows:
+        return None, None, []
+    position = rows[0][0]
+    options = [row[1] for row in rows]
     option = next(o for o in options if o.iuv == data.iuv)
     return position, option, options
 

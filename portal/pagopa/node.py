@@ -18,15 +18,19 @@ How each outcome is answered:
 import hmac
 import ipaddress
 import logging
+import threading
+import time
+import weakref
 from functools import lru_cache
 
 import sqlalchemy as sa
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Flask, Response, current_app, request
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from portal.extensions import csrf, db
 from portal.ledger.models import Creditor
-from portal.ledger.payments import ReceiptRejected, record_receipt
+from portal.ledger.payments import CreditorRef, ReceiptRejected, record_receipt
 from portal.pagopa import soap
 
 log = logging.getLogger("portal.pagopa.node")
@@ -38,6 +42,8 @@ csrf.exempt(bp)
 
 #: A receipt is a few KB (an @e.bollo attachment included); anything far larger is not for us.
 MAX_REQUEST_BYTES = 1024 * 1024
+#: How long a creditor looked up by fiscal code is reused (``PAGOPA_CREDITOR_CACHE_SECONDS``; 0 turns it off).
+CREDITOR_CACHE_SECONDS = 60.0
 
 
 @bp.post("/paForNode")
@@ -81,7 +87,7 @@ def _send_rt(session: Session, parsed: soap.SoapRequest) -> Response:
         # another creditor of this installation than the receiving one (idPA).
         owner = creditor
         if data.org_fiscal_code != creditor.fiscal_code:
-            owner = _creditor(session, data.org_fiscal_code) or creditor
+            owner = creditor_ref(session, data.org_fiscal_code) or creditor
         outcome = record_receipt(session, owner, data, source=operation.name, raw_xml=parsed.payload_xml())
     except soap.SoapFault as fault:
         _log_call(parsed, data, fault.code)
@@ -106,13 +112,13 @@ def _send_rt(session: Session, parsed: soap.SoapRequest) -> Response:
     return _xml(soap.build_response(operation))
 
 
-def _check_caller_ids(session: Session, parsed: soap.SoapRequest) -> Creditor:
+def _check_caller_ids(session: Session, parsed: soap.SoapRequest) -> CreditorRef:
     """The creditor named by idPA, after checking that idBrokerPA and idStation are ours for it.
 
     :raise soap.SoapFault: ``PAA_ID_DOMINIO_ERRATO``, ``PAA_ID_INTERMEDIARIO_ERRATO`` or ``PAA_STAZIONE_INT_ERRATA``.
     """
     operation = parsed.operation
-    creditor = _creditor(session, parsed.id_pa)
+    creditor = creditor_ref(session, parsed.id_pa)
     if creditor is None:
         raise soap.SoapFault(soap.PAA_ID_DOMINIO_ERRATO, f"idPA {parsed.id_pa} sconosciuto", operation=operation)
     config = current_app.config
@@ -129,10 +135,100 @@ def _check_caller_ids(session: Session, parsed: soap.SoapRequest) -> Creditor:
     return creditor
 
 
-def _creditor(session: Session, fiscal_code: str | None) -> Creditor | None:
+# --- Creditors, cached per process ----------------------------------------------------------------------------------
+
+
+class CreditorCache:
+    """Creditor ids by fiscal code, each kept for ``ttl`` seconds (one per app; threads share it).
+
+    Creditors change rarely: a change made in another process (an officer editing the station id, a new creditor)
+    is seen here within ``ttl``; one made in this process is seen at once (any flush of a creditor clears every
+    cache). An unknown fiscal code is not remembered: a creditor created elsewhere answers at once.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[float, CreditorRef]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, fiscal_code: str) -> CreditorRef | None:
+        entry = self._entries.get(fiscal_code)
+        if entry is None or entry[0] <= time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, ref: CreditorRef, ttl: float) -> None:
+        with self._lock:
+            self._entries[ref.fiscal_code] = (time.monotonic() + ttl, ref)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+_caches: "weakref.WeakSet[CreditorCache]" = weakref.WeakSet()
+_caches_lock = threading.Lock()
+
+
+def creditor_cache(app: Flask) -> CreditorCache:
+    """The app's creditor cache (created on first use)."""
+    cache = app.extensions.get("paybox.creditor_cache")
+    if cache is None:
+        with _caches_lock:
+            cache = app.extensions.get("paybox.creditor_cache")
+            if cache is None:
+                cache = app.extensions["paybox.creditor_cache"] = CreditorCache()
+                _caches.add(cache)
+    return cache
+
+
+def clear_creditor_caches() -> None:
+    """Forget every cached creditor (of every app in this process)."""
+    for cache in list(_caches):
+        cache.clear()
+
+
+_CREDITOR_CHANGED = "paybox.creditor_changed"
+
+
+@event.listens_for(Session, "after_flush")
+def _creditor_flushed(session: Session, flush_context) -> None:
+    """A creditor written by this process (created, edited, removed) is looked up afresh from now on.
+
+    Cleared at the flush and again at the commit: a thread that read the old row in between cannot keep it.
+    """
+    for objects in (session.new, session.dirty, session.deleted):
+        if any(isinstance(obj, Creditor) for obj in objects):
+            session.info[_CREDITOR_CHANGED] = True
+            clear_creditor_caches()
+            return
+
+
+@event.listens_for(Session, "after_commit")
+def _creditor_committed(session: Session) -> None:
+    if session.info.pop(_CREDITOR_CHANGED, False):
+        clear_creditor_caches()
+
+
+def creditor_ref(session: Session, fiscal_code: str | None) -> CreditorRef | None:
+    """The creditor with this fiscal code (``None`` if unknown), from the cache when fresh enough."""
     if not fiscal_code:
         return None
-    return session.scalar(sa.select(Creditor).where(Creditor.fiscal_code == fiscal_code))
+    ttl = float(current_app.config.get("PAGOPA_CREDITOR_CACHE_SECONDS", CREDITOR_CACHE_SECONDS))
+    cache = creditor_cache(current_app) if ttl > 0 else None
+    if cache is not None:
+        ref = cache.get(fiscal_code)
+        if ref is not None:
+            return ref
+    row = session.execute(
+        sa.select(Creditor.id, Creditor.fiscal_code, Creditor.broker_id, Creditor.station_id)
+        .where(Creditor.fiscal_code == fiscal_code)
+    ).first()
+    if row is None:
+        return None
+    ref = CreditorRef(id=row.id, fiscal_code=row.fiscal_code, broker_id=row.broker_id, station_id=row.station_id)
+    if cache is not None:
+        cache.put(ref, ttl)
+    return ref
 
 
 def _log_call(parsed: soap.SoapRequest, data, outcome: str, *, flag: str | None = None) -> None:

@@ -3,7 +3,7 @@
 SOAP 1.1, document/literal (``sanp/wsdl/paForNode.wsdl``): the ``SOAPAction`` header is the operation name, the
 Body holds one element in the paForNode namespace whose children are **unqualified**, and every answer extends
 ``ctResponse{outcome OK|KO, fault?}`` with ``fault`` a ``ctFaultBean``. Everything is checked against the vendored
-``paForNode.xsd`` (which imports ``sac-common-types-1.0.xsd``), loaded once per process.
+``paForNode.xsd`` (which imports ``sac-common-types-1.0.xsd``), loaded once per thread.
 
 XML from outside is parsed with entities left unresolved, no network, no huge trees, and any DOCTYPE refused:
 a receipt never needs a DTD, and refusing it closes the entity-expansion and external-entity attacks.
@@ -121,8 +121,6 @@ class SoapRequest:
 # --- Parsing ----------------------------------------------------------------------------------------------------
 
 _local = threading.local()
-# XMLSchema keeps its error log on the object: one validation at a time (each takes well under a millisecond).
-_schema_lock = threading.Lock()
 
 
 def _parser() -> etree.XMLParser:
@@ -136,10 +134,18 @@ def _parser() -> etree.XMLParser:
     return parser
 
 
-@cache
 def schema() -> etree.XMLSchema:
-    """``paForNode.xsd`` (with the common types it imports), loaded once per process."""
-    return _load_schema(str(PAFN_XSD))
+    """``paForNode.xsd`` (with the common types it imports), loaded once per thread.
+
+    An lxml ``XMLSchema`` keeps the error log of its last validation on the object, and ``validate`` resets and
+    fills it around a call that releases the GIL: two threads validating with one object would mix (or clear) each
+    other's errors. So each thread (gunicorn gthread workers serve requests in threads) has its own, and
+    validations run in parallel without a lock. Loading it takes a couple of milliseconds.
+    """
+    compiled = getattr(_local, "schema", None)
+    if compiled is None:
+        compiled = _local.schema = _load_schema(str(PAFN_XSD))
+    return compiled
 
 
 @cache
@@ -187,10 +193,9 @@ def validate(element: etree._Element, *, operation: Operation | None = None) -> 
     :raise SoapFault: ``PAA_SINTASSI_XSD`` with the first violation as description.
     """
     compiled = schema()
-    with _schema_lock:
-        if compiled.validate(element):
-            return
-        errors = [f"line {e.line}: {e.message}" for e in compiled.error_log]
+    if compiled.validate(element):
+        return
+    errors = [f"line {e.line}: {e.message}" for e in compiled.error_log]
     raise SoapFault(PAA_SINTASSI_XSD, "; ".join(errors)[:_DESCRIPTION_MAX], operation=operation)
 
 
