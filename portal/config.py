@@ -115,6 +115,24 @@ def load_config(env: dict | None = None) -> dict:
         "PAGOPA_SOAP_REQUIRED_HEADER": env.get("PAGOPA_SOAP_REQUIRED_HEADER") or None,
         # Seconds a creditor looked up for the node's calls is reused in a process (0: no cache).
         "PAGOPA_CREDITOR_CACHE_SECONDS": _float(env, "PAGOPA_CREDITOR_CACHE_SECONDS", 60.0),
+        # Bill runs: where chunks and packages are written (a volume every worker and web node shares when they
+        # run on several machines), notices per chunk job, and what the print index says.
+        "NOTICES_DIR": env.get("NOTICES_DIR") or str(ROOT / "instance" / "notices"),
+        "NOTICES_CHUNK_SIZE": _int(env, "NOTICES_CHUNK_SIZE", 1000),
+        "NOTICES_PRINT_DUPLEX": _bool(env.get("NOTICES_PRINT_DUPLEX")),
+        "NOTICES_POSTAL_PRODUCT": env.get("NOTICES_POSTAL_PRODUCT") or "POSTA_MASSIVA",
+        # Outgoing e-mail (notices to debtors). Without MAIL_SERVER, development writes each message as an .eml
+        # file under MAIL_OUTBOX_DIR instead of sending it; production refuses to send without a server.
+        "MAIL_SERVER": env.get("MAIL_SERVER") or None,
+        "MAIL_PORT": _int(env, "MAIL_PORT", 25),
+        "MAIL_USERNAME": env.get("MAIL_USERNAME") or None,
+        "MAIL_PASSWORD": env.get("MAIL_PASSWORD") or None,
+        "MAIL_USE_TLS": _bool(env.get("MAIL_USE_TLS")),
+        "MAIL_USE_SSL": _bool(env.get("MAIL_USE_SSL")),
+        "MAIL_TIMEOUT_SECONDS": _float(env, "MAIL_TIMEOUT_SECONDS", 30.0),
+        "MAIL_FROM": env.get("MAIL_FROM") or "Pay Box <noreply@paybox.localhost>",
+        "MAIL_OUTBOX_DIR": None if mode == "production" else (
+            env.get("MAIL_OUTBOX_DIR") or str(ROOT / "instance" / "outbox")),
     }
 
 

@@ -14,3 +14,4 @@ from portal.ledger.models import (  # noqa: F401
     Service,
     Transfer,
 )
+from portal.notices.models import BillRun, BillRunChunk, BillRunItem, NoticeDelivery  # noqa: F401

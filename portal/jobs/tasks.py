@@ -90,3 +90,62 @@ def purge_job_records(session: Session):
 
     count = purge_records(session, periodic_kinds=[p.task for p in PERIODIC_JOBS])
     return f"{count} righe eliminate"
+
+
+# --- Bill runs and notice e-mails ----------------------------------------------------------------------------------
+
+
+def billrun_settings():
+    """The bill-run settings of the current app."""
+    from portal.notices.billrun import BillRunSettings
+
+    return BillRunSettings.from_config(current_app.config)
+
+
+@task("notices", timeout=3600, ttl=24 * 3600, retry_max=2, retry_intervals=(30, 300))
+def billrun_prepare(session: Session, run_id: int):
+    """Freeze a bill run's selection in envelope order and ask for one job per chunk."""
+    from portal.notices.billrun import prepare
+
+    return prepare(session, int(run_id), billrun_settings())
+
+
+@task("notices", timeout=1800, ttl=24 * 3600, retry_max=2, retry_intervals=(30, 300))
+def billrun_chunk(session: Session, run_id: int, number: int):
+    """Render one chunk of a bill run (the last one asks for the package)."""
+    from portal.notices.billrun import render_chunk
+
+    return render_chunk(session, int(run_id), int(number), billrun_settings())
+
+
+@task("notices", timeout=3 * 3600, ttl=24 * 3600, retry_max=2, retry_intervals=(30, 300))
+def billrun_finish(session: Session, run_id: int):
+    """Write a bill run's ZIP and mark its positions "notice issued"."""
+    from portal.notices.billrun import finish
+
+    return finish(session, int(run_id), billrun_settings())
+
+
+def mailer():
+    """A mailer for the current app's settings."""
+    from portal.mail import Mailer, MailSettings
+
+    return Mailer(MailSettings.from_config(current_app.config))
+
+
+@task("mail", timeout=3600, ttl=24 * 3600, retry_max=3, retry_intervals=(60, 600, 3600))
+def billrun_mail(session: Session, run_id: int, number: int):
+    """E-mail the notices of one chunk of a finished bill run to the debtors who have an address."""
+    from portal.notices.delivery import deliver_bill_run_chunk
+
+    with mailer() as m:
+        return deliver_bill_run_chunk(session, int(run_id), int(number), m)
+
+
+@task("mail", timeout=120, ttl=24 * 3600, retry_max=3, retry_intervals=(60, 600, 3600))
+def send_notice_email(session: Session, delivery_id: int):
+    """Send one notice e-mail an officer asked for."""
+    from portal.notices.delivery import deliver
+
+    with mailer() as m:
+        return deliver(session, int(delivery_id), m)

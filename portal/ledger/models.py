@@ -43,6 +43,8 @@ class Creditor(db.Model):
     website: Mapped[str | None] = mapped_column(sa.String(200))
     #: Notices in Italian and German for bilingual areas.
     bilingual_notices: Mapped[bool] = mapped_column(default=False)
+    #: The logo printed in the notice header: a PNG re-encoded on upload (see portal.notices.logo).
+    logo_png: Mapped[bytes | None] = mapped_column(sa.LargeBinary, deferred=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     accounts: Mapped[list["Account"]] = relationship(back_populates="creditor", order_by="Account.id")

@@ -47,7 +47,7 @@ class Page:
     next_cursor: int | None
 
 
-def _matching_ids(creditor_id: int, flt: PositionFilter, today: date) -> sa.Select:
+def matching_ids(creditor_id: int, flt: PositionFilter, today: date) -> sa.Select:
     """The ids of the matching positions, from ``positions`` alone (debtor and number filters as subqueries).
 
     Without joins the planner can answer it from ``ix_positions_creditor_list`` by a backwards index scan that
@@ -98,7 +98,7 @@ def _matching_ids(creditor_id: int, flt: PositionFilter, today: date) -> sa.Sele
 def list_positions(session: Session, creditor_id: int, flt: PositionFilter, *, after: int | None = None,
                    limit: int = 50, today: date | None = None) -> Page:
     """One page of positions, newest first, starting after the position id ``after``."""
-    ids = _matching_ids(creditor_id, flt, today or date.today())
+    ids = matching_ids(creditor_id, flt, today or date.today())
     if after is not None:
         ids = ids.where(Position.id < after)
     ids = ids.order_by(Position.id.desc()).limit(limit + 1)

@@ -34,7 +34,6 @@ from portal.notices.layout import (
     SUBJECT_X1,
     Texts,
     cut_text,
-    fit_lines,
     printable,
     text_block,
 )
@@ -452,16 +451,24 @@ def _value(c, text, x: float, top: float, width: float, *, size: float = 8.5, li
                min_size=size - 2)
 
 
-def render_notice(position, *, creditor) -> bytes:
-    """The notice of one position as a PDF (Flask-free; ``position.debtor`` and ``.options`` are read).
+def render_notice_with_pages(position, *, creditor) -> tuple[bytes, int]:
+    """The notice of one position as a PDF, and its page count (for the bill-run index).
 
     :raise NoticeError: if the position has nothing left to pay.
     """
     out = io.BytesIO()
     document = NoticeDocument(out, title=f"Avviso di pagamento - {printable(position.subject)[:60]}")
-    document.add(position, creditor=creditor)
+    pages = document.add(position, creditor=creditor)
     document.close()
-    return out.getvalue()
+    return out.getvalue(), pages
 
 
-__all__ = ["NoticeDocument", "NoticeError", "installments_per_row", "render_notice", "fit_lines"]
+def render_notice(position, *, creditor) -> bytes:
+    """The notice of one position as a PDF (Flask-free; ``position.debtor`` and ``.options`` are read).
+
+    :raise NoticeError: if the position has nothing left to pay.
+    """
+    return render_notice_with_pages(position, creditor=creditor)[0]
+
+
+__all__ = ["NoticeDocument", "NoticeError", "installments_per_row", "render_notice", "render_notice_with_pages"]

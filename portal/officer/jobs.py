@@ -41,6 +41,11 @@ JOB_KINDS = {
     "sync_sweep": "Controllo delle posizioni da sincronizzare",
     "poll_receipts": "Recupero ricevute da pagoPA",
     "purge_job_records": "Pulizia dello storico attività",
+    "billrun_prepare": "Bollettazione: selezione delle posizioni",
+    "billrun_chunk": "Bollettazione: stampa di un blocco di avvisi",
+    "billrun_finish": "Bollettazione: pacchetto per la stampa",
+    "billrun_mail": "Bollettazione: invio degli avvisi per e-mail",
+    "send_notice_email": "Invio di un avviso per e-mail",
 }
 
 

@@ -149,7 +149,8 @@ def export_rows(session: Session, creditor_id: int, flt: queries.PositionFilter,
         yield from rows_for_positions(chunk, {creditor_id: code})
 
 
-def _csv_value(value: object) -> object:
+def csv_safe(value: object) -> object:
+    """``value`` for a CSV cell: text a spreadsheet would run as a formula gets a leading apostrophe."""
     if is_formula_like(value):
         return "'" + value
     return value
@@ -162,7 +163,7 @@ def iter_csv(rows: Iterable[tuple], *, flush_every: int = 500) -> Iterator[str]:
     writer.writerow(COLUMNS)
     pending = 0
     for row in rows:
-        writer.writerow([_csv_value(v) for v in row])
+        writer.writerow([csv_safe(v) for v in row])
         pending += 1
         if pending >= flush_every:
             yield buffer.getvalue()
