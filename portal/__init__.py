@@ -73,7 +73,7 @@ def register_errorhandlers(app: Flask) -> None:
         template = "errors/_message.html" if htmx else "errors/error.html"
         return render_template(template, code=code, description=getattr(error, "description", "")), code
 
-    for code in (400, 403, 404, 405, 429, 500):
+    for code in (400, 403, 404, 405, 409, 410, 413, 429, 500):
         app.register_error_handler(code, render_error)
 
 

@@ -1,5 +1,5 @@
 """Command-line entry points: ``flask demo load``, ``flask positions export``, ``flask users create``,
-``flask rq worker|scheduler|status``, ``flask sync sweep|status``, ``flask notices pdf``."""
+``flask rq worker|scheduler|status``, ``flask sync sweep|status``, ``flask notices pdf|billrun``."""
 
 import click
 from flask.cli import AppGroup
@@ -236,6 +236,76 @@ def notices_pdf(nav: str, path: str, creditor_fiscal_code: str | None):
     with open(path, "wb") as out:
         out.write(pdf)
     click.echo(f"Avviso scritto in {path} ({len(pdf)} byte).")
+
+
+@notices_cli.command("billrun")
+@click.option("--service", "service_code", required=True, help="Codice del servizio (es. TARI).")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, writable=True),
+              help="Dove scrivere il pacchetto ZIP.")
+@click.option("--mode", type=click.Choice(["merged", "envelopes"]), default="merged", show_default=True,
+              help="merged: un PDF per blocco con le pagine di ogni busta nell'indice; envelopes: un PDF per busta.")
+@click.option("--creditor", "creditor_fiscal_code", help="Codice fiscale dell'ente (se il servizio è di più enti).")
+@click.option("--status", help="Solo le posizioni in questo stato (published, expired, ...).")
+@click.option("--due-from", type=click.DateTime(["%Y-%m-%d"]), help="Scadenza dal (AAAA-MM-GG).")
+@click.option("--due-to", type=click.DateTime(["%Y-%m-%d"]), help="Scadenza al (AAAA-MM-GG).")
+@click.option("--include-issued", is_flag=True, help="Ristampa anche gli avvisi già emessi.")
+@click.option("--title", help="Descrizione della bollettazione.")
+@click.option("--email", "send_email", is_flag=True, help="Invia poi ogni avviso all'e-mail del debitore.")
+def notices_billrun(service_code, out_path, mode, creditor_fiscal_code, status, due_from, due_to, include_issued,
+                    title, send_email):
+    """Run a bill run of SERVICE here (all chunks in this process) and write its ZIP package to OUT."""
+    import shutil
+
+    import sqlalchemy as sa
+    from flask import current_app
+
+    from portal.jobs.tasks import mailer
+    from portal.ledger.models import Creditor, Service
+    from portal.ledger.queries import PositionFilter
+    from portal.ledger.status import PositionStatus
+    from portal.notices import billrun
+    from portal.notices.delivery import deliver_bill_run_chunk
+
+    query = sa.select(Service).where(Service.code == service_code)
+    if creditor_fiscal_code:
+        query = query.join(Creditor, Creditor.id == Service.creditor_id).where(
+            Creditor.fiscal_code == creditor_fiscal_code)
+    services = db.session.scalars(query).all()
+    if not services:
+        raise click.ClickException(f"Nessun servizio con codice {service_code}.")
+    if len(services) > 1:
+        raise click.ClickException("Il servizio è di più enti: indicare l'ente con --creditor.")
+    service = services[0]
+    try:
+        flt = PositionFilter(service_id=service.id, status=PositionStatus(status) if status else None,
+                             due_from=due_from.date() if due_from else None, due_to=due_to.date() if due_to else None)
+    except ValueError as exc:
+        raise click.ClickException(f"Stato sconosciuto: {status}") from exc
+    settings = billrun.BillRunSettings.from_config(current_app.config)
+    try:
+        run = billrun.start_bill_run(
+            db.session, db.session.get(Creditor, service.creditor_id), flt, title=title or f"{service.name} (CLI)",
+            mode=mode, include_issued=include_issued, send_email=send_email,
+            filters={"service_id": str(service.id), "status": status or ""}, settings=settings, enqueue=False)
+    except billrun.BillRunError as exc:
+        raise click.ClickException(str(exc)) from exc
+    db.session.commit()
+    click.echo(f"Bollettazione n. {run.id}: {run.total} avvisi ({run.without_address} senza indirizzo).")
+    with click.progressbar(length=run.total, label="Avvisi") as bar:
+        done = [0]
+
+        def progress(current):
+            bar.update(current.rendered + current.skipped - done[0])
+            done[0] = current.rendered + current.skipped
+
+        run = billrun.run_inline(db.session, run, settings, progress=progress)
+    shutil.copyfile(settings.storage_dir / run.file_name, out_path)
+    click.echo(f"Pacchetto scritto in {out_path}: {run.rendered} avvisi, {run.pages} pagine"
+               f"{f', {run.skipped} saltati perché già pagati' if run.skipped else ''}.")
+    if send_email:
+        with mailer() as m:
+            for number in range(run.chunks):
+                click.echo(f"Blocco {number}: {deliver_bill_run_chunk(db.session, run.id, number, m)}")
 
 
 def register(app) -> None:

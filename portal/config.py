@@ -96,6 +96,8 @@ def load_config(env: dict | None = None) -> dict:
         "LOGIN_LOCKOUT_MINUTES": _int(env, "LOGIN_LOCKOUT_MINUTES", 15),
         "LOGIN_MAX_FAILURES_PER_IP": _int(env, "LOGIN_MAX_FAILURES_PER_IP", 30),
         "POSITIONS_PAGE_SIZE": _int(env, "POSITIONS_PAGE_SIZE", 50),
+        # Largest request body accepted (uploads); bigger requests get 413 before any view reads them.
+        "MAX_CONTENT_LENGTH": _int(env, "MAX_UPLOAD_MB", 64) * 1024 * 1024,
         # pagoPA, through the technological intermediary. Development defaults point at the local sandbox;
         # UAT or production is only a matter of changing these variables.
         "PAGOPA_GPD_URL": env.get("PAGOPA_GPD_URL") or f"{SANDBOX_URL}/gpd/debt-positions-service",

@@ -17,7 +17,7 @@ from portal.extensions import db
 from portal.ledger import services as ledger
 from portal.ledger.inputs import DebtorInput, OptionInput, PositionInput, TransferInput
 
-pytest_plugins = ["tests.browser_support"]
+pytest_plugins = ["tests.browser_support", "tests.notice_fixtures"]
 
 DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/paybox_test"
 PASSWORD = "password-di-prova"

@@ -8,7 +8,7 @@ import csv
 import io
 import shutil
 import zipfile
-from datetime import date, timedelta
+from datetime import date
 
 import pytest
 import sqlalchemy as sa
@@ -19,58 +19,14 @@ from portal.ledger import queries
 from portal.ledger import services as ledger
 from portal.ledger.inputs import DebtorInput, OptionInput, PositionInput
 from portal.ledger.models import Event, Position
-from portal.ledger.status import PositionStatus
 from portal.notices import billrun
 from portal.notices.envelopes import has_postal_address, has_postal_address_sql, postal_address, poste_text
 from portal.notices.models import BillRun, BillRunChunk, BillRunItem
 from tests.conftest import CF_COMUNE
+from tests.notice_fixtures import PEOPLE
 
 pytestmark = pytest.mark.skipif(not shutil.which("pdfinfo") or not shutil.which("pdftoppm"),
                                 reason="poppler-utils (pdfinfo, pdftoppm) are needed to read the PDFs")
-
-#: Valid fiscal codes (check characters verified) of different people.
-PEOPLE = [
-    ("RSSMRA80A01H501U", "Mario Rossi", "Via Roma", "1", "00184", "Roma", "RM"),
-    ("BNCLRA85M41F205C", "Laura Bianchi", "Corso d'Italia", "15/B", "20121", "Milano", "MI"),
-    ("VRDGPP70C15L219C", "Giuseppe Verdi", "Piazza Castello", "3", "10121", "Torino", "TO"),
-    ("NREFNC90E50A944N", "Francesca Neri", "Via dell'Indipendenza", "88", "40121", "Bologna", "BO"),
-    ("GLLLCU75T10D612Y", "Luca Gialli", "Via Tornabuoni", "2", "50123", "Firenze", "FI"),
-    ("BLUSRA95H60F839V", "Sara Blu", None, None, None, None, None),  # no postal address
-]
-
-
-@pytest.fixture
-def settings(app, tmp_path, monkeypatch):
-    """Chunks of 2 notices under a temporary directory, for the jobs too (they read the app's settings)."""
-    monkeypatch.setitem(app.config, "NOTICES_DIR", str(tmp_path / "notices"))
-    monkeypatch.setitem(app.config, "NOTICES_CHUNK_SIZE", 2)
-    return billrun.BillRunSettings.from_config(app.config)
-
-
-def publish(position):
-    ledger.transition(db.session, position, PositionStatus.PUBLISHED, actor="test")
-
-
-@pytest.fixture
-def billable(creditor, service):
-    """Six published positions (one without address, one with 3 installments), newest last."""
-    made = []
-    for n, (cf, name, street, civic, cap, city, prov) in enumerate(PEOPLE):
-        data = PositionInput(
-            service_id=service.id,
-            debtor=DebtorInput(fiscal_code=cf, name=name, street=street, civic_number=civic, postal_code=cap,
-                               city=city, province=prov, email=f"{name.split()[0].lower()}@example.org"),
-            subject=f"TARI 2027 - utenza {n + 1}",
-            single=OptionInput(amount_cents=10_000 + n, due_date=date.today() + timedelta(days=30)),
-            installments=[OptionInput(amount_cents=a, due_date=date.today() + timedelta(days=30 * (i + 1)))
-                          for i, a in enumerate((3_000, 3_000, 4_000 + n))] if n == 1 else [],
-        )
-        position, _ = ledger.create_position(db.session, creditor, data, actor="test", enqueue_sync=False)
-        publish(position)
-        made.append(position)
-    db.session.commit()
-    return made
-
 
 def start(creditor, settings, *, mode="merged", flt=None, **kwargs):
     run = billrun.start_bill_run(db.session, creditor, flt or queries.PositionFilter(), title="TARI 2027",
@@ -130,7 +86,7 @@ def test_merged_run_produces_the_vendor_package(app, billable, creditor, setting
         names = package.namelist()
         assert {"indice.csv", "dati.csv", "senza_indirizzo.csv", "LEGGIMI.txt"} <= set(names)
         pdfs = sorted(n for n in names if n.startswith("avvisi/"))
-        assert pdfs == ["avvisi/avvisi-00000.pdf", "avvisi/avvisi-00001.pdf", "avvisi/avvisi-00002.pdf"]
+        assert pdfs == ["avvisi/avvisi-00001.pdf", "avvisi/avvisi-00002.pdf", "avvisi/avvisi-00003.pdf"]
         index = read_csv(package, "indice.csv")
         # Sorted by CAP: Roma 00184, Torino 10121, Milano 20121, Bologna 40121, Firenze 50123.
         assert [row["cap"] for row in index] == ["00184", "10121", "20121", "40121", "50123"]
@@ -335,3 +291,19 @@ def _pdf_pages(pdf: bytes) -> int:
         f.flush()
         out = subprocess.run(["pdfinfo", f.name], check=True, capture_output=True, text=True).stdout  # noqa: S603,S607
     return int(next(line.split()[-1] for line in out.splitlines() if line.startswith("Pages:")))
+
+
+def test_the_periodic_sweep_resumes_runs_whose_jobs_were_lost(app, billable, creditor, settings):
+    from portal.jobs.queue import enqueue_now
+
+    run = start(creditor, settings)
+    backend = get_backend(app)
+    backend.run_pending(limit=2)  # prepare + chunk 0, then the queue is lost (Redis flushed, worker gone)
+    backend.clear()
+    enqueue_now("billrun_sweep")
+    run_jobs(app)
+    db.session.expire_all()
+    run = db.session.get(BillRun, run.id)
+    assert (run.status, run.rendered) == ("done", 6)
+    # A done run is left alone.
+    assert billrun.resume_active(db.session) == 0

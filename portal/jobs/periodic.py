@@ -38,6 +38,7 @@ class PeriodicJob:
 PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
     PeriodicJob("sync_sweep", 30, "Sincronizzazione con pagoPA delle posizioni in attesa"),
     PeriodicJob("poll_receipts", 5 * 60, "Ricevute di pagamento da pagoPA (recupero di quelle non ricevute)"),
+    PeriodicJob("billrun_sweep", 5 * 60, "Ripresa dei blocchi di bollettazione rimasti senza lavoro"),
     PeriodicJob("purge_job_records", 24 * 60 * 60, "Pulizia dello storico delle attività"),
 )
 

@@ -126,6 +126,14 @@ def billrun_finish(session: Session, run_id: int):
     return finish(session, int(run_id), billrun_settings())
 
 
+@task("default", timeout=300, ttl=600, retry_max=0)
+def billrun_sweep(session: Session):
+    """Re-ask for the missing chunks of bill runs still working (a lost worker's chunk is rendered again)."""
+    from portal.notices.billrun import resume_active
+
+    return f"{resume_active(session)} bollettazioni in corso"
+
+
 def mailer():
     """A mailer for the current app's settings."""
     from portal.mail import Mailer, MailSettings

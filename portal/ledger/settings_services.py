@@ -21,6 +21,7 @@ from portal.ledger.identifiers import (
     validate_postal_code,
 )
 from portal.ledger.models import Account, Creditor, Service
+from portal.notices.logo import LogoError, prepare_logo
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +145,48 @@ def update_creditor(session: Session, creditor: Creditor, data: CreditorInput, *
             log.warning("creditor %s: segregation code set to %s by %s (new numbers only)",
                         creditor.id, creditor.segregation_code, actor)
     return changed
+
+
+def has_logo(session: Session, creditor_id: int) -> bool:
+    """Whether the creditor has a logo (without loading the image)."""
+    return bool(session.scalar(sa.select(Creditor.logo_png.is_not(None)).where(Creditor.id == creditor_id)))
+
+
+def get_logo(session: Session, creditor_id: int) -> bytes | None:
+    """The creditor's logo as stored (a PNG), or ``None``."""
+    return session.scalar(sa.select(Creditor.logo_png).where(Creditor.id == creditor_id))
+
+
+def set_logo(session: Session, creditor: Creditor, data: bytes, *, actor: str) -> int:
+    """Store the logo printed on the creditor's notices, replacing any previous one.
+
+    The upload is checked and re-encoded by :func:`portal.notices.logo.prepare_logo` (PNG or JPEG, at most 1 MB,
+    stored as a PNG of at most 600×600 px).
+
+    :return: the size in bytes of the stored PNG.
+    :raise ValidationFailed: on the field ``logo`` with the reason; the creditor is left untouched.
+    """
+    try:
+        png = prepare_logo(data)
+    except LogoError as exc:
+        raise ValidationFailed([FieldError("logo", str(exc))]) from exc
+    creditor.logo_png = png
+    session.flush()
+    log.info("creditor %s: logo set (%d bytes) by %s", creditor.id, len(png), actor)
+    return len(png)
+
+
+def remove_logo(session: Session, creditor: Creditor, *, actor: str) -> bool:
+    """Remove the creditor's logo (notices are then printed without one).
+
+    :return: whether there was a logo to remove.
+    """
+    if not has_logo(session, creditor.id):
+        return False
+    creditor.logo_png = None
+    session.flush()
+    log.info("creditor %s: logo removed by %s", creditor.id, actor)
+    return True
 
 
 # --- Accounts -------------------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from portal.ledger.status import PAYABLE_STATUSES, OptionStatus
 from portal.ledger.types import utcnow
 from portal.notices import package
 from portal.notices.envelopes import envelope_order, has_postal_address_sql, postal_address, sheets
-from portal.notices.models import MODES, BillRun, BillRunChunk, BillRunItem
+from portal.notices.models import ACTIVE_STATUSES, MODES, BillRun, BillRunChunk, BillRunItem
 from portal.notices.render import NoticeDocument, NoticeError, render_notice_with_pages
 
 log = logging.getLogger(__name__)
@@ -62,22 +62,22 @@ class BillRunSettings:
 
 
 class RunFiles:
-    """The files of one run under the storage directory."""
+    """The files of one run under the storage directory (chunk numbers start at 0, file names at 00001)."""
 
     def __init__(self, settings: BillRunSettings, run_id: int):
         self.dir = settings.storage_dir / f"billrun-{run_id}"
 
     def chunk_pdf(self, number: int) -> Path:
-        return self.dir / f"avvisi-{number:05d}.pdf"
+        return self.dir / f"avvisi-{number + 1:05d}.pdf"
 
     def chunk_zip(self, number: int) -> Path:
-        return self.dir / f"chunk-{number:05d}.zip"
+        return self.dir / f"chunk-{number + 1:05d}.zip"
 
     def index_part(self, number: int) -> Path:
-        return self.dir / f"chunk-{number:05d}.index.csv"
+        return self.dir / f"chunk-{number + 1:05d}.index.csv"
 
     def data_part(self, number: int) -> Path:
-        return self.dir / f"chunk-{number:05d}.data.csv"
+        return self.dir / f"chunk-{number + 1:05d}.data.csv"
 
     def package(self, run: BillRun) -> Path:
         return self.dir / f"bollettazione-{run.id}.zip"
@@ -443,6 +443,18 @@ def restart(session: Session, run_id: int, *, enqueue: bool = True) -> BillRun:
         if not pending:
             _enqueue(session, "billrun_finish", run, "finish")
     return run
+
+
+def resume_active(session: Session) -> int:
+    """Ask again for the missing work of every run still working (the periodic sweep; returns how many runs).
+
+    Job ids are deterministic, so work still queued or running is not doubled, and a chunk job that lost its
+    worker is simply run again: its chunk is rendered once (row lock, ``done`` check).
+    """
+    ids = session.scalars(sa.select(BillRun.id).where(BillRun.status.in_(ACTIVE_STATUSES))).all()
+    for run_id in ids:
+        restart(session, run_id)
+    return len(ids)
 
 
 def delete_files(settings: BillRunSettings, run_id: int) -> None:

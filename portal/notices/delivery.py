@@ -47,7 +47,8 @@ def notice_email(position: Position, creditor: Creditor, pdf: bytes) -> EmailMes
         lines.append(f"Importo: {format_euro(single.amount_cents)} entro il {format_date(single.due_date)} "
                      f"(codice avviso {format_nav(single.notice_number)}).")
     if installments:
-        lines.append(("In alternativa, in" if single else "In") + f" {len(installments)} rate:")
+        lines.append("In alternativa, a rate:" if single else
+                     "Rata da pagare:" if len(installments) == 1 else "Rate da pagare:")
         lines += [f"  rata {o.installment_number}: {format_euro(o.amount_cents)} entro il {format_date(o.due_date)} "
                   f"(codice avviso {format_nav(o.notice_number)})" for o in installments]
     lines += ["",

@@ -15,6 +15,7 @@ The ZIP (stored, not deflated: the PDFs are already compressed) holds:
 import csv
 import io
 import shutil
+import time
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -113,9 +114,16 @@ def data_rows(*, envelope_id: int, position, creditor, address: PostalAddress | 
     return rows
 
 
+def _member(name: str) -> zipfile.ZipInfo:
+    """A stored member dated now (``ZipFile.open`` would date it 1980)."""
+    info = zipfile.ZipInfo(name, date_time=time.localtime()[:6])
+    info.compress_type = zipfile.ZIP_STORED
+    return info
+
+
 def _write_csv(package: zipfile.ZipFile, name: str, columns: tuple, parts: Iterable[Path]) -> None:
     """One CSV member: the header, then every part file's bytes in order (streamed, flat memory)."""
-    with package.open(name, "w", force_zip64=True) as out:
+    with package.open(_member(name), "w", force_zip64=True) as out:
         header = io.StringIO()
         csv.writer(header, delimiter=";").writerow(columns)
         out.write(header.getvalue().encode("utf-8"))
@@ -126,7 +134,7 @@ def _write_csv(package: zipfile.ZipFile, name: str, columns: tuple, parts: Itera
 
 
 def _copy_file(package: zipfile.ZipFile, name: str, path: Path) -> None:
-    with open(path, "rb") as src, package.open(name, "w", force_zip64=True) as out:
+    with open(path, "rb") as src, package.open(_member(name), "w", force_zip64=True) as out:
         shutil.copyfileobj(src, out, 1024 * 1024)
 
 
@@ -136,7 +144,8 @@ def _copy_members(package: zipfile.ZipFile, folder: str, chunk_zip: Path) -> Non
         return
     with zipfile.ZipFile(chunk_zip) as src:
         for info in src.infolist():
-            with src.open(info) as data, package.open(f"{folder}/{info.filename}", "w", force_zip64=True) as out:
+            member = zipfile.ZipInfo(f"{folder}/{info.filename}", date_time=info.date_time)
+            with src.open(info) as data, package.open(member, "w", force_zip64=True) as out:
                 shutil.copyfileobj(data, out, 1024 * 1024)
 
 

@@ -1,7 +1,9 @@
 """Draw notices on a ReportLab canvas: :class:`NoticeDocument` (many notices, one PDF) and :func:`render_notice`.
 
 Speed: every fixed part of a block (bands, frames, labels, the guide's fixed paragraphs) is a PDF form XObject
-drawn once per document and placed on every page; only the data and the barcodes are drawn per notice.
+drawn once per document and placed on every page; only the data and the barcodes are drawn per notice. The
+creditor's logo is one image XObject per document (prepared once per process by :func:`portal.notices.logo.pdf_image`)
+placed in the header of every page.
 """
 
 import io
@@ -10,12 +12,13 @@ from datetime import date
 
 from reportlab import rl_config
 from reportlab.lib.units import mm
+from reportlab.pdfbase.pdfdoc import PDFDictionary, PDFName, PDFStream
 from reportlab.pdfgen.canvas import Canvas
 
 from portal.formatting import format_date
 from portal.ledger.money import format_euro
 from portal.ledger.notice_numbers import format_nav
-from portal.notices import barcodes
+from portal.notices import barcodes, logo
 from portal.notices.layout import (
     BAND,
     BLUE,
@@ -26,6 +29,7 @@ from portal.notices.layout import (
     HEADER_H,
     INK,
     LINE,
+    LOGO,
     MARGIN,
     PAGE_H,
     PAGE_W,
@@ -96,7 +100,8 @@ def _address_lines(debtor) -> list[str]:
 
 
 def _creditor_info(creditor) -> str:
-    parts = [creditor.website, creditor.email, creditor.pec, creditor.phone]
+    website = (creditor.website or "").removeprefix("https://").removeprefix("http://").rstrip("/")
+    parts = [website, creditor.email, creditor.pec, creditor.phone]
     return " · ".join(p for p in parts if p)
 
 
@@ -110,6 +115,8 @@ class NoticeDocument:
         self.pages = 0
         self._forms: set[str] = set()
         self._page_open = False
+        #: The logo of each creditor seen (by id): (XObject name, pixel width, pixel height), or None without one.
+        self._logos: dict = {}
 
     # --- Infrastructure -----------------------------------------------------------------------------------
 
@@ -129,6 +136,51 @@ class NoticeDocument:
             self._forms.add(name)
         c.saveState()
         c.translate(x, y)
+        c.doForm(name)
+        c.restoreState()
+
+    def _logo(self, creditor) -> tuple[str, int, int] | None:
+        """The creditor's logo as an image XObject of this document, embedded the first time it is asked for."""
+        key = getattr(creditor, "id", None)
+        if key is None:
+            key = ("object", id(creditor))
+        if key not in self._logos:
+            png = getattr(creditor, "logo_png", None)
+            image = logo.pdf_image(bytes(png)) if png else None
+            self._logos[key] = self._embed_image(image, f"logo{len(self._logos)}") if image else None
+        return self._logos[key]
+
+    def _embed_image(self, image: logo.PdfImage, name: str) -> tuple[str, int, int]:
+        """Register ``image`` (deflate data with PNG predictors, used as they are) as the XObject ``name``."""
+        doc = self.canvas._doc
+
+        def stream(data: bytes, colour_space: str, colours: int) -> PDFStream:
+            return PDFStream(PDFDictionary({
+                "Type": PDFName("XObject"), "Subtype": PDFName("Image"), "Width": image.width,
+                "Height": image.height, "ColorSpace": PDFName(colour_space), "BitsPerComponent": 8,
+                "Filter": PDFName("FlateDecode"),
+                "DecodeParms": PDFDictionary({"Predictor": 15, "Colors": colours, "BitsPerComponent": 8,
+                                              "Columns": image.width}),
+            }), content=data)
+
+        xobject = stream(image.data, image.colour_space, image.colours)
+        if image.alpha is not None:
+            xobject.dictionary["SMask"] = doc.Reference(stream(image.alpha, "DeviceGray", 1))
+        doc.addForm(name, xobject)
+        return name, image.width, image.height
+
+    def _draw_logo(self, creditor, top: float) -> None:
+        """The logo fitted in its LOGO × LOGO box at the top right of the header, touching the box's corner."""
+        found = self._logo(creditor)
+        if found is None:
+            return
+        name, width, height = found
+        scale = min(LOGO / width, LOGO / height)
+        w, h = width * scale, height * scale
+        c = self.canvas
+        c.saveState()
+        c.translate(PAGE_W - MARGIN - w, top - h)
+        c.scale(w, h)
         c.doForm(name)
         c.restoreState()
 
@@ -173,7 +225,7 @@ class NoticeDocument:
         return self.pages - first_page
 
     def _new_page(self, ctx) -> float:
-        """Start a page with the header (subject and the notice title); return the y below it."""
+        """Start a page with the header (the notice title, the subject and the logo); return the y below it."""
         self.pages += 1
         c = self.canvas
         t = ctx.texts
@@ -191,6 +243,7 @@ class NoticeDocument:
         self._static(name, CONTENT_W, HEADER_H, static, MARGIN, top - HEADER_H)
         text_block(c, ctx.subject, SUBJECT_X0, top - 14, SUBJECT_X1 - SUBJECT_X0, font=BOLD, size=16,
                    max_lines=2, min_size=11, leading=1.18)
+        self._draw_logo(ctx.creditor, top)
         return top - HEADER_H - 5 * mm
 
     def _info(self, ctx, top: float) -> float:

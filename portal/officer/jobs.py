@@ -44,6 +44,7 @@ JOB_KINDS = {
     "billrun_prepare": "Bollettazione: selezione delle posizioni",
     "billrun_chunk": "Bollettazione: stampa di un blocco di avvisi",
     "billrun_finish": "Bollettazione: pacchetto per la stampa",
+    "billrun_sweep": "Bollettazioni: ripresa dei blocchi fermi",
     "billrun_mail": "Bollettazione: invio degli avvisi per e-mail",
     "send_notice_email": "Invio di un avviso per e-mail",
 }

@@ -1,13 +1,16 @@
-"""The payment notice PDF of one position, downloaded from the position page."""
+"""The payment notice of one position: the PDF download, and sending it to the debtor by e-mail."""
 
-from flask import Response, abort
+from flask import Response, abort, flash, redirect, url_for
+from flask_login import current_user
 
 from portal.accounts.models import Role
 from portal.extensions import db
 from portal.ledger.models import Creditor
 from portal.notices import NoticeError, render_notice
+from portal.notices.delivery import DeliveryError, request_email
 from portal.officer import bp
 from portal.officer.access import get_position_or_404, roles_required
+from portal.officer.forms import EmptyForm
 
 
 @bp.route("/positions/<int:position_id>/notice.pdf")
@@ -28,3 +31,19 @@ def position_notice(position_id: int):
     filename = f"{position.debtor.fiscal_code}_{first.iuv}.pdf"
     return Response(pdf, mimetype="application/pdf",
                     headers={"Content-Disposition": f"attachment; filename={filename}"})
+
+
+@bp.route("/positions/<int:position_id>/notice/email", methods=["POST"])
+@roles_required(Role.ADMIN, Role.OPERATOR)
+def email_notice(position_id: int):
+    """Queue the notice for the debtor's e-mail address; the delivery log on the position page shows the outcome."""
+    position = get_position_or_404(position_id)
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    try:
+        delivery = request_email(db.session, position, requested_by_id=current_user.id)
+    except DeliveryError as exc:
+        flash(str(exc), "error")
+    else:
+        flash(f"Avviso in invio a {delivery.recipient}.", "success")
+    return redirect(url_for("officer.position", position_id=position.id), code=303)

@@ -25,10 +25,19 @@ from portal.ledger.identifiers import IdentifierError, validate_debtor_fiscal_co
 from portal.ledger.models import Event, PaymentOption, Receipt
 from portal.ledger.money import AmountError, format_euro, parse_euro
 from portal.ledger.notice_numbers import format_nav, normalize_nav
-from portal.ledger.status import LABELS, OPEN_STATUSES, TRANSITIONS, InvalidTransition, PositionStatus
+from portal.ledger.status import (
+    LABELS,
+    OPEN_STATUSES,
+    PAYABLE_STATUSES,
+    TRANSITIONS,
+    InvalidTransition,
+    OptionStatus,
+    PositionStatus,
+)
+from portal.notices.delivery import deliveries_of
 from portal.officer import bp
 from portal.officer.access import get_position_or_404, roles_required, visible_services
-from portal.officer.forms import CancelPositionForm
+from portal.officer.forms import CancelPositionForm, EmptyForm
 from portal.reports import exports
 
 ANY_ROLE = (Role.ADMIN, Role.OPERATOR, Role.VIEWER)
@@ -234,6 +243,8 @@ DETAIL_LABELS = {
     "how": "Modalità",
     "version": "Versione",
     "flow_id": "Flusso di rendicontazione",
+    "bill_run_id": "Bollettazione n.",
+    "mode": "File di stampa",
 }
 
 ACTOR_LABELS = {"pagopa": "pagoPA", "system": "Sistema"}
@@ -332,6 +343,8 @@ def position(position_id: int):
         ("Annullata", item.cancelled_at),
     ]
     receipts = {r.option_id: r for r in db.session.scalars(sa.select(Receipt).where(Receipt.position_id == item.id))}
+    can_email = (current_user.can_edit and item.debtor.email and item.status in PAYABLE_STATUSES
+                 and any(o.status == OptionStatus.UNPAID for o in options))
     return render_template(
         "officer/position.html",
         position=item,
@@ -339,6 +352,8 @@ def position(position_id: int):
         receipts=receipts,
         sandbox_url=current_app.config.get("PAGOPA_SANDBOX_URL"),
         cancel_form=CancelPositionForm() if _cancellable(item) else None,
+        email_form=EmptyForm() if can_email else None,
+        deliveries=deliveries_of(db.session, item.id),
         lifecycle=lifecycle,
         timeline=[describe_event(e, user_names) for e in events],
         remaining_cents=max(item.amount_cents - item.paid_cents, 0) if item.status in OPEN_STATUSES else 0,

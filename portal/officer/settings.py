@@ -5,9 +5,10 @@ validate and apply it (and log who changed what), the request commits once after
 Everything is scoped to the admin's creditor: another creditor's ids are a 404.
 """
 
+import hashlib
 from dataclasses import fields
 
-from flask import abort, flash, redirect, render_template, url_for
+from flask import abort, flash, make_response, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 
@@ -18,6 +19,7 @@ from portal.ledger import settings_services as settings_svc
 from portal.ledger import taxonomy
 from portal.ledger.errors import ValidationFailed
 from portal.ledger.models import Creditor, Service
+from portal.notices.logo import MAX_BYTES as LOGO_MAX_BYTES
 from portal.officer import bp
 from portal.officer.access import roles_required
 from portal.officer.forms import EmptyForm
@@ -25,6 +27,7 @@ from portal.officer.settings_forms import (
     AccountEditForm,
     AccountForm,
     CreditorForm,
+    LogoForm,
     PasswordResetForm,
     ServiceForm,
     UserCreateForm,
@@ -68,6 +71,14 @@ def settings():
 CREDITOR_FIELDS = [f.name for f in fields(settings_svc.CreditorInput)]
 
 
+def _render_creditor(creditor: Creditor, form: CreditorForm, logo_form: LogoForm):
+    """The Ente's page: its data and, in a form of its own, the logo printed on the notices."""
+    status = INVALID if form.errors or logo_form.errors else 200
+    return render_template("officer/settings/creditor.html", form=form, creditor=creditor, logo_form=logo_form,
+                           logo_delete_form=EmptyForm(), has_logo=settings_svc.has_logo(db.session, creditor.id),
+                           logo_max_mb=LOGO_MAX_BYTES // (1024 * 1024)), status
+
+
 @bp.route("/settings/creditor", methods=["GET", "POST"])
 @roles_required(ADMIN)
 def settings_creditor():
@@ -88,7 +99,57 @@ def settings_creditor():
                         new=creditor.segregation_code), "warning")
             flash(_("Dati dell'ente salvati.") if changed else _("Nessuna modifica."), "success")
             return redirect(url_for("officer.settings_creditor"))
-    return render_template("officer/settings/creditor.html", form=form, creditor=creditor), _status(form)
+    return _render_creditor(creditor, form, LogoForm(formdata=None))
+
+
+@bp.route("/settings/logo", methods=["POST"])
+@roles_required(ADMIN)
+def settings_logo():
+    """Upload the logo printed on the notices (it replaces the current one)."""
+    creditor = _creditor()
+    logo_form = LogoForm()
+    if logo_form.validate_on_submit():
+        # Never more than one byte past the limit in memory: set_logo refuses anything longer.
+        data = logo_form.logo.data.read(LOGO_MAX_BYTES + 1)
+        try:
+            settings_svc.set_logo(db.session, creditor, data, actor=current_user.actor)
+        except ValidationFailed as exc:
+            _put_errors(logo_form, exc, "logo")
+        else:
+            flash(_("Logo salvato: sarà stampato sui prossimi avvisi."), "success")
+            return redirect(url_for("officer.settings_creditor", _anchor="ente-logo"))
+    return _render_creditor(creditor, CreditorForm(formdata=None, obj=creditor), logo_form)
+
+
+@bp.route("/settings/logo/delete", methods=["POST"])
+@roles_required(ADMIN)
+def settings_logo_delete():
+    """Remove the logo: the next notices are printed without one."""
+    form = EmptyForm()
+    if not form.validate_on_submit():
+        abort(400)
+    if settings_svc.remove_logo(db.session, _creditor(), actor=current_user.actor):
+        flash(_("Logo eliminato: i prossimi avvisi saranno stampati senza logo."), "success")
+    else:
+        flash(_("Nessun logo da eliminare."), "info")
+    return redirect(url_for("officer.settings_creditor", _anchor="ente-logo"))
+
+
+@bp.route("/settings/logo.png")
+@roles_required(ADMIN)
+def settings_logo_image():
+    """The current logo, as stored (a PNG re-encoded on upload), for the settings page."""
+    png = settings_svc.get_logo(db.session, current_user.creditor_id)
+    if png is None:
+        abort(404)
+    response = make_response(png)
+    response.mimetype = "image/png"
+    response.headers["Content-Disposition"] = 'inline; filename="logo.png"'
+    # Private (only admins see it) and revalidated every time (it changes under the same URL): a 304 is cheap.
+    response.cache_control.private = True
+    response.cache_control.no_cache = True
+    response.set_etag(hashlib.sha256(png).hexdigest()[:32])
+    return response.make_conditional(request)
 
 
 # --- Accounts ---------------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ back on these fields.
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
+from flask_wtf.file import FileField, FileRequired
 from wtforms import (
     BooleanField,
     IntegerField,
@@ -22,6 +23,7 @@ from portal.accounts.models import ROLE_LABELS, Role
 from portal.accounts.services import MIN_PASSWORD_LENGTH
 from portal.ledger import notice_numbers, taxonomy
 from portal.ledger.identifiers import IdentifierError, validate_creditor_fiscal_code, validate_iban
+from portal.notices.logo import MAX_BYTES as LOGO_MAX_BYTES
 
 
 def domain_check(check, *errors: type[Exception]):
@@ -76,6 +78,32 @@ class CreditorForm(FlaskForm):
     phone = StringField(_l("Telefono"))
     website = StringField(_l("Sito web"))
     bilingual_notices = BooleanField(_l("Avvisi bilingue (italiano e tedesco)"))
+
+
+def upload_size(max_bytes: int, message):
+    """Refuse an uploaded file over ``max_bytes`` by its size on the stream, without reading it into memory."""
+
+    def validator(form, field):
+        stream = getattr(field.data, "stream", None)
+        if stream is None:
+            return
+        stream.seek(0, 2)
+        size = stream.tell()
+        stream.seek(0)
+        if size > max_bytes:
+            raise ValidationError(message)
+
+    return validator
+
+
+class LogoForm(FlaskForm):
+    """The logo printed on the notices (what the image must be is checked by :func:`portal.notices.logo.prepare_logo`,
+    through :func:`portal.ledger.settings_services.set_logo`)."""
+
+    logo = FileField(_l("File del logo"), validators=[
+        FileRequired(_l("Scegliere il file del logo.")),
+        upload_size(LOGO_MAX_BYTES, _l("Il file del logo supera 1 MB.")),
+    ])
 
 
 class AccountForm(FlaskForm):
