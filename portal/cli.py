@@ -206,6 +206,21 @@ def sync_status():
 notices_cli = AppGroup("notices", help="Avvisi di pagamento pagoPA (PDF).")
 
 
+def _one_row(model, query, creditor_fiscal_code: str | None, *, missing: str, ambiguous: str):
+    """The one row of ``query`` (of the Ente ``creditor_fiscal_code`` when given), or a clear CLI error."""
+    from portal.ledger.models import Creditor
+
+    if creditor_fiscal_code:
+        query = query.join(Creditor, Creditor.id == model.creditor_id).where(
+            Creditor.fiscal_code == creditor_fiscal_code)
+    rows = db.session.scalars(query).all()
+    if not rows:
+        raise click.ClickException(missing)
+    if len(rows) > 1:
+        raise click.ClickException(f"{ambiguous}: indicare l'ente con --creditor.")
+    return rows[0]
+
+
 @notices_cli.command("pdf")
 @click.argument("nav")
 @click.argument("path", type=click.Path(dir_okay=False, writable=True))
@@ -219,16 +234,10 @@ def notices_pdf(nav: str, path: str, creditor_fiscal_code: str | None):
     from portal.ledger.notice_numbers import normalize_nav
     from portal.notices import NoticeError, render_notice
 
-    query = sa.select(PaymentOption).where(PaymentOption.notice_number == normalize_nav(nav))
-    if creditor_fiscal_code:
-        query = query.join(Creditor, Creditor.id == PaymentOption.creditor_id).where(
-            Creditor.fiscal_code == creditor_fiscal_code)
-    options = db.session.scalars(query).all()
-    if not options:
-        raise click.ClickException(f"Nessuna posizione con codice avviso {nav}.")
-    if len(options) > 1:
-        raise click.ClickException("Il codice avviso è di più enti: indicare l'ente con --creditor.")
-    position = options[0].position
+    option = _one_row(PaymentOption, sa.select(PaymentOption).where(PaymentOption.notice_number == normalize_nav(nav)),
+                      creditor_fiscal_code, missing=f"Nessuna posizione con codice avviso {nav}.",
+                      ambiguous="Il codice avviso è di più enti")
+    position = option.position
     try:
         pdf = render_notice(position, creditor=db.session.get(Creditor, position.creditor_id))
     except NoticeError as exc:
@@ -266,16 +275,8 @@ def notices_billrun(service_code, out_path, mode, creditor_fiscal_code, status, 
     from portal.notices import billrun
     from portal.notices.delivery import deliver_bill_run_chunk
 
-    query = sa.select(Service).where(Service.code == service_code)
-    if creditor_fiscal_code:
-        query = query.join(Creditor, Creditor.id == Service.creditor_id).where(
-            Creditor.fiscal_code == creditor_fiscal_code)
-    services = db.session.scalars(query).all()
-    if not services:
-        raise click.ClickException(f"Nessun servizio con codice {service_code}.")
-    if len(services) > 1:
-        raise click.ClickException("Il servizio è di più enti: indicare l'ente con --creditor.")
-    service = services[0]
+    service = _one_row(Service, sa.select(Service).where(Service.code == service_code), creditor_fiscal_code,
+                       missing=f"Nessun servizio con codice {service_code}.", ambiguous="Il servizio è di più enti")
     try:
         flt = PositionFilter(service_id=service.id, status=PositionStatus(status) if status else None,
                              due_from=due_from.date() if due_from else None, due_to=due_to.date() if due_to else None)

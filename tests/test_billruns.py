@@ -307,3 +307,20 @@ def test_the_periodic_sweep_resumes_runs_whose_jobs_were_lost(app, billable, cre
     assert (run.status, run.rendered) == ("done", 6)
     # A done run is left alone.
     assert billrun.resume_active(db.session) == 0
+
+
+def test_cli_billrun_writes_the_package(app, billable, creditor, service, settings, tmp_path):
+    out = tmp_path / "tari.zip"
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["notices", "billrun", "--service", "TARI", "--out", str(out), "--mode", "envelopes"])
+    assert result.exit_code == 0, result.output
+    assert "Pacchetto scritto" in result.output
+    with zipfile.ZipFile(out) as package:
+        assert len(read_csv(package, "indice.csv")) == 5
+        assert len([n for n in package.namelist() if n.startswith("senza_indirizzo/")]) == 1
+    # Nothing left to print: a clear error, no empty package.
+    again = runner.invoke(args=["notices", "billrun", "--service", "TARI", "--out", str(tmp_path / "x.zip")])
+    assert again.exit_code != 0
+    assert "Nessuna posizione da avvisare" in again.output
+    unknown = runner.invoke(args=["notices", "billrun", "--service", "NOPE", "--out", str(tmp_path / "y.zip")])
+    assert "Nessun servizio con codice NOPE." in unknown.output
