@@ -47,6 +47,19 @@ def status_badge(status: PositionStatus | str) -> str:
     return BADGES.get(PositionStatus(status), "secondary")
 
 
+def format_size(size: int | None) -> str:
+    """A file size the Italian way: ``512 byte``, ``500,8 kB``, ``1,2 GB`` (decimal units)."""
+    value = float(size or 0)
+    if value < 1000:
+        return f"{int(value)} byte"
+    units = ["kB", "MB", "GB"]
+    value /= 1000
+    while value >= 1000 and len(units) > 1:
+        value /= 1000
+        units.pop(0)
+    return f"{value:.1f} {units[0]}".replace(".", ",")
+
+
 def register(app) -> None:
     """Install the filters on a Flask app."""
     app.add_template_filter(format_euro, "euro")
@@ -55,3 +68,4 @@ def register(app) -> None:
     app.add_template_filter(format_nav, "nav")
     app.add_template_filter(status_label, "status_label")
     app.add_template_filter(status_badge, "status_badge")
+    app.add_template_filter(format_size, "size_it")
