@@ -64,6 +64,12 @@ def test_postal_address_rule_is_the_same_in_python_and_sql(billable, creditor):
     for debtor in db.session.scalars(sa.select(Debtor)):
         assert bool(in_sql[debtor.fiscal_code]) == has_postal_address(debtor), debtor.fiscal_code
     assert sum(map(bool, in_sql.values())) == 5
+    # Street and city without a CAP: not mailable, in SQL too (a NULL must not make the row fall out of both sets).
+    no_cap = db.session.scalars(sa.select(Debtor).where(Debtor.fiscal_code == PEOPLE[0][0])).one()
+    no_cap.postal_code = None
+    db.session.flush()
+    assert has_postal_address(no_cap) is False
+    assert db.session.scalar(sa.select(sa.not_(has_postal_address_sql(Debtor))).where(Debtor.id == no_cap.id)) is True
     address = postal_address(billable[1].debtor)
     assert address.lines == ["LAURA BIANCHI", "CORSO D ITALIA 15/B", "20121 MILANO MI"]
 
@@ -324,3 +330,19 @@ def test_cli_billrun_writes_the_package(app, billable, creditor, service, settin
     assert "Nessuna posizione da avvisare" in again.output
     unknown = runner.invoke(args=["notices", "billrun", "--service", "NOPE", "--out", str(tmp_path / "y.zip")])
     assert "Nessun servizio con codice NOPE." in unknown.output
+
+
+def test_every_selected_position_is_printed_or_listed_apart(app, billable, creditor, settings):
+    """A debtor with street and city but no CAP goes to the no-address list, never out of the run."""
+    billable[2].debtor.postal_code = None
+    db.session.commit()
+    run = start(creditor, settings)
+    assert (run.total, run.without_address) == (6, 2)
+    run_jobs(app)
+    db.session.expire_all()
+    run = db.session.get(BillRun, run.id)
+    assert (run.status, run.total, run.rendered, run.without_address) == ("done", 6, 6, 2)
+    with open_package(settings, run) as package:
+        assert len(read_csv(package, "indice.csv")) == 4
+        assert {r["debtor_fiscal_code"] for r in read_csv(package, "senza_indirizzo.csv")} == {
+            PEOPLE[2][0], PEOPLE[5][0]}

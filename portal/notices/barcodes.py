@@ -7,7 +7,10 @@ PDF small and fast to write. ReportLab's own ``ECC200DataMatrix`` widget is deli
 44×44 size cannot hold the 256-character Poste payload and it mis-encodes ``: ; < = > ? @``.
 """
 
+import re
 import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import zxingcpp
 
@@ -23,7 +26,28 @@ def qr_payload(nav: str, creditor_fiscal_code: str, amount_cents: int) -> str:
     return f"PAGOPA|002|{nav.rjust(18, '0')}|{creditor_fiscal_code.rjust(11, '0')}|{amount_cents:02d}"
 
 
-def qr_matrix(payload: str) -> list[list[bool]]:
+@dataclass(frozen=True)
+class Symbol:
+    """A barcode's modules, one byte string per row from the top: ``1`` dark, ``0`` light.
+
+    Iterating gives each row as booleans (True = dark); drawing reads the byte rows directly.
+    """
+
+    rows: tuple[bytes, ...]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Iterator[tuple[bool, ...]]:
+        return (tuple(module == 49 for module in row) for row in self.rows)
+
+
+#: Grey level of each pixel → ``1`` (dark, below 128) or ``0``.
+_DARK = bytes(49 if level < 128 else 48 for level in range(256))
+_DARK_RUN = re.compile(rb"1+")
+
+
+def qr_matrix(payload: str) -> Symbol:
     """The QR modules (True = dark): ECC level M, version 4 (33×33) as the guide asks.
 
     zxing-cpp's C++ encoder, not segno: segno's pure-Python mask selection took ~8 ms per symbol, 80% of the
@@ -32,11 +56,11 @@ def qr_matrix(payload: str) -> list[list[bool]]:
     return _modules(zxingcpp.create_barcode(payload, zxingcpp.BarcodeFormat.QRCode, ec_level="M", version=4))
 
 
-def _modules(barcode) -> list[list[bool]]:
+def _modules(barcode) -> Symbol:
     image = memoryview(barcode.to_image(scale=1, add_quiet_zones=False))
     height, width = image.shape
-    data = image.tobytes()
-    return [[data[r * width + c] < 128 for c in range(width)] for r in range(height)]
+    data = image.tobytes().translate(_DARK)
+    return Symbol(tuple(data[r * width:(r + 1) * width] for r in range(height)))
 
 
 def ascii_text(text: str) -> str:
@@ -78,25 +102,25 @@ def poste_payload(*, nav: str, postal_account: str, amount_cents: int, creditor_
     return text
 
 
-def datamatrix_matrix(payload: str) -> list[list[bool]]:
+def datamatrix_matrix(payload: str) -> Symbol:
     """The ECC200 Data Matrix modules (True = dark), square symbol chosen by zxing-cpp for the payload."""
     return _modules(zxingcpp.create_barcode(payload, zxingcpp.BarcodeFormat.DataMatrix))
 
 
-def draw_matrix(canvas, matrix: list[list[bool]], x: float, y: float, size: float) -> None:
-    """Draw ``matrix`` as one filled path, ``size`` points wide, bottom-left corner at (x, y)."""
-    rows = len(matrix)
-    module = size / rows
-    path = canvas.beginPath()
-    for r, row in enumerate(matrix):
-        top = y + size - (r + 1) * module
-        c, n = 0, len(row)
-        while c < n:
-            if row[c]:
-                start = c
-                while c < n and row[c]:
-                    c += 1
-                path.rect(x + start * module, top, (c - start) * module, module)
-            else:
-                c += 1
-    canvas.drawPath(path, stroke=0, fill=1)
+def draw_matrix(canvas, symbol: Symbol, x: float, y: float, size: float) -> None:
+    """Draw ``symbol`` as one filled path, ``size`` points wide, bottom-left corner at (x, y).
+
+    The path is written in module units (integers) under one scale: each run of dark modules in a row is one
+    ``re`` operator, found by a regular expression over the row's bytes. Compared with ReportLab's path object
+    with float coordinates and a Python loop over modules, a notice with the postal slip went from 4.6 to
+    2.4 ms and its PDF from 6.0 to 4.0 MB per 1,000 notices.
+    """
+    rows, cols = len(symbol.rows), len(symbol.rows[0])
+    ops = [f"{m.start()} {rows - r - 1} {m.end() - m.start()} 1 re"
+           for r, row in enumerate(symbol.rows) for m in _DARK_RUN.finditer(row)]
+    ops.append("f")
+    canvas.saveState()
+    canvas.translate(x, y)
+    canvas.scale(size / cols, size / rows)
+    canvas.addLiteral("\n".join(ops))
+    canvas.restoreState()

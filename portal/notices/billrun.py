@@ -451,10 +451,15 @@ def resume_active(session: Session) -> int:
     Job ids are deterministic, so work still queued or running is not doubled, and a chunk job that lost its
     worker is simply run again: its chunk is rendered once (row lock, ``done`` check).
     """
-    ids = session.scalars(sa.select(BillRun.id).where(BillRun.status.in_(ACTIVE_STATUSES))).all()
-    for run_id in ids:
+    resumed = 0
+    for run_id in session.scalars(sa.select(BillRun.id).where(BillRun.status.in_(ACTIVE_STATUSES))).all():
+        # A run being finished (or cancelled) right now is locked: leave it; one that just ended is skipped.
+        run = session.get(BillRun, run_id, with_for_update={"skip_locked": True}, populate_existing=True)
+        if run is None or run.status not in ACTIVE_STATUSES:
+            continue
         restart(session, run_id)
-    return len(ids)
+        resumed += 1
+    return resumed
 
 
 def delete_files(settings: BillRunSettings, run_id: int) -> None:

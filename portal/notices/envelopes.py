@@ -69,12 +69,14 @@ def has_postal_address(debtor) -> bool:
 def has_postal_address_sql(debtor_table) -> sa.ColumnElement[bool]:
     """:func:`has_postal_address` as a SQL condition on the debtors table (used to split a bill run)."""
     d = debtor_table
+    # Every operand is made non-NULL: a NULL would make both this condition and its negation unknown, and the
+    # bill run (which selects on each) would lose the row.
     return sa.and_(
         sa.func.coalesce(sa.func.trim(d.street), "") != "",
         sa.func.coalesce(sa.func.trim(d.city), "") != "",
         sa.or_(
             sa.func.coalesce(d.country, "IT") != "IT",
-            sa.func.length(sa.func.trim(d.postal_code)) == 5,
+            sa.func.length(sa.func.trim(sa.func.coalesce(d.postal_code, ""))) == 5,
         ),
     )
 

@@ -4,6 +4,7 @@ All lengths are PDF points (1/72 in); ``mm`` converts. Every variable text goes 
 which wraps, shrinks and finally cuts with an ellipsis, so nothing ever leaves its box whatever the data.
 """
 
+import functools
 import unicodedata
 from dataclasses import dataclass
 
@@ -197,28 +198,32 @@ def _ellipsize(line: str, font: str, size: float, width: float) -> str:
     return line.rstrip() + ELLIPSIS
 
 
+@functools.lru_cache(maxsize=8192)
 def fit_lines(text: str | None, font: str, size: float, width: float, *, max_lines: int = 1,
-              min_size: float | None = None) -> tuple[list[str], float]:
+              min_size: float | None = None) -> tuple[tuple[str, ...], float]:
     """Lines of ``text`` that fit ``width``: wrapped, shrunk down to ``min_size``, then cut with an ellipsis.
+
+    Cached: the guide's fixed paragraphs and labels, and names repeated across a bill run, are measured once
+    per process instead of once per notice.
 
     :return: the lines and the font size to draw them with.
     """
     text = printable(text)
     if not text:
-        return [], size
+        return (), size
     min_size = min_size or size
     current = size
     while True:
         lines = _wrap(text, font, current, width)
         if len(lines) <= max_lines:
-            return lines, current
+            return tuple(lines), current
         if current - 0.5 < min_size:
             break
         current -= 0.5
     kept = lines[:max_lines]
     rest = " ".join(lines[max_lines - 1 :])
     kept[-1] = _ellipsize(rest, font, current, width)
-    return kept, current
+    return tuple(kept), current
 
 
 def text_block(canvas, text, x: float, top: float, width: float, *, font: str = FONT, size: float = 8,
