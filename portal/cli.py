@@ -112,6 +112,12 @@ def rq_worker(queue_names, queue_options, burst: bool, name: str | None, with_sc
     unknown = sorted(set(names) - set(QUEUES))
     if unknown:
         raise click.ClickException(f"code sconosciute: {', '.join(unknown)} (disponibili: {', '.join(QUEUES)})")
+    # RQ forks a work horse per job: what the worker imports now, every horse has for free (the notice renderer
+    # and its fonts took about half a second to import in each bill-run chunk's horse).
+    import portal.jobs.tasks  # noqa: F401
+    import portal.notices.billrun  # noqa: F401
+    import portal.notices.delivery  # noqa: F401
+
     job_filter = CurrentJobFilter()
     for handler in logging.getLogger().handlers:
         handler.addFilter(job_filter)

@@ -45,6 +45,8 @@ class Symbol:
 #: Grey level of each pixel → ``1`` (dark, below 128) or ``0``.
 _DARK = bytes(49 if level < 128 else 48 for level in range(256))
 _DARK_RUN = re.compile(rb"1+")
+#: Module coordinates as text (the largest Data Matrix is 144 modules wide): formatting ints was most of the time.
+_NUMBERS = [str(n) for n in range(145)]
 
 
 def qr_matrix(payload: str) -> Symbol:
@@ -116,8 +118,12 @@ def draw_matrix(canvas, symbol: Symbol, x: float, y: float, size: float) -> None
     2.4 ms and its PDF from 6.0 to 4.0 MB per 1,000 notices.
     """
     rows, cols = len(symbol.rows), len(symbol.rows[0])
-    ops = [f"{m.start()} {rows - r - 1} {m.end() - m.start()} 1 re"
-           for r, row in enumerate(symbol.rows) for m in _DARK_RUN.finditer(row)]
+    ops = []
+    for r, row in enumerate(symbol.rows):
+        bottom = f" {rows - r - 1} "
+        for match in _DARK_RUN.finditer(row):
+            start, end = match.span()
+            ops.append(_NUMBERS[start] + bottom + _NUMBERS[end - start] + " 1 re")
     ops.append("f")
     canvas.saveState()
     canvas.translate(x, y)
