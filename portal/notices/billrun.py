@@ -229,7 +229,8 @@ def prepare(session: Session, run_id: int, settings: BillRunSettings, *, enqueue
     if enqueue:
         for number in range(run.chunks):
             _enqueue(session, "billrun_chunk", run, f"chunk-{number}", number)
-    return f"{run.total} avvisi in {run.chunks} blocchi ({run.without_address} senza indirizzo)"
+    chunks = "1 blocco" if run.chunks == 1 else f"{run.chunks} blocchi"
+    return f"{run.total} avvisi in {chunks} ({run.without_address} senza indirizzo)"
 
 
 # --- 3. Render one chunk -----------------------------------------------------------------------------------------
