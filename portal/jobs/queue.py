@@ -546,15 +546,24 @@ def record_abandoned(job, connection, exc_type=None, exc_value=None, tb=None) ->
 
 
 class ThreadBackend:
-    """The laptop demo without Redis: jobs run after the commit in a small pool of threads of this process."""
+    """The laptop demo without Redis: jobs run after the commit in small pools of threads of this process."""
 
     mode = "thread"
 
     def __init__(self, app, workers: int = 4):
         self.app = app
-        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="paybox-job")
+        self.workers = workers
+        #: One pool per queue, as RQ workers listen per queue: a bill run does not wait behind a thousand syncs.
+        self._executors: dict[str, ThreadPoolExecutor] = {}
         self._active: set[str] = set()
         self._lock = threading.Lock()
+
+    def _executor(self, queue: str) -> ThreadPoolExecutor:
+        with self._lock:
+            if queue not in self._executors:
+                self._executors[queue] = ThreadPoolExecutor(max_workers=self.workers,
+                                                            thread_name_prefix=f"paybox-{queue}")
+            return self._executors[queue]
 
     def dispatch(self, requests: Sequence[JobRequest]) -> int:
         """Submit each request unless a job with the same id is already waiting or running."""
@@ -565,7 +574,7 @@ class ThreadBackend:
                     if request.job_id in self._active:
                         continue
                     self._active.add(request.job_id)
-            self.executor.submit(self._run, request, 1)
+            self._executor(request.queue).submit(self._run, request, 1)
             count += 1
         return count
 
@@ -580,7 +589,8 @@ class ThreadBackend:
             if retry:
                 intervals = spec.retry_intervals or (0,)
                 delay = intervals[min(attempt - 1, len(intervals) - 1)]
-                timer = threading.Timer(delay, lambda: self.executor.submit(self._run, request, attempt + 1))
+                timer = threading.Timer(
+                    delay, lambda: self._executor(request.queue).submit(self._run, request, attempt + 1))
                 timer.daemon = True
                 timer.start()
                 return
@@ -594,8 +604,9 @@ class ThreadBackend:
                 self._active.discard(request.job_id)
 
     def close(self) -> None:
-        """Wait for the running jobs and stop the pool."""
-        self.executor.shutdown(wait=True)
+        """Wait for the running jobs and stop the pools."""
+        for executor in list(self._executors.values()):
+            executor.shutdown(wait=True)
 
 
 @dataclass
