@@ -32,7 +32,13 @@ from portal.ledger.types import utcnow
 from portal.notices import package
 from portal.notices.envelopes import envelope_order, has_postal_address_sql, postal_address, sheets
 from portal.notices.models import ACTIVE_STATUSES, MODES, BillRun, BillRunChunk, BillRunItem
-from portal.notices.render import NoticeDocument, NoticeError, render_notice_with_pages
+from portal.notices.render import (
+    NoticeDocument,
+    NoticeError,
+    notice_filename,
+    render_notice_with_pages,
+    unpaid_options,
+)
 
 log = logging.getLogger(__name__)
 
@@ -250,10 +256,6 @@ def _chunk_positions(session: Session, run_id: int, number: int) -> list[tuple[B
     return [(item, positions[item.position_id]) for item in items]
 
 
-def _unpaid(position: Position) -> list[PaymentOption]:
-    return [o for o in position.options if o.status == OptionStatus.UNPAID]
-
-
 def render_chunk(session: Session, run_id: int, number: int, settings: BillRunSettings, *,
                  enqueue: bool = True) -> str:
     """Render chunk ``number`` of the run into its files and mark it done (nothing if done or cancelled)."""
@@ -316,12 +318,11 @@ def _render_files(rows, files: RunFiles, number: int, *, creditor, envelopes: bo
             document = NoticeDocument(out, title=f"Avvisi di pagamento - blocco {number}")
         try:
             for item, position in rows:
-                options = _unpaid(position)
+                options = unpaid_options(position)
                 if not options:
                     written.skipped.add(item.seq)
                     continue
-                first = next((o for o in options if o.kind == "single"), options[0])
-                name = f"{position.debtor.fiscal_code}_{first.iuv}.pdf"
+                name = notice_filename(position)
                 try:
                     if envelopes:
                         pdf, pages = render_notice_with_pages(position, creditor=creditor)

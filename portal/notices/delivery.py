@@ -16,11 +16,10 @@ from portal.formatting import format_date
 from portal.ledger.models import Creditor, Position
 from portal.ledger.money import format_euro
 from portal.ledger.notice_numbers import format_nav
-from portal.ledger.status import OptionStatus
 from portal.ledger.types import utcnow
 from portal.mail import Mailer, MailError
 from portal.notices.models import BillRun, BillRunItem, NoticeDelivery
-from portal.notices.render import NoticeError, render_notice
+from portal.notices.render import NoticeError, notice_filename, render_notice, unpaid_options
 
 log = logging.getLogger(__name__)
 
@@ -29,16 +28,9 @@ class DeliveryError(ValueError):
     """The notice cannot be sent (no address, nothing to pay); Italian message for the officer."""
 
 
-def notice_filename(position: Position) -> str:
-    """``<debtor CF>_<IUV>.pdf`` after the single payment (or the first unpaid installment)."""
-    unpaid = [o for o in position.options if o.status == OptionStatus.UNPAID] or list(position.options)
-    first = next((o for o in unpaid if o.kind == "single"), unpaid[0])
-    return f"{position.debtor.fiscal_code}_{first.iuv}.pdf"
-
-
 def notice_email(position: Position, creditor: Creditor, pdf: bytes) -> EmailMessage:
     """The message to the debtor: what is due, by when, how to pay, and the notice attached."""
-    unpaid = [o for o in position.options if o.status == OptionStatus.UNPAID]
+    unpaid = unpaid_options(position)
     single = next((o for o in unpaid if o.kind == "single"), None)
     installments = [o for o in unpaid if o.kind == "installment"]
     lines = [f"Gentile {position.debtor.name},", "",
@@ -76,7 +68,7 @@ def request_email(session: Session, position: Position, *, requested_by_id: int 
     """
     if not position.debtor.email:
         raise DeliveryError("Il debitore non ha un indirizzo e-mail.")
-    if not any(o.status == OptionStatus.UNPAID for o in position.options):
+    if not unpaid_options(position):
         raise DeliveryError("La posizione non ha importi da pagare: nessun avviso da inviare.")
     delivery = NoticeDelivery(position_id=position.id, channel="email", recipient=position.debtor.email,
                               status="queued", requested_by_id=requested_by_id)
@@ -140,7 +132,7 @@ def deliver_bill_run_chunk(session: Session, run_id: int, chunk: int, mailer: Ma
         if position_id in done:
             continue
         position = _load_position(session, position_id)
-        if not position.debtor.email or not any(o.status == OptionStatus.UNPAID for o in position.options):
+        if not position.debtor.email or not unpaid_options(position):
             continue
         delivery = session.scalar(sa.select(NoticeDelivery).where(
             NoticeDelivery.bill_run_id == run_id, NoticeDelivery.position_id == position_id))

@@ -66,12 +66,15 @@ class Payable:
     due_date: date
 
 
+def unpaid_options(position) -> list:
+    """The options still to pay, in order (what a notice prints)."""
+    return [o for o in position.options if getattr(o.status, "value", o.status) == "unpaid"]
+
+
 def _payables(position) -> tuple[Payable | None, list[Payable]]:
     """The unpaid single payment and installments of ``position`` (paid or cancelled options are not printed)."""
     single, installments = None, []
-    for option in position.options:
-        if getattr(option.status, "value", option.status) != "unpaid":
-            continue
+    for option in unpaid_options(position):
         item = Payable("single" if option.kind == "single" else "installment", option.installment_number,
                        option.notice_number, option.amount_cents, option.due_date)
         if option.kind == "single":
@@ -504,6 +507,14 @@ def _value(c, text, x: float, top: float, width: float, *, size: float = 8.5, li
                min_size=size - 2)
 
 
+def notice_filename(position) -> str:
+    """``<debtor CF>_<IUV>.pdf`` after the unpaid single payment (else the first unpaid installment): the name of
+    the notice everywhere (download, e-mail attachment, bill-run envelope)."""
+    options = unpaid_options(position) or list(position.options)
+    first = next((o for o in options if o.kind == "single"), options[0])
+    return f"{position.debtor.fiscal_code}_{first.iuv}.pdf"
+
+
 def render_notice_with_pages(position, *, creditor) -> tuple[bytes, int]:
     """The notice of one position as a PDF, and its page count (for the bill-run index).
 
@@ -524,4 +535,5 @@ def render_notice(position, *, creditor) -> bytes:
     return render_notice_with_pages(position, creditor=creditor)[0]
 
 
-__all__ = ["NoticeDocument", "NoticeError", "installments_per_row", "render_notice", "render_notice_with_pages"]
+__all__ = ["NoticeDocument", "NoticeError", "installments_per_row", "notice_filename", "render_notice",
+           "render_notice_with_pages"]

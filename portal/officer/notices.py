@@ -8,6 +8,7 @@ from portal.extensions import db
 from portal.ledger.models import Creditor
 from portal.notices import NoticeError, render_notice
 from portal.notices.delivery import DeliveryError, request_email
+from portal.notices.render import notice_filename
 from portal.officer import bp
 from portal.officer.access import get_position_or_404, roles_required
 from portal.officer.forms import EmptyForm
@@ -19,7 +20,7 @@ def position_notice(position_id: int):
     """The pagoPA notice of the position (any officer role; 404 outside the officer's scope).
 
     The file is named ``<debtor CF>_<IUV>.pdf`` after the single payment (or the first installment), as the
-    bill-run files will be.
+    bill-run envelopes are.
     """
     position = get_position_or_404(position_id)
     creditor = db.session.get(Creditor, position.creditor_id)
@@ -27,8 +28,7 @@ def position_notice(position_id: int):
         pdf = render_notice(position, creditor=creditor)
     except NoticeError as exc:
         abort(409, description=str(exc))
-    first = position.single_option or position.options[0]
-    filename = f"{position.debtor.fiscal_code}_{first.iuv}.pdf"
+    filename = notice_filename(position)
     return Response(pdf, mimetype="application/pdf",
                     headers={"Content-Disposition": f"attachment; filename={filename}"})
 
