@@ -66,6 +66,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import drop_database, log, recreate_database  # noqa: E402
 from portal import create_app, demo  # noqa: E402
 from portal.extensions import db  # noqa: E402
 from portal.ledger import queries  # noqa: E402
@@ -101,24 +102,7 @@ LONG_NAME = "Società Cooperativa Sociale Valleverde Servizi alla Persona e all'
 NON_DOMESTIC = "cat. 22 (ristoranti, trattorie, osterie, pizzerie, pub)"
 
 
-def log(message: str = "") -> None:
-    print(message, flush=True)
-
-
 # --- Database and data -------------------------------------------------------------------------------------------
-
-
-def recreate_database(url: str) -> None:
-    server, name = url.rsplit("/", 1)
-    with psycopg.connect(server + "/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def drop_database(url: str) -> None:
-    server, name = url.rsplit("/", 1)
-    with psycopg.connect(server + "/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def make_app(url: str, redis_url: str, notices_dir: Path, chunk_size: int):

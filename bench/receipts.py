@@ -37,6 +37,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import log, recreate_database  # noqa: E402
 from portal.ledger.payments import ReceiptData, ReceiptTransfer  # noqa: E402
 from portal.pagopa import soap  # noqa: E402
 
@@ -50,18 +51,7 @@ CF_DEBTOR = "RSSMRA80A01H501U"
 HOST = "127.0.0.1"
 
 
-def log(message: str) -> None:
-    print(message, flush=True)
-
-
 # --- Database ------------------------------------------------------------------------------------------------------
-
-
-def recreate_database(url: str) -> None:
-    server, name = url.rsplit("/", 1)
-    with psycopg.connect(server + "/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def migrate_and_seed(url: str, positions: int) -> None:
