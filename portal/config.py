@@ -123,6 +123,7 @@ def load_config(env: dict | None = None) -> dict:
         "NOTICES_CHUNK_SIZE": _int(env, "NOTICES_CHUNK_SIZE", 1000),
         "NOTICES_PRINT_DUPLEX": _bool(env.get("NOTICES_PRINT_DUPLEX")),
         "NOTICES_POSTAL_PRODUCT": env.get("NOTICES_POSTAL_PRODUCT") or "POSTA_MASSIVA",
+        "NOTICES_RETENTION_DAYS": _int(env, "NOTICES_RETENTION_DAYS", 90),
         # Outgoing e-mail (notices to debtors). Without MAIL_SERVER, development writes each message as an .eml
         # file under MAIL_OUTBOX_DIR instead of sending it; production refuses to send without a server.
         "MAIL_SERVER": env.get("MAIL_SERVER") or None,

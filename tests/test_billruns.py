@@ -346,3 +346,38 @@ def test_every_selected_position_is_printed_or_listed_apart(app, billable, credi
         assert len(read_csv(package, "indice.csv")) == 4
         assert {r["debtor_fiscal_code"] for r in read_csv(package, "senza_indirizzo.csv")} == {
             PEOPLE[2][0], PEOPLE[5][0]}
+
+
+def test_old_packages_are_removed_and_the_run_says_so(app, client, login, make_user, billable, creditor, settings):
+    from datetime import timedelta
+
+    from portal.jobs.queue import enqueue_now
+    from portal.ledger.types import utcnow
+
+    done = start(creditor, settings)
+    run_jobs(app)
+    stopped = start(creditor, settings, include_issued=True)
+    get_backend(app).run_pending(limit=2)  # prepare + one chunk: files on disk
+    billrun.cancel(db.session, stopped.id)
+    db.session.commit()
+    get_backend(app).clear()
+    fresh = start(creditor, settings, include_issued=True)
+    run_jobs(app)
+    for run in (done, stopped):
+        db.session.get(BillRun, run.id).finished_at = utcnow() - timedelta(days=settings.retention_days + 1)
+    db.session.commit()
+
+    enqueue_now("purge_bill_run_files")
+    run_jobs(app)
+    db.session.expire_all()
+    assert not (settings.storage_dir / f"billrun-{done.id}").exists()
+    assert not (settings.storage_dir / f"billrun-{stopped.id}").exists()
+    assert (settings.storage_dir / f"billrun-{fresh.id}").exists()
+    assert db.session.get(BillRun, done.id).file_name is None
+    login(make_user())
+    assert client.get(f"/officer/billruns/{done.id}/package.zip").status_code == 404
+    page = client.get(f"/officer/billruns/{done.id}").get_data(as_text=True)
+    assert "Pacchetto rimosso dal server dopo 90 giorni." in page
+    assert "Scarica il pacchetto ZIP" not in page
+    # The positions keep their "notice issued".
+    assert all(db.session.get(Position, p.id).notice_issued_at is not None for p in billable)

@@ -39,6 +39,7 @@ PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
     PeriodicJob("sync_sweep", 30, "Sincronizzazione con pagoPA delle posizioni in attesa"),
     PeriodicJob("poll_receipts", 5 * 60, "Ricevute di pagamento da pagoPA (recupero di quelle non ricevute)"),
     PeriodicJob("billrun_sweep", 5 * 60, "Ripresa dei blocchi di bollettazione rimasti senza lavoro"),
+    PeriodicJob("purge_bill_run_files", 24 * 60 * 60, "Rimozione dei pacchetti di bollettazione scaduti"),
     PeriodicJob("purge_job_records", 24 * 60 * 60, "Pulizia dello storico delle attività"),
 )
 

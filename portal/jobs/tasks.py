@@ -134,6 +134,14 @@ def billrun_sweep(session: Session):
     return f"{resume_active(session)} bollettazioni in corso"
 
 
+@task("default", timeout=1800, ttl=3600, retry_max=0)
+def purge_bill_run_files(session: Session):
+    """Remove the packages of bill runs finished more than NOTICES_RETENTION_DAYS ago."""
+    from portal.notices.billrun import purge_files
+
+    return f"file di {purge_files(session, billrun_settings())} bollettazioni rimossi"
+
+
 def mailer():
     """A mailer for the current app's settings."""
     from portal.mail import Mailer, MailSettings

@@ -19,7 +19,7 @@ several machines).
 import logging
 import shutil
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -60,11 +60,14 @@ class BillRunSettings:
     duplex: bool = False
     #: Poste product written in the index (``POSTA_MASSIVA``, ``RACCOMANDATA_AR``, ...).
     product: str = "POSTA_MASSIVA"
+    #: Days a finished run's files stay on the server.
+    retention_days: int = 90
 
     @classmethod
     def from_config(cls, config) -> "BillRunSettings":
         return cls(storage_dir=Path(config["NOTICES_DIR"]), chunk_size=int(config["NOTICES_CHUNK_SIZE"]),
-                   duplex=bool(config["NOTICES_PRINT_DUPLEX"]), product=config["NOTICES_POSTAL_PRODUCT"])
+                   duplex=bool(config["NOTICES_PRINT_DUPLEX"]), product=config["NOTICES_POSTAL_PRODUCT"],
+                   retention_days=int(config["NOTICES_RETENTION_DAYS"]))
 
 
 class RunFiles:
@@ -464,9 +467,27 @@ def resume_active(session: Session) -> int:
     return resumed
 
 
-def delete_files(settings: BillRunSettings, run_id: int) -> None:
-    """Remove a run's directory (package and parts)."""
-    shutil.rmtree(RunFiles(settings, run_id).dir, ignore_errors=True)
+def purge_files(session: Session, settings: BillRunSettings, *, now=None) -> int:
+    """Remove the files of runs that ended more than ``settings.retention_days`` ago; returns how many runs.
+
+    A package can weigh gigabytes: once the vendor has it, the server keeps it only for a while. The run, its
+    items and the positions' "notice issued" stay; the page then says the package was removed.
+    """
+    limit = (now or utcnow()) - timedelta(days=settings.retention_days)
+    runs = session.scalars(sa.select(BillRun).where(
+        BillRun.status.in_(("done", "failed", "cancelled")), BillRun.finished_at < limit,
+        sa.or_(BillRun.file_name.is_not(None), BillRun.status != "done"))).all()
+    purged = 0
+    for run in runs:
+        directory = RunFiles(settings, run.id).dir
+        if run.file_name is None and not directory.exists():
+            continue
+        shutil.rmtree(directory, ignore_errors=True)
+        if run.file_name:
+            run.file_name = None
+            run.message = f"Pacchetto rimosso dal server dopo {settings.retention_days} giorni."
+        purged += 1
+    return purged
 
 
 def run_inline(session: Session, run: BillRun, settings: BillRunSettings, *, progress=None) -> BillRun:

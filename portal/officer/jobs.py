@@ -45,6 +45,7 @@ JOB_KINDS = {
     "billrun_chunk": "Bollettazione: stampa di un blocco di avvisi",
     "billrun_finish": "Bollettazione: pacchetto per la stampa",
     "billrun_sweep": "Bollettazioni: ripresa dei blocchi fermi",
+    "purge_bill_run_files": "Bollettazioni: rimozione dei pacchetti scaduti",
     "billrun_mail": "Bollettazione: invio degli avvisi per e-mail",
     "send_notice_email": "Invio di un avviso per e-mail",
 }
