@@ -3,7 +3,8 @@
 Rows are written per chunk (by the job that renders it) into CSV part files without a header; the package
 concatenates them, in chunk order, under one header. Cells a spreadsheet would take as formulas are neutralised.
 
-The ZIP (stored, not deflated: the PDFs are already compressed) holds:
+The ZIP (stored, not deflated: the PDFs are already compressed; written by
+:class:`~portal.notices.zipwriter.StoredZipWriter` in constant memory whatever the number of envelopes) holds:
 
 - ``avvisi/``: one PDF per envelope ``<CF>_<IUV>.pdf``, or (merged) one PDF per chunk ``avvisi-00001.pdf``;
 - ``indice.csv``: one row per envelope, sorted by CAP, with the file, its pages and the Poste address lines;
@@ -25,6 +26,7 @@ from portal.ledger.money import format_euro
 from portal.ledger.notice_numbers import format_nav
 from portal.notices import barcodes
 from portal.notices.envelopes import PostalAddress
+from portal.notices.zipwriter import StoredZipWriter
 from portal.reports.exports import csv_safe
 
 INDEX_COLUMNS = (
@@ -114,16 +116,10 @@ def data_rows(*, envelope_id: int, position, creditor, address: PostalAddress | 
     return rows
 
 
-def _member(name: str) -> zipfile.ZipInfo:
-    """A stored member dated now (``ZipFile.open`` would date it 1980)."""
-    info = zipfile.ZipInfo(name, date_time=time.localtime()[:6])
-    info.compress_type = zipfile.ZIP_STORED
-    return info
-
-
-def _write_csv(package: zipfile.ZipFile, name: str, columns: tuple, parts: Iterable[Path]) -> None:
-    """One CSV member: the header, then every part file's bytes in order (streamed, flat memory)."""
-    with package.open(_member(name), "w", force_zip64=True) as out:
+def _write_csv(package: StoredZipWriter, name: str, columns: tuple, parts: Iterable[Path], work: Path) -> None:
+    """One CSV member: the header, then every part file's bytes in order (joined on disk first, flat memory)."""
+    joined = work / f"{name}.joined"
+    with open(joined, "wb") as out:
         header = io.StringIO()
         csv.writer(header, delimiter=";").writerow(columns)
         out.write(header.getvalue().encode("utf-8"))
@@ -131,22 +127,19 @@ def _write_csv(package: zipfile.ZipFile, name: str, columns: tuple, parts: Itera
             if part.exists():
                 with open(part, "rb") as src:
                     shutil.copyfileobj(src, out, 1024 * 1024)
+    package.write_file(name, joined)
+    joined.unlink()
 
 
-def _copy_file(package: zipfile.ZipFile, name: str, path: Path) -> None:
-    with open(path, "rb") as src, package.open(_member(name), "w", force_zip64=True) as out:
-        shutil.copyfileobj(src, out, 1024 * 1024)
-
-
-def _copy_members(package: zipfile.ZipFile, folder: str, chunk_zip: Path) -> None:
-    """Copy every PDF of a chunk's ZIP into ``folder`` of the package."""
+def _copy_members(package: StoredZipWriter, folder: str, chunk_zip: Path) -> None:
+    """Copy every PDF of a chunk's ZIP into ``folder`` of the package (sizes and CRCs come from the chunk's ZIP)."""
     if not chunk_zip.exists():
         return
     with zipfile.ZipFile(chunk_zip) as src:
         for info in src.infolist():
-            member = zipfile.ZipInfo(f"{folder}/{info.filename}", date_time=info.date_time)
-            with src.open(info) as data, package.open(member, "w", force_zip64=True) as out:
-                shutil.copyfileobj(data, out, 1024 * 1024)
+            with src.open(info) as data:
+                package.write_stream(f"{folder}/{info.filename}", data, size=info.file_size, crc=info.CRC,
+                                     mtime=time.mktime((*info.date_time, 0, 0, -1)))
 
 
 def write_package(target: Path, *, run, creditor, chunks, files) -> int:
@@ -157,22 +150,24 @@ def write_package(target: Path, *, run, creditor, chunks, files) -> int:
     """
     postal = [c for c in chunks if c.postal]
     apart = [c for c in chunks if not c.postal]
-    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as package:
+    with StoredZipWriter(target) as package:
         for chunk in postal:
             if run.mode == "merged":
                 pdf = files.chunk_pdf(chunk.number)
                 if pdf.exists():
-                    _copy_file(package, f"avvisi/{pdf.name}", pdf)
+                    package.write_file(f"avvisi/{pdf.name}", pdf)
             else:
                 _copy_members(package, "avvisi", files.chunk_zip(chunk.number))
         for chunk in apart:
             _copy_members(package, "senza_indirizzo", files.chunk_zip(chunk.number))
-        _write_csv(package, "indice.csv", INDEX_COLUMNS, [files.index_part(c.number) for c in postal])
-        _write_csv(package, "dati.csv", DATA_COLUMNS, [files.data_part(c.number) for c in chunks])
-        _write_csv(package, "senza_indirizzo.csv", NO_ADDRESS_COLUMNS, [files.index_part(c.number) for c in apart])
+        work = target.parent
+        _write_csv(package, "indice.csv", INDEX_COLUMNS, [files.index_part(c.number) for c in postal], work)
+        _write_csv(package, "dati.csv", DATA_COLUMNS, [files.data_part(c.number) for c in chunks], work)
+        _write_csv(package, "senza_indirizzo.csv", NO_ADDRESS_COLUMNS, [files.index_part(c.number) for c in apart],
+                   work)
         envelopes = sum(c.notices for c in postal)
         described = ("un PDF per busta, <CF>_<IUV>.pdf" if run.mode == "envelopes"
                      else "PDF unici per blocco di buste, avvisi-00001.pdf, ...; pagine di ogni busta in indice.csv")
-        package.writestr("LEGGIMI.txt", README.format(run=run, creditor=creditor, files=described,
-                                                      envelopes=envelopes))
+        package.write_bytes("LEGGIMI.txt", README.format(run=run, creditor=creditor, files=described,
+                                                         envelopes=envelopes).encode("utf-8"))
     return target.stat().st_size
