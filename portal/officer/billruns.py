@@ -11,7 +11,7 @@ from flask_wtf import FlaskForm
 from jinja2_fragments.flask import render_block
 from wtforms import BooleanField, DateField, RadioField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from portal.accounts.models import Role
 from portal.extensions import db, htmx
@@ -52,15 +52,12 @@ class BillRunForm(FlaskForm):
     due_from = DateField("Scadenza dal", validators=[Optional()])
     due_to = DateField("Scadenza al", validators=[Optional()])
     mode = RadioField("File per la stampa", choices=[SelectChoice(v, label) for v, label in MODE_LABELS.items()],
-                      default="merged",
-                      validators=[DataRequired("Scegliere il formato dei file.")])
+                      default="merged", validators=[DataRequired("Scegliere il formato dei file.")])
     include_issued = BooleanField("Ristampa anche gli avvisi già emessi")
     send_email = BooleanField("Invia anche ogni avviso all'e-mail del debitore, se nota")
 
     def validate_due_to(self, field) -> None:
         if field.data and self.due_from.data and field.data < self.due_from.data:
-            from wtforms.validators import ValidationError
-
             raise ValidationError("La data finale precede quella iniziale.")
 
     def position_filter(self) -> PositionFilter:
