@@ -337,9 +337,23 @@ class NoticeDocument:
         return (60 + (8 if t.bilingual else 0)) * mm
 
     def _single(self, ctx, top, item: Payable) -> None:
+        t, creditor = ctx.texts, ctx.creditor
+        self._slip(
+            ctx, top, name="single", height=self._single_height(t), extra=8 * mm if t.bilingual else 0,
+            title="bank", intro="bank_text", intro_lines=3, amount_cents=item.amount_cents,
+            band=f"{t.label('single')}  {t.label('within')} {format_date(item.due_date)}",
+            left=[("to", 25, ctx.position.debtor.name, {}), ("ec", 33, creditor.name, {}),
+                  ("subject", 41, ctx.subject, {"lines": 2})],
+            right=[("cbill", 30, creditor.cbill_code or "—", {}), ("code", 38, format_nav(item.nav), {"size": 10}),
+                   ("ec_cf", 46, creditor.fiscal_code, {})],
+        )
+        self._qr(ctx, item, MARGIN + 4 * mm, top - BAND_H - 4 * mm - QR)
+
+    def _slip(self, ctx, top, *, name: str, height: float, extra: float, title: str, intro: str,
+              intro_lines: int, band: str, amount_cents: int, left: list, right: list) -> None:
+        """A payment slip (bank or postal): frame and title band, the intro text, the amount, and two columns of
+        labelled values ``(label key, offset in mm, value, _value options)``; the symbol is the caller's."""
         c, t = self.canvas, ctx.texts
-        height = self._single_height(t)
-        extra = 8 * mm if t.bilingual else 0
         col1, col1_w = 34 * mm, 84 * mm
         col2, col2_w = 122 * mm, CONTENT_W - 125 * mm
 
@@ -347,32 +361,23 @@ class NoticeDocument:
             _frame(c, CONTENT_W, height)
             c.setFillColorRGB(*BLUE)
             c.setFont(BOLD, 9)
-            c.drawString(3 * mm, height - 6 * mm, t.label("bank"))
+            c.drawString(3 * mm, height - 6 * mm, t.label(title))
             y = height - BAND_H - 3 * mm
-            for text in t.paragraphs("bank_text"):
-                y = text_block(c, text, col1, y, col1_w, size=6.5, max_lines=3, colour=GREY)
-            rows = [("to", 25), ("ec", 33), ("subject", 41)]
-            for key, offset in rows:
-                _label(c, t.label(key), col1, height - offset * mm - extra, col1_w)
-            for key, offset in (("cbill", 30), ("code", 38), ("ec_cf", 46)):
-                _label(c, t.label(key), col2, height - offset * mm - extra, col2_w)
+            for text in t.paragraphs(intro):
+                y = text_block(c, text, col1, y, col1_w, size=6.5, max_lines=intro_lines, colour=GREY)
+            for x, width, column in ((col1, col1_w, left), (col2, col2_w, right)):
+                for key, offset, _, _ in column:
+                    _label(c, t.label(key), x, height - offset * mm - extra, width)
 
-        x0, y0 = MARGIN, top - height
-        self._static(f"single-{int(t.bilingual)}", CONTENT_W, height, static, x0, y0)
-        band = f"{t.label('single')}  {t.label('within')} {format_date(item.due_date)}"
+        x0 = MARGIN
+        self._static(f"{name}-{int(t.bilingual)}", CONTENT_W, height, static, x0, top - height)
         text_block(c, band, x0 + col2 - 20 * mm, top - 3.2 * mm, col2_w + 20 * mm, font=BOLD, size=9,
                    min_size=6.5, right=True)
-        self._qr(ctx, item, x0 + 4 * mm, top - BAND_H - 4 * mm - QR)
-        amount = f"{format_euro(item.amount_cents, symbol=False)} Euro"
-        text_block(c, amount, x0 + col2, top - BAND_H - 4 * mm, col2_w, font=BOLD, size=16, min_size=10,
-                   right=True)
-        debtor = ctx.position.debtor
-        _value(c, debtor.name, x0 + col1, top - 25 * mm - extra, col1_w)
-        _value(c, ctx.creditor.name, x0 + col1, top - 33 * mm - extra, col1_w)
-        _value(c, ctx.subject, x0 + col1, top - 41 * mm - extra, col1_w, lines=2)
-        _value(c, ctx.creditor.cbill_code or "—", x0 + col2, top - 30 * mm - extra, col2_w)
-        _value(c, format_nav(item.nav), x0 + col2, top - 38 * mm - extra, col2_w, size=10)
-        _value(c, ctx.creditor.fiscal_code, x0 + col2, top - 46 * mm - extra, col2_w)
+        text_block(c, f"{format_euro(amount_cents, symbol=False)} Euro", x0 + col2, top - BAND_H - 4 * mm, col2_w,
+                   font=BOLD, size=16, min_size=10, right=True)
+        for x, width, column in ((col1, col1_w, left), (col2, col2_w, right)):
+            for _, offset, value, options in column:
+                _value(c, value, x0 + x, top - offset * mm - extra, width, **options)
 
     def _installment_row(self, ctx, top, row: list[Payable], per: int) -> None:
         c, t = self.canvas, ctx.texts
@@ -425,50 +430,29 @@ class NoticeDocument:
         return (62 + (6 if t.bilingual else 0)) * mm
 
     def _postal(self, ctx, top, item: Payable) -> None:
-        c, t = self.canvas, ctx.texts
+        t, creditor = ctx.texts, ctx.creditor
         height = self._postal_height(t)
-        extra = 6 * mm if t.bilingual else 0
-        col1, col1_w = 34 * mm, 84 * mm
-        col2, col2_w = 122 * mm, CONTENT_W - 125 * mm
-
-        def static(c):
-            _frame(c, CONTENT_W, height)
-            c.setFillColorRGB(*BLUE)
-            c.setFont(BOLD, 9)
-            c.drawString(3 * mm, height - 6 * mm, t.label("postal"))
-            y = height - BAND_H - 3 * mm
-            for text in t.paragraphs("postal_text"):
-                y = text_block(c, text, col1, y, col1_w, size=6.5, max_lines=2, colour=GREY)
-            for key, offset in (("account", 22), ("holder", 30), ("to", 38), ("subject", 46)):
-                _label(c, t.label(key), col1, height - offset * mm - extra, col1_w)
-            for key, offset in (("code", 30), ("doc_type", 38), ("ec_cf", 46)):
-                _label(c, t.label(key), col2, height - offset * mm - extra, col2_w)
-
-        x0 = MARGIN
-        self._static(f"postal-{int(t.bilingual)}", CONTENT_W, height, static, x0, top - height)
-        which = t.label("single") if item.label_key == "single" else t.label("installment", n=item.number)
-        band = f"{which}  {t.label('within')} {format_date(item.due_date)}"
-        text_block(c, band, x0 + col2 - 20 * mm, top - 3.2 * mm, col2_w + 20 * mm, font=BOLD, size=9,
-                   min_size=6.5, right=True)
         debtor = ctx.position.debtor
+        which = t.label("single") if item.label_key == "single" else t.label("installment", n=item.number)
+        self._slip(
+            ctx, top, name="postal", height=height, extra=6 * mm if t.bilingual else 0,
+            title="postal", intro="postal_text", intro_lines=2, amount_cents=item.amount_cents,
+            band=f"{which}  {t.label('within')} {format_date(item.due_date)}",
+            left=[("account", 22, creditor.postal_account, {}), ("holder", 30, creditor.name, {}),
+                  ("to", 38, debtor.name, {}), ("subject", 46, ctx.subject, {"lines": 2})],
+            right=[("code", 30, format_nav(item.nav), {"size": 10}), ("doc_type", 38, "P1", {}),
+                   ("ec_cf", 46, creditor.fiscal_code, {})],
+        )
         payload = barcodes.poste_payload(
-            nav=item.nav, postal_account=ctx.creditor.postal_account, amount_cents=item.amount_cents,
-            creditor_fiscal_code=ctx.creditor.fiscal_code, debtor_fiscal_code=debtor.fiscal_code,
+            nav=item.nav, postal_account=creditor.postal_account, amount_cents=item.amount_cents,
+            creditor_fiscal_code=creditor.fiscal_code, debtor_fiscal_code=debtor.fiscal_code,
             debtor_name=debtor.name, subject=ctx.position.subject,
         )
+        c = self.canvas
         c.setFillColorRGB(0, 0, 0)
-        barcodes.draw_matrix(c, barcodes.datamatrix_matrix(payload), x0 + 4 * mm, top - BAND_H - 4 * mm - QR, QR)
-        text_block(c, f"{format_euro(item.amount_cents, symbol=False)} Euro", x0 + col2, top - BAND_H - 4 * mm,
-                   col2_w, font=BOLD, size=16, min_size=10, right=True)
-        _value(c, ctx.creditor.postal_account, x0 + col1, top - 22 * mm - extra, col1_w)
-        _value(c, ctx.creditor.name, x0 + col1, top - 30 * mm - extra, col1_w)
-        _value(c, debtor.name, x0 + col1, top - 38 * mm - extra, col1_w)
-        _value(c, ctx.subject, x0 + col1, top - 46 * mm - extra, col1_w, lines=2)
-        _value(c, format_nav(item.nav), x0 + col2, top - 30 * mm - extra, col2_w, size=10)
-        _value(c, "P1", x0 + col2, top - 38 * mm - extra, col2_w)
-        _value(c, ctx.creditor.fiscal_code, x0 + col2, top - 46 * mm - extra, col2_w)
-        if ctx.creditor.postal_authorization:
-            text_block(c, ctx.creditor.postal_authorization, x0 + 3 * mm, top - height + 5 * mm,
+        barcodes.draw_matrix(c, barcodes.datamatrix_matrix(payload), MARGIN + 4 * mm, top - BAND_H - 4 * mm - QR, QR)
+        if creditor.postal_authorization:
+            text_block(c, creditor.postal_authorization, MARGIN + 3 * mm, top - height + 5 * mm,
                        CONTENT_W - 6 * mm, size=6.5, min_size=5, colour=GREY70)
 
     def _qr(self, ctx, item: Payable, x: float, y: float) -> None:
