@@ -25,15 +25,19 @@ def test_members_from_bytes_files_and_streams(tmp_path):
     path = tmp_path / "package.zip"
     with StoredZipWriter(path) as package:
         package.write_bytes("LEGGIMI.txt", "Città e perché".encode())
-        package.write_file("avvisi/avvisi-00001.pdf", source)
+        package.write_files("avvisi/avvisi-00001.pdf", [source])
         data = b"x" * 5000
         package.write_stream("senza_indirizzo/RSSMRA80A01H501U_01000000000000144.pdf", io.BytesIO(data),
                              size=len(data), crc=zlib.crc32(data))
-        assert package.count == 3
+        part = tmp_path / "part.csv"
+        part.write_bytes(b"1;2\n")
+        package.write_files("indice.csv", [part, part], head=b"a;b\n")
+        assert package.count == 4
     with zipfile.ZipFile(path) as z:
         assert z.testzip() is None
         assert z.namelist() == ["LEGGIMI.txt", "avvisi/avvisi-00001.pdf",
-                                "senza_indirizzo/RSSMRA80A01H501U_01000000000000144.pdf"]
+                                "senza_indirizzo/RSSMRA80A01H501U_01000000000000144.pdf", "indice.csv"]
+        assert z.read("indice.csv") == b"a;b\n1;2\n1;2\n"
         assert z.read("LEGGIMI.txt").decode() == "Città e perché"
         assert z.read("avvisi/avvisi-00001.pdf") == source.read_bytes()
         assert all(i.compress_type == zipfile.ZIP_STORED for i in z.infolist())

@@ -15,7 +15,6 @@ The ZIP (stored, not deflated: the PDFs are already compressed; written by
 
 import csv
 import io
-import shutil
 import time
 import zipfile
 from collections.abc import Iterable
@@ -116,19 +115,11 @@ def data_rows(*, envelope_id: int, position, creditor, address: PostalAddress | 
     return rows
 
 
-def _write_csv(package: StoredZipWriter, name: str, columns: tuple, parts: Iterable[Path], work: Path) -> None:
-    """One CSV member: the header, then every part file's bytes in order (joined on disk first, flat memory)."""
-    joined = work / f"{name}.joined"
-    with open(joined, "wb") as out:
-        header = io.StringIO()
-        csv.writer(header, delimiter=";").writerow(columns)
-        out.write(header.getvalue().encode("utf-8"))
-        for part in parts:
-            if part.exists():
-                with open(part, "rb") as src:
-                    shutil.copyfileobj(src, out, 1024 * 1024)
-    package.write_file(name, joined)
-    joined.unlink()
+def _write_csv(package: StoredZipWriter, name: str, columns: tuple, parts: Iterable[Path]) -> None:
+    """One CSV member: the header, then every part file's bytes in order (streamed, flat memory)."""
+    header = io.StringIO()
+    csv.writer(header, delimiter=";").writerow(columns)
+    package.write_files(name, [part for part in parts if part.exists()], head=header.getvalue().encode("utf-8"))
 
 
 def _copy_members(package: StoredZipWriter, folder: str, chunk_zip: Path) -> None:
@@ -155,16 +146,14 @@ def write_package(target: Path, *, run, creditor, chunks, files) -> int:
             if run.mode == "merged":
                 pdf = files.chunk_pdf(chunk.number)
                 if pdf.exists():
-                    package.write_file(f"avvisi/{pdf.name}", pdf)
+                    package.write_files(f"avvisi/{pdf.name}", [pdf])
             else:
                 _copy_members(package, "avvisi", files.chunk_zip(chunk.number))
         for chunk in apart:
             _copy_members(package, "senza_indirizzo", files.chunk_zip(chunk.number))
-        work = target.parent
-        _write_csv(package, "indice.csv", INDEX_COLUMNS, [files.index_part(c.number) for c in postal], work)
-        _write_csv(package, "dati.csv", DATA_COLUMNS, [files.data_part(c.number) for c in chunks], work)
-        _write_csv(package, "senza_indirizzo.csv", NO_ADDRESS_COLUMNS, [files.index_part(c.number) for c in apart],
-                   work)
+        _write_csv(package, "indice.csv", INDEX_COLUMNS, [files.index_part(c.number) for c in postal])
+        _write_csv(package, "dati.csv", DATA_COLUMNS, [files.data_part(c.number) for c in chunks])
+        _write_csv(package, "senza_indirizzo.csv", NO_ADDRESS_COLUMNS, [files.index_part(c.number) for c in apart])
         envelopes = sum(c.notices for c in postal)
         described = ("un PDF per busta, <CF>_<IUV>.pdf" if run.mode == "envelopes"
                      else "PDF unici per blocco di buste, avvisi-00001.pdf, ...; pagine di ogni busta in indice.csv")

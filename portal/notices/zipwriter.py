@@ -8,12 +8,14 @@ size and CRC are known before the data, ZIP64 when sizes, offsets or the member 
 names. ``zipfile`` reads what it writes (tests check both, and ``unzip -t`` where installed).
 """
 
+import io
 import os
 import shutil
 import struct
 import tempfile
 import time
 import zlib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -43,9 +45,8 @@ def _dos_time(timestamp: float) -> tuple[int, int]:
     return (t.tm_hour << 11) | (t.tm_min << 5) | (t.tm_sec // 2), ((year - 1980) << 9) | (t.tm_mon << 5) | t.tm_mday
 
 
-def crc_of(path: Path) -> int:
-    """CRC-32 of a file, read in blocks."""
-    crc = 0
+def crc_of(path: Path, crc: int = 0) -> int:
+    """CRC-32 of a file (continuing ``crc``), read in blocks."""
     with open(path, "rb") as source:
         while block := source.read(_COPY_BUFFER):
             crc = zlib.crc32(block, crc)
@@ -74,6 +75,10 @@ class StoredZipWriter:
 
         :raise ValueError: if ``source`` gives another number of bytes.
         """
+        self._write(name, [source], size=size, crc=crc, mtime=mtime)
+
+    def _write(self, name: str, sources: Iterable[BinaryIO], *, size: int, crc: int, mtime: float | None) -> None:
+        """One member whose ``size`` bytes are read from ``sources`` in turn."""
         encoded = name.encode("utf-8")
         offset = self._out.tell()
         clock, day = _dos_time(time.time() if mtime is None else mtime)
@@ -85,9 +90,10 @@ class StoredZipWriter:
         self._out.write(encoded)
         self._out.write(extra)
         copied = 0
-        while copied < size and (block := source.read(min(_COPY_BUFFER, size - copied))):
-            self._out.write(block)
-            copied += len(block)
+        for source in sources:
+            while copied < size and (block := source.read(min(_COPY_BUFFER, size - copied))):
+                self._out.write(block)
+                copied += len(block)
         if copied != size:
             raise ValueError(f"member {name!r}: {copied} bytes instead of {size}")
         # Central-directory record: ZIP64 fields for what does not fit in 32 bits, in APPNOTE's order.
@@ -105,15 +111,26 @@ class StoredZipWriter:
 
     def write_bytes(self, name: str, data: bytes) -> None:
         """Add a small member held in memory."""
-        import io
-
         self.write_stream(name, io.BytesIO(data), size=len(data), crc=zlib.crc32(data))
 
-    def write_file(self, name: str, path: Path) -> None:
-        """Add a file from disk (read twice: once for its CRC, once to copy it)."""
-        with open(path, "rb") as source:
-            self.write_stream(name, source, size=os.path.getsize(path), crc=crc_of(path),
-                              mtime=os.path.getmtime(path))
+    def write_files(self, name: str, paths: Iterable[Path], *, head: bytes = b"") -> None:
+        """Add one member made of ``head`` then each file's bytes, in order (a first read computes the CRC).
+
+        Files are opened one at a time, so a member may join any number of them (a CSV header and its parts).
+        """
+        paths = list(paths)
+        crc, size = zlib.crc32(head), len(head)
+        for path in paths:
+            crc = crc_of(path, crc)
+            size += os.path.getsize(path)
+
+        def sources():
+            yield io.BytesIO(head)
+            for path in paths:
+                with open(path, "rb") as source:
+                    yield source
+
+        self._write(name, sources(), size=size, crc=crc, mtime=None)
 
     def close(self, *, abort: bool = False) -> None:
         """Append the central directory and the end records (unless ``abort``), and close the files."""
