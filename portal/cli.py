@@ -293,7 +293,7 @@ def notices_billrun(service_code, out_path, mode, creditor_fiscal_code, status, 
         run = billrun.start_bill_run(
             db.session, db.session.get(Creditor, service.creditor_id), flt, title=title or f"{service.name} (CLI)",
             mode=mode, include_issued=include_issued, send_email=send_email,
-            filters={"service_id": str(service.id), "status": status or ""}, settings=settings, enqueue=False)
+            settings=settings, enqueue=False)
     except billrun.BillRunError as exc:
         raise click.ClickException(str(exc)) from exc
     db.session.commit()

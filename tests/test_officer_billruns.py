@@ -44,7 +44,7 @@ def test_preview_counts_then_start_runs_and_the_package_downloads(app, client, l
     run = db.session.query(BillRun).one()
     assert started.headers["Location"].endswith(f"/officer/billruns/{run.id}")
     assert run.created_by_id is not None
-    assert run.filters["service_id"] == str(service.id)
+    assert run.selection["service_id"] == service.id
 
     # While it works, the HTMX block polls itself...
     block = client.get(f"/officer/billruns/{run.id}", headers={"HX-Request": "true"}).get_data(as_text=True)

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, contains_eager, selectinload
 
 from portal.ledger import queries
-from portal.ledger.models import Creditor, Debtor, Event, PaymentOption, Position, Service
+from portal.ledger.models import Creditor, Debtor, Event, PaymentOption, Position
 from portal.ledger.status import PAYABLE_STATUSES, OptionStatus
 from portal.ledger.types import utcnow
 from portal.notices import package
@@ -132,7 +132,7 @@ def count_selection(session: Session, creditor_id: int, flt: queries.PositionFil
 
 
 def start_bill_run(session: Session, creditor: Creditor, flt: queries.PositionFilter, *, title: str, mode: str,
-                   include_issued: bool = False, send_email: bool = False, filters: dict | None = None,
+                   include_issued: bool = False, send_email: bool = False,
                    actor_user_id: int | None = None, settings: BillRunSettings, enqueue: bool = True) -> BillRun:
     """Create a run for the positions ``flt`` selects and ask for its preparation (after commit).
 
@@ -149,7 +149,7 @@ def start_bill_run(session: Session, creditor: Creditor, flt: queries.PositionFi
                            "con importi ancora da pagare" + ("" if include_issued else " e avviso non ancora emesso")
                            + ").")
     run = BillRun(creditor_id=creditor.id, service_id=flt.service_id, title=title[:140], mode=mode,
-                  filters=dict(filters or {}), selection=_filter_to_json(flt), include_issued=include_issued,
+                  selection=_filter_to_json(flt), include_issued=include_issued,
                   send_email=send_email, status="preparing", chunk_size=settings.chunk_size, total=counted.total,
                   without_address=counted.without_address, created_by_id=actor_user_id)
     session.add(run)
@@ -170,9 +170,11 @@ def _filter_to_json(flt: queries.PositionFilter) -> dict:
     }
 
 
-def _filter_from_json(data: dict) -> queries.PositionFilter:
+def selection_filter(run: BillRun) -> queries.PositionFilter:
+    """The positions filter a run was started with (what its page shows, what ``prepare`` applies)."""
     from portal.ledger.status import PositionStatus
 
+    data = run.selection
     return queries.PositionFilter(
         service_id=data.get("service_id"), status=PositionStatus(data["status"]) if data.get("status") else None,
         due_from=date.fromisoformat(data["due_from"]) if data.get("due_from") else None,
@@ -201,7 +203,7 @@ def prepare(session: Session, run_id: int, settings: BillRunSettings, *, enqueue
     run = _lock_run(session, run_id)
     if run is None or run.status != "preparing":
         return f"bollettazione {run_id}: niente da preparare ({run.status if run else 'inesistente'})"
-    flt = _filter_from_json(run.selection)
+    flt = selection_filter(run)
     ids = eligible_ids(run.creditor_id, flt, include_issued=run.include_issued).subquery()
     size = run.chunk_size
     first_chunk = 0
@@ -503,7 +505,3 @@ def run_inline(session: Session, run: BillRun, settings: BillRunSettings, *, pro
             progress(session.get(BillRun, run.id))
     finish(session, run.id, settings, enqueue=False)
     return session.get(BillRun, run.id)
-
-
-def service_code(session: Session, run: BillRun) -> str | None:
-    return session.scalar(sa.select(Service.code).where(Service.id == run.service_id)) if run.service_id else None

@@ -32,9 +32,7 @@ class BillRun(db.Model):
     service_id: Mapped[int | None] = mapped_column(sa.ForeignKey("services.id", ondelete=RESTRICT))
     title: Mapped[str] = mapped_column(sa.String(140))
     mode: Mapped[str] = mapped_column(sa.String(10))
-    #: The positions filter as the officer typed it (shown on the run's page).
-    filters: Mapped[dict] = mapped_column(sa.JSON, default=dict)
-    #: The same filter as the selection reads it (preparing re-applies it: what is printed is what matches then).
+    #: The positions filter of the run (preparing re-applies it: what is printed is what matches then).
     selection: Mapped[dict] = mapped_column(sa.JSON, default=dict)
     #: Whether positions whose notice was already issued are printed again.
     include_issued: Mapped[bool] = mapped_column(default=False)

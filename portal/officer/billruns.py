@@ -66,12 +66,6 @@ class BillRunForm(FlaskForm):
                               due_from=self.due_from.data, due_to=self.due_to.data,
                               scope=current_user.service_scope())
 
-    def typed(self) -> dict:
-        """The filter as the officer chose it, to show on the run's page."""
-        return {"service_id": str(self.service_id.data), "status": self.status.data or "",
-                "due_from": self.due_from.data.isoformat() if self.due_from.data else "",
-                "due_to": self.due_to.data.isoformat() if self.due_to.data else ""}
-
 
 def _form() -> BillRunForm:
     form = BillRunForm()
@@ -130,7 +124,7 @@ def new_billrun():
             try:
                 run = billrun.start_bill_run(
                     db.session, creditor, form.position_filter(), title=form.title.data, mode=form.mode.data,
-                    include_issued=form.include_issued.data, send_email=form.send_email.data, filters=form.typed(),
+                    include_issued=form.include_issued.data, send_email=form.send_email.data,
                     actor_user_id=current_user.id, settings=_settings())
             except billrun.BillRunError as exc:
                 form.form_errors.append(str(exc))
@@ -147,7 +141,7 @@ def billrun_page(run_id: int):
     """One run: selection, progress (polled while working), the package, cancel and restart."""
     run = _get_run_or_404(run_id)
     context = {"run": run, "run_status": RUN_STATUS, "mode_labels": MODE_LABELS, "form": EmptyForm(),
-               "service_code": billrun.service_code(db.session, run), "status_labels": LABELS}
+               "selection": billrun.selection_filter(run), "status_labels": LABELS}
     if htmx and not htmx.history_restore_request:
         return render_block(TEMPLATE, "progress", **context)
     return render_template(TEMPLATE, **context)
