@@ -37,18 +37,24 @@ def roles_required(*roles):
     return decorator
 
 
-def can_see_service(service_id: int) -> bool:
+def can_see_service(service_id: int | None) -> bool:
     """Whether the current officer's scope includes this service."""
     scope = current_user.service_scope()
     return scope is None or service_id in scope
 
 
+def get_scoped_or_404(model, row_id: int):
+    """Load a row (with ``creditor_id`` and ``service_id``) of the officer's creditor and scope; anything else is a
+    404, never a leak. A row of no service is for unscoped officers only."""
+    row = db.session.get(model, row_id)
+    if row is None or row.creditor_id != current_user.creditor_id or not can_see_service(row.service_id):
+        abort(404)
+    return row
+
+
 def get_position_or_404(position_id: int) -> Position:
     """Load a position of the officer's creditor and scope; anything else is a 404, never a leak."""
-    position = db.session.get(Position, position_id)
-    if position is None or position.creditor_id != current_user.creditor_id or not can_see_service(position.service_id):
-        abort(404)
-    return position
+    return get_scoped_or_404(Position, position_id)
 
 
 def visible_services() -> list[Service]:

@@ -21,7 +21,7 @@ from portal.ledger.status import LABELS, PAYABLE_STATUSES, PositionStatus
 from portal.notices import billrun
 from portal.notices.models import BillRun
 from portal.officer import bp
-from portal.officer.access import can_see_service, roles_required, visible_services
+from portal.officer.access import get_scoped_or_404, roles_required, visible_services
 from portal.officer.forms import EmptyForm
 
 ANY_ROLE = (Role.ADMIN, Role.OPERATOR, Role.VIEWER)
@@ -80,16 +80,6 @@ def _settings() -> billrun.BillRunSettings:
     return billrun.BillRunSettings.from_config(current_app.config)
 
 
-def _get_run_or_404(run_id: int) -> BillRun:
-    """The run, if it is of the officer's Ente and (for scoped officers) of one of their services."""
-    run = db.session.get(BillRun, run_id)
-    if run is None or run.creditor_id != current_user.creditor_id:
-        abort(404)
-    if current_user.service_scope() is not None and not (run.service_id and can_see_service(run.service_id)):
-        abort(404)
-    return run
-
-
 @bp.route("/billruns")
 @roles_required(*ANY_ROLE)
 def billruns():
@@ -139,7 +129,7 @@ def new_billrun():
 @roles_required(*ANY_ROLE)
 def billrun_page(run_id: int):
     """One run: selection, progress (polled while working), the package, cancel and restart."""
-    run = _get_run_or_404(run_id)
+    run = get_scoped_or_404(BillRun, run_id)
     context = {"run": run, "run_status": RUN_STATUS, "mode_labels": MODE_LABELS, "form": EmptyForm(),
                "selection": billrun.selection_filter(run), "status_labels": LABELS}
     if htmx and not htmx.history_restore_request:
@@ -151,7 +141,7 @@ def billrun_page(run_id: int):
 @roles_required(*ANY_ROLE)
 def billrun_package(run_id: int):
     """The ZIP for the print vendor."""
-    run = _get_run_or_404(run_id)
+    run = get_scoped_or_404(BillRun, run_id)
     if run.status != "done" or not run.file_name:
         abort(404)
     path = _settings().storage_dir / run.file_name
@@ -165,7 +155,7 @@ def billrun_package(run_id: int):
 @roles_required(*EDITORS)
 def cancel_billrun(run_id: int):
     """Stop a run that is still working (rendered chunks are kept for a restart)."""
-    run = _get_run_or_404(run_id)
+    run = get_scoped_or_404(BillRun, run_id)
     if not EmptyForm().validate_on_submit():
         abort(400)
     try:
@@ -180,7 +170,7 @@ def cancel_billrun(run_id: int):
 @roles_required(*EDITORS)
 def restart_billrun(run_id: int):
     """Resume a cancelled, failed or stalled run: only what is missing is rendered."""
-    run = _get_run_or_404(run_id)
+    run = get_scoped_or_404(BillRun, run_id)
     if not EmptyForm().validate_on_submit():
         abort(400)
     try:
