@@ -23,14 +23,17 @@ run: install assets
 	    $(BIN)/flask --app portal.pagopa.sandbox run --host $(HOST) --port $(SANDBOX_PORT) & \
 	$(FLASK) run --host $(HOST) --port $(PORT)
 
+# First the prerequisites (PostgreSQL, Redis: stop at once; poppler-utils, chromium: the apt command, then skips).
 test: install-dev assets
+	$(BIN)/python -m tests.prerequisites
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 $(VENV)/.installed: requirements.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "make: Python 3.11+ is needed"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { echo "make: install venv: sudo apt-get install -y python3-venv"; exit 1; }
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
 	touch $@
 
@@ -41,6 +44,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 # Front-end packages come from npm, pinned by package-lock.json, and are copied under static/vendor (not committed).
 assets: static/vendor/.installed
 static/vendor/.installed: package.json package-lock.json
+	@command -v npm >/dev/null || { echo "make: npm is needed for the front-end packages: sudo apt-get install -y npm"; exit 1; }
 	npm ci --no-audit --no-fund --loglevel=error
 	rm -rf static/vendor/bootstrap-italia static/vendor/htmx
 	mkdir -p static/vendor/bootstrap-italia static/vendor/htmx

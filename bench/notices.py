@@ -70,10 +70,10 @@ from bench.common import drop_database, log, recreate_database  # noqa: E402
 from portal import create_app, demo  # noqa: E402
 from portal.extensions import db  # noqa: E402
 from portal.ledger import queries  # noqa: E402
-from portal.ledger import services as ledger  # noqa: E402
 from portal.ledger.models import Creditor, Service  # noqa: E402
 from portal.ledger.notice_numbers import build as build_number  # noqa: E402
 from portal.notices import billrun  # noqa: E402
+from portal.settings import services as settings_svc  # noqa: E402
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/paybox_bench_notices"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/7"
@@ -140,7 +140,7 @@ def setup_creditor(app, *, postal: bool) -> tuple[int, int]:
 
     with app.app_context():
         upgrade()
-        creditor = ledger.create_creditor(
+        creditor = settings_svc.create_creditor(
             db.session, fiscal_code=demo.COMUNE_FISCAL_CODE, name=demo.COMUNE_NAME,
             segregation_code=demo.SEGREGATION_CODE, department="Settore Economico-Finanziario - Ufficio Tributi",
             cbill_code="AV3R7", postal_account=demo.POSTAL_ACCOUNT if postal else None,
@@ -150,7 +150,7 @@ def setup_creditor(app, *, postal: bool) -> tuple[int, int]:
             email="tributi@comune.valleverde.example", pec="protocollo@pec.comune.valleverde.example",
             phone="0382 000111", website="https://www.comune.valleverde.example",
         )
-        account = ledger.add_account(db.session, creditor, iban=demo.TREASURY_IBAN, label="Tesoreria comunale")
+        account = settings_svc.add_account(db.session, creditor, iban=demo.TREASURY_IBAN, label="Tesoreria comunale")
         service = Service(creditor=creditor, code="TARI", name="Tassa sui rifiuti (TARI)",
                           taxonomy_code="9/0101101IM/", account=account)
         db.session.add(service)

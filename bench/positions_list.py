@@ -29,8 +29,8 @@ from portal import create_app, demo  # noqa: E402
 from portal.extensions import db  # noqa: E402
 from portal.ledger import queries  # noqa: E402
 from portal.ledger.models import Creditor, Position, Service  # noqa: E402
-from portal.ledger.money import cents_to_decimal_text  # noqa: E402
 from portal.ledger.status import PositionStatus  # noqa: E402
+from portal.money import cents_to_decimal_text  # noqa: E402
 from portal.notices import billrun  # noqa: E402
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/paybox_bench"

@@ -3,7 +3,7 @@
 Starts the pagoPA sandbox on a free local port (real HTTP, requests validated against the official OpenAPI files,
 its own SQLite file in a temporary directory), creates positions in a PostgreSQL database of its own with
 ``ledger.create_position`` (as an officer or the API would), then publishes them with the very code the sync jobs
-run: :func:`portal.pagopa.sync.sweep` + :func:`portal.pagopa.sync.publish_batch` (bulk), and
+run: :func:`portal.ledger.sync_state.sweep` + :func:`portal.pagopa.sync.publish_batch` (bulk), and
 :func:`portal.pagopa.sync.sync_position` (one by one), through the real :class:`~portal.pagopa.gpd.GPDClient`.
 
     .venv/bin/python bench/publish.py [--positions 5000] [--single 1000] [--threads 1]
@@ -36,11 +36,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # noqa: E402
 from portal import create_app, demo  # noqa: E402
 from portal.extensions import db  # noqa: E402
 from portal.ledger import services as ledger  # noqa: E402
+from portal.ledger import sync_state  # noqa: E402
 from portal.ledger.inputs import DebtorInput, OptionInput, PositionInput  # noqa: E402
 from portal.ledger.models import Position, Service  # noqa: E402
 from portal.ledger.status import PositionStatus  # noqa: E402
 from portal.pagopa import sync  # noqa: E402
 from portal.pagopa.gpd import GPDClient  # noqa: E402
+from portal.settings import services as settings_svc  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/paybox_bench_publish"
@@ -130,9 +132,9 @@ def setup(app) -> None:
 
     with app.app_context():
         upgrade()
-        creditor = ledger.create_creditor(db.session, fiscal_code=CF_COMUNE, name="Comune di Prova",
+        creditor = settings_svc.create_creditor(db.session, fiscal_code=CF_COMUNE, name="Comune di Prova",
                                           segregation_code="01")
-        account = ledger.add_account(db.session, creditor, iban=IBAN, label="Tesoreria")
+        account = settings_svc.add_account(db.session, creditor, iban=IBAN, label="Tesoreria")
         db.session.add(Service(creditor=creditor, code="TARI", name="TARI", taxonomy_code="9/0101101IM/",
                                account=account))
         db.session.commit()
@@ -199,7 +201,7 @@ def published(app, ids: list[int]) -> int:
 def bench_bulk(app, ids: list[int], threads: int) -> dict:
     with app.app_context():
         started = time.perf_counter()
-        result = sync.sweep(db.session, limit=len(ids) + 10, enqueue=lambda *a, **k: None)
+        result = sync_state.sweep(db.session, limit=len(ids) + 10, schedule=False)
         db.session.commit()
         sweep_seconds = time.perf_counter() - started
     jobs = [lambda session, client, batch=batch: sync.publish_batch(session, batch, client) for batch in result.batches]

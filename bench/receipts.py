@@ -60,16 +60,16 @@ def migrate_and_seed(url: str, positions: int) -> None:
 
     from portal import create_app
     from portal.extensions import db
-    from portal.ledger import services as ledger
     from portal.ledger.models import Debtor, Service
+    from portal.settings import services as settings_svc
 
     app = create_app({"SQLALCHEMY_DATABASE_URI": url.replace("postgresql://", "postgresql+psycopg://"),
                       "SQLALCHEMY_ENGINE_OPTIONS": {}, "SECRET_KEY": "bench"})
     with app.app_context():
         upgrade()
-        creditor = ledger.create_creditor(db.session, fiscal_code=CF_COMUNE, name="Comune di Prova",
+        creditor = settings_svc.create_creditor(db.session, fiscal_code=CF_COMUNE, name="Comune di Prova",
                                           segregation_code=SEGREGATION, broker_id=BROKER, station_id=STATION)
-        account = ledger.add_account(db.session, creditor, iban=IBAN, label="Tesoreria")
+        account = settings_svc.add_account(db.session, creditor, iban=IBAN, label="Tesoreria")
         service = Service(creditor=creditor, code="TARI", name="TARI", taxonomy_code="9/0101101IM/",
                           account=account)
         debtor = Debtor(creditor_id=creditor.id, kind="F", fiscal_code=CF_DEBTOR, name="Mario Rossi")

@@ -102,11 +102,14 @@ def rq_worker(queue_names, queue_options, burst: bool, name: str | None, with_sc
     import logging
     import os
 
+    from flask import current_app
     from rq import Queue, Worker
 
-    from portal.jobs.queue import QUEUES, CurrentJobFilter
+    from portal.jobs.queue import QUEUES, CurrentJobFilter, use_worker_app
 
     backend = _rq_backend()
+    # The jobs (and RQ's failure callbacks) run in this app: the worker hands it over, nothing builds another.
+    use_worker_app(current_app._get_current_object())
     names = list(queue_names) + [q for option in queue_options for q in option.split(",") if q]
     names = names or list(QUEUES)
     unknown = sorted(set(names) - set(QUEUES))
@@ -173,15 +176,14 @@ def rq_status():
 def sync_sweep(limit: int, inline: bool):
     """Hand every due, unconverged position to a sync job now (what the periodic sweep does every 30 s)."""
     from portal.jobs.tasks import gpd_client
+    from portal.ledger.sync_state import sweep
     from portal.pagopa import sync
 
+    result = sweep(db.session, limit=limit, schedule=not inline)
+    db.session.commit()
     if not inline:
-        result = sync.sweep(db.session, limit=limit)
-        db.session.commit()
         click.echo(f"Accodate: {result}.")
         return
-    result = sync.sweep(db.session, limit=limit, enqueue=lambda *args, **kwargs: None)
-    db.session.commit()
     client = gpd_client()
     for batch in result.batches:
         click.echo(f"Blocco di {len(batch)}: {sync.publish_batch(db.session, batch, client)}")
@@ -195,18 +197,11 @@ def sync_sweep(limit: int, inline: bool):
 @sync_cli.command("status")
 def sync_status():
     """Count positions waiting for pagoPA, due now, and refused by pagoPA."""
-    import sqlalchemy as sa
+    from portal.ledger.sync_state import sync_summary
 
-    from portal.ledger.models import Position
-    from portal.ledger.types import utcnow
-
-    pending = Position.sync_pending.is_(True)
-    due = sa.and_(pending, sa.or_(Position.sync_next_at.is_(None), Position.sync_next_at <= utcnow()))
-    failing = sa.and_(pending, Position.sync_error.is_not(None))
-    row = db.session.execute(sa.select(
-        sa.func.count().filter(pending), sa.func.count().filter(due), sa.func.count().filter(failing),
-    )).one()
-    click.echo(f"In attesa di pagoPA: {row[0]}; da tentare ora: {row[1]}; con errore: {row[2]}.")
+    summary = sync_summary(db.session)
+    click.echo(f"In attesa di pagoPA: {summary.pending}; da tentare ora: {summary.due}; "
+               f"con errore: {summary.failing}.")
 
 
 notices_cli = AppGroup("notices", help="Avvisi di pagamento pagoPA (PDF).")

@@ -23,10 +23,12 @@ from stdnum.it import codicefiscale
 from portal.accounts.models import ROLE_LABELS, Role, User
 from portal.accounts.services import create_user
 from portal.ledger import services as ledger
+from portal.ledger import sync_state
 from portal.ledger.inputs import DebtorInput, OptionInput, PositionInput, TransferInput
 from portal.ledger.models import Creditor, Debtor, PaymentOption, Position, Service
 from portal.ledger.status import OptionStatus, PositionStatus
 from portal.ledger.types import utcnow
+from portal.settings import services as settings_svc
 
 S = PositionStatus
 DEFAULT_SEED = 20261126
@@ -153,19 +155,9 @@ def mark_pagopa_intent(session: Session, creditor_id: int) -> None:
     sync); cancelled or litigated positions that had been published must be invalid there; drafts stay here.
     Nothing is sent now: loading stays fast, and the first sweep of ``make run`` does it in GPD bulk calls.
     """
-    now = utcnow()
-    demo = Position.creditor_id == creditor_id
-    session.execute(sa.update(Position).where(demo).values(
-        pagopa_target="absent", pagopa_version=1, pagopa_synced_target=None, pagopa_synced_version=None,
-        sync_pending=False, sync_attempts=0, sync_next_at=None, sync_error=None, sync_error_at=None,
-    ).execution_options(synchronize_session=False))
-    session.execute(sa.update(Position).where(demo, Position.status.in_(ON_PAGOPA)).values(
-        pagopa_target="published", sync_pending=True, sync_next_at=now,
-    ).execution_options(synchronize_session=False))
-    session.execute(sa.update(Position).where(
-        demo, Position.status.in_((S.CANCELLED, S.IN_LITIGATION)), Position.published_at.is_not(None),
-    ).values(pagopa_target="invalid", sync_pending=True, sync_next_at=now).execution_options(synchronize_session=False))
-    session.expire_all()
+    sync_state.set_intents(
+        session, creditor_id, published=Position.status.in_(ON_PAGOPA),
+        invalid=sa.and_(Position.status.in_((S.CANCELLED, S.IN_LITIGATION)), Position.published_at.is_not(None)))
 
 
 # --- Italian people, companies and addresses -------------------------------------------------------------------
@@ -323,7 +315,7 @@ class _Builder:
         return DemoResult(self.creditor, sum(self.by_status.values()), logins(), dict(self.by_status))
 
     def _creditor(self) -> None:
-        self.creditor = ledger.create_creditor(
+        self.creditor = settings_svc.create_creditor(
             self.session, fiscal_code=COMUNE_FISCAL_CODE, name=COMUNE_NAME, segregation_code=SEGREGATION_CODE,
             department="Settore Economico-Finanziario", cbill_code="AV3R7", postal_account=POSTAL_ACCOUNT,
             postal_authorization="Autorizzato da Poste Italiane S.p.A. Aut. n. DEMO/2026 del 01/01/2026",
@@ -333,9 +325,9 @@ class _Builder:
             phone="0382 000111", website="https://www.comune.valleverde.example",
             created_at=self.now - timedelta(days=800),
         )
-        self.treasury = ledger.add_account(self.session, self.creditor, iban=TREASURY_IBAN,
+        self.treasury = settings_svc.add_account(self.session, self.creditor, iban=TREASURY_IBAN,
                                            label="Tesoreria comunale - Intesa Sanpaolo")
-        self.postal = ledger.add_account(self.session, self.creditor, iban=POSTAL_IBAN,
+        self.postal = settings_svc.add_account(self.session, self.creditor, iban=POSTAL_IBAN,
                                          label="Conto corrente postale", is_postal=True)
         self.services: dict[str, Service] = {}
         for spec in _SERVICES:

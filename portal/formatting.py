@@ -3,9 +3,9 @@
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from portal.ledger.money import format_euro
 from portal.ledger.notice_numbers import format_nav
 from portal.ledger.status import BADGES, LABELS, PositionStatus
+from portal.money import format_euro
 
 ROME = ZoneInfo("Europe/Rome")
 

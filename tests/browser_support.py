@@ -4,14 +4,12 @@ A missing chromium skips these tests, saying so, unless ``PAYBOX_REQUIRE_BROWSER
 Playwright never downloads a browser here: it launches ``/usr/bin/chromium``.
 """
 
-import os
-import shutil
 
 import pytest
 
+from tests.prerequisites import found, require
 from tests.servers import serving
 
-CHROMIUM = os.environ.get("PAYBOX_CHROMIUM", "/usr/bin/chromium")
 #: Flags for a root, offline, headless run (no sandbox inside containers, no calls to Google's services).
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -21,12 +19,8 @@ CHROMIUM_ARGS = [
 
 @pytest.fixture(scope="session")
 def chromium_path():
-    if os.path.exists(CHROMIUM) or shutil.which(CHROMIUM):
-        return CHROMIUM
-    message = f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium)"
-    if os.environ.get("PAYBOX_REQUIRE_BROWSER") == "1":
-        pytest.fail(message)
-    pytest.skip(message)
+    require("chromium")
+    return found("chromium")
 
 
 @pytest.fixture(scope="session")

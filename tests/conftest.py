@@ -16,6 +16,7 @@ from portal import create_app
 from portal.extensions import db
 from portal.ledger import services as ledger
 from portal.ledger.inputs import DebtorInput, OptionInput, PositionInput, TransferInput
+from portal.settings import services as settings_svc
 
 pytest_plugins = ["tests.browser_support", "tests.notice_fixtures"]
 
@@ -120,9 +121,9 @@ def client(app):
 
 @pytest.fixture
 def creditor(ctx):
-    comune = ledger.create_creditor(db.session, fiscal_code=CF_COMUNE, name="Comune di Prova",
+    comune = settings_svc.create_creditor(db.session, fiscal_code=CF_COMUNE, name="Comune di Prova",
                                     segregation_code="01", department="Settore Tributi")
-    ledger.add_account(db.session, comune, iban=IBAN_COMUNE, label="Tesoreria")
+    settings_svc.add_account(db.session, comune, iban=IBAN_COMUNE, label="Tesoreria")
     db.session.commit()
     return comune
 

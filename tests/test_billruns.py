@@ -6,7 +6,6 @@ the ZIP as a vendor would: the PDFs (barcodes decoded), the index sorted by CAP,
 
 import csv
 import io
-import shutil
 import zipfile
 from datetime import date
 
@@ -24,9 +23,13 @@ from portal.notices.envelopes import has_postal_address, has_postal_address_sql,
 from portal.notices.models import BillRun, BillRunChunk, BillRunItem
 from tests.conftest import CF_COMUNE
 from tests.notice_fixtures import PEOPLE
+from tests.prerequisites import require
 
-pytestmark = pytest.mark.skipif(not shutil.which("pdfinfo") or not shutil.which("pdftoppm"),
-                                reason="poppler-utils (pdfinfo, pdftoppm) are needed to read the PDFs")
+
+@pytest.fixture(autouse=True)
+def _poppler_installed():
+    require("pdfinfo", "pdftoppm")
+
 
 def start(creditor, settings, *, mode="merged", flt=None, **kwargs):
     run = billrun.start_bill_run(db.session, creditor, flt or queries.PositionFilter(), title="TARI 2027",

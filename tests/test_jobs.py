@@ -18,25 +18,17 @@ import pytest
 import requests
 import sqlalchemy as sa
 
+from portal import outbox
 from portal.extensions import db
 from portal.jobs import periodic
 from portal.jobs.models import JobRecord
-from portal.jobs.queue import (
-    ManualBackend,
-    RQBackend,
-    ThreadBackend,
-    discard_pending,
-    enqueue_after_commit,
-    enqueue_now,
-    get_spec,
-    pending_jobs,
-    task,
-)
+from portal.jobs.queue import ManualBackend, RQBackend, ThreadBackend, enqueue_after_commit, enqueue_now
+from portal.jobs.registry import get_spec, task
 from portal.ledger import services as ledger
+from portal.ledger import sync_state
 from portal.ledger.models import Event, Position
 from portal.ledger.status import PositionStatus
 from portal.ledger.types import utcnow
-from portal.pagopa import sync
 from tests.conftest import CF_COMUNE, position_input
 from tests.test_sync import API_KEY, fault, gpd_url, sandbox, sandbox_server, sandbox_state  # noqa: F401
 
@@ -44,13 +36,13 @@ ROOT = Path(__file__).resolve().parent.parent
 REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
 
 
-@task("default", retry_max=0)
+@task("default", label="Prova che fallisce", kind="test", retry_max=0)
 def fail_on_purpose(session, number):
     """A job that always fails (tests only)."""
     raise RuntimeError(f"rotto {number}")
 
 
-@task("default", retry_max=2, retry_intervals=(0,))
+@task("default", label="Conteggio delle posizioni", kind="test", retry_max=2, retry_intervals=(0,))
 def count_positions(session):
     """A job that reads the database (tests only)."""
     return f"{session.scalar(sa.select(sa.func.count()).select_from(Position))} posizioni"
@@ -59,7 +51,8 @@ def count_positions(session):
 _FLAKY_CALLS: dict[str, int] = {}
 
 
-@task("default", retry_max=1, retry_intervals=(0,))
+@task("default", label="Prova che riesce al secondo tentativo", kind="test", retry_max=1,
+      retry_intervals=(0,))
 def flaky_once(session, key):
     """A job that fails the first time it runs for ``key`` (tests only)."""
     _FLAKY_CALLS[key] = _FLAKY_CALLS.get(key, 0) + 1
@@ -89,11 +82,11 @@ def test_rolled_back_transaction_enqueues_nothing(ctx, manual, make_position):
     position = make_position()
     manual.clear()
     enqueue_after_commit("sync_position", position.id, job_id=f"sync-position-{position.id}")
-    assert len(pending_jobs()) == 1
+    assert len(outbox.pending(db.session)) == 1
 
     db.session.rollback()
 
-    assert pending_jobs() == []
+    assert outbox.pending(db.session) == []
     db.session.commit()  # a later commit does not resurrect it
     assert manual.pending == []
     assert [r.kind for r in records()] == ["sync_position"]  # only the one create_position's commit released
@@ -118,7 +111,7 @@ def test_same_job_id_is_asked_once_per_transaction_and_reuses_a_live_record(ctx,
     manual.clear()
     for _ in range(3):
         enqueue_after_commit("sync_position", position.id, job_id=f"sync-position-{position.id}")
-    assert len(pending_jobs()) == 1
+    assert len(outbox.pending(db.session)) == 1
     db.session.commit()
     # The record of create_position's request is still "queued": the double click shares it.
     assert [(r.rq_id, r.status) for r in records()] == [(f"sync-position-{position.id}", "queued")]
@@ -127,7 +120,7 @@ def test_same_job_id_is_asked_once_per_transaction_and_reuses_a_live_record(ctx,
 
 def test_discard_pending_drops_the_requests_of_this_transaction(ctx, manual, creditor, service):
     ledger.create_position(db.session, creditor, position_input(service), actor="test")
-    assert discard_pending(task_name="sync_position") == 1
+    assert outbox.discard(db.session, task="sync_position") == 1
     db.session.commit()
     assert manual.pending == []
     assert records() == []
@@ -214,9 +207,9 @@ def redis_backend(app, monkeypatch):
 
 def test_deterministic_job_id_is_enqueued_once_while_queued(ctx, redis_backend, make_position):
     position = make_position()  # create_position asks for sync-position-<id>
-    ledger.request_sync(db.session, position, content_changed=True)  # a double click
+    sync_state.request_sync(db.session, position, content_changed=True)  # a double click
     db.session.commit()
-    sync.sweep(db.session, now=utcnow() + timedelta(seconds=1))  # the sweep too
+    sync_state.sweep(db.session, now=utcnow() + timedelta(seconds=1))  # the sweep too
     db.session.commit()
 
     queue = redis_backend.queue("sync")
@@ -378,11 +371,11 @@ def test_worker_keeps_positions_pending_while_pagopa_is_down_then_publishes_each
     # The jobs succeeded: pagoPA's unavailability is recorded on the positions (backoff), not raised.
     assert sandbox_state(sandbox)["positions"] == 0
     # A sweep while pagoPA is still down: nothing is due yet (backoff), nothing doubles.
-    assert sync.sweep(db.session).count == 0
+    assert sync_state.sweep(db.session).count == 0
     db.session.commit()
 
     requests.delete(f"{sandbox}/sandbox/faults", timeout=5).raise_for_status()
-    swept = sync.sweep(db.session, now=utcnow() + timedelta(seconds=sync.BACKOFF_BASE_SECONDS + 1))
+    swept = sync_state.sweep(db.session, now=utcnow() + timedelta(seconds=sync_state.BACKOFF_BASE_SECONDS + 1))
     db.session.commit()
     assert sorted(swept.singles) == sorted(ids)
 
@@ -413,10 +406,13 @@ def test_work_of_a_worker_killed_mid_job_completes_after_a_new_worker_and_a_swee
     # The sandbox still finishes the delayed create: pagoPA has it, we do not know.
     wait_for(lambda: sandbox_state(sandbox)["positions"] == 1, 10)
     workers.start()
-    swept = sync.sweep(db.session)
+    # Its own job had a minute's lease: within it, the sweep leaves the position to that job.
+    assert sync_state.sweep(db.session).count == 0
+    db.session.rollback()
+    # Then the sweep takes it over (a first publication: in a bulk call).
+    swept = sync_state.sweep(db.session, now=utcnow() + timedelta(seconds=sync_state.OWN_JOB_LEASE_SECONDS + 1))
     db.session.commit()
-    # Its job looks "running" (the record and RQ say so): the sweep replaces it, the row lock proves it dead.
-    assert swept.singles == [position_id]
+    assert swept.batches == [[position_id]]
 
     # create → 409 → GET finds it → published, no error.
     wait_for(lambda: position_status(position_id) == PositionStatus.PUBLISHED, 20, workers.logs())
@@ -496,14 +492,16 @@ def test_purge_removes_old_finished_rows_only(ctx):
 # --- CLI ---------------------------------------------------------------------------------------------------------
 
 
-def test_flask_sync_sweep_inline_publishes_now(app, ctx, manual, make_position, sandbox, monkeypatch):
+def test_flask_sync_sweep_inline_publishes_now(app, ctx, manual, creditor, service, sandbox, monkeypatch):
     monkeypatch.setitem(app.config, "PAGOPA_GPD_URL", gpd_url(sandbox))
     monkeypatch.setitem(app.config, "PAGOPA_API_KEY", API_KEY)
-    position = make_position()
+    position, _ = ledger.create_position(db.session, creditor, position_input(service), actor="test",
+                                         enqueue_sync=False)
+    db.session.commit()
     result = app.test_cli_runner().invoke(args=["sync", "sweep", "--inline"])
     assert result.exit_code == 0, result.output
-    # Its own job is still queued (nobody ran it), so the sweep syncs it on its own rather than in bulk.
-    assert f"position {position.id}: synced (create)" in result.output
+    # The position of a bulk feeder (no job of its own) is published at once, in a bulk call.
+    assert "Blocco di 1: 1 pubblicate in blocco" in result.output
     assert position_status(position.id) == PositionStatus.PUBLISHED
     status = app.test_cli_runner().invoke(args=["sync", "status"])
     assert "In attesa di pagoPA: 0" in status.output
@@ -557,7 +555,7 @@ def test_jobs_page_is_for_admins_only(ctx, client, login, make_user):
 def test_jobs_of_another_creditor_are_not_listed(ctx, client, login, make_user):
     from stdnum import luhn
 
-    from portal.ledger.services import create_creditor
+    from portal.settings.services import create_creditor
 
     other = create_creditor(db.session, fiscal_code="1234567890" + luhn.calc_check_digit("1234567890"),
                             name="Altro", segregation_code="02")

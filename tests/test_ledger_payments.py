@@ -23,6 +23,7 @@ from portal.ledger.payments import (
     record_receipt,
 )
 from portal.ledger.status import OptionStatus, PositionStatus
+from portal.settings import services as settings_svc
 from tests.conftest import CF_COMUNE, CF_PERSON, IBAN_COMUNE
 
 PAID_AT = datetime(2027, 1, 10, 9, 30, tzinfo=UTC)
@@ -385,9 +386,9 @@ def test_receipts_on_sqlite(tmp_path):
     from tests.test_sqlite import sqlite_app
 
     with sqlite_app(tmp_path / "paybox.db"):
-        comune = ledger.create_creditor(db.session, fiscal_code=CF_COMUNE, name="Comune di Prova",
+        comune = settings_svc.create_creditor(db.session, fiscal_code=CF_COMUNE, name="Comune di Prova",
                                         segregation_code="01")
-        ledger.add_account(db.session, comune, iban=IBAN_COMUNE, label="Tesoreria")
+        settings_svc.add_account(db.session, comune, iban=IBAN_COMUNE, label="Tesoreria")
         service = Service(creditor=comune, code="TARI", name="TARI", taxonomy_code="9/0101101IM/",
                           account=comune.accounts[0])
         db.session.add(service)

@@ -12,6 +12,7 @@ from portal.ledger.inputs import OptionInput, TransferInput
 from portal.ledger.models import Debtor, Event, NumberCounter, PaymentOption, Position, Transfer
 from portal.ledger.notice_numbers import is_valid_nav
 from portal.ledger.status import IgnoredTransition, InvalidTransition, PositionStatus
+from portal.settings import services as settings_svc
 from tests.conftest import CF_COMUNE, CF_PERSON, IBAN_COMUNE, position_input
 
 CF_PROVINCIA = "00743110157"
@@ -269,12 +270,13 @@ def test_create_creditor_validates(ctx):
     from portal.ledger.notice_numbers import NoticeNumberError
 
     with pytest.raises(IdentifierError):
-        ledger.create_creditor(db.session, fiscal_code="80015010724", name="X", segregation_code="01")
+        settings_svc.create_creditor(db.session, fiscal_code="80015010724", name="X", segregation_code="01")
     with pytest.raises(NoticeNumberError):
-        ledger.create_creditor(db.session, fiscal_code=CF_COMUNE, name="X", segregation_code="47")
+        settings_svc.create_creditor(db.session, fiscal_code=CF_COMUNE, name="X", segregation_code="47")
     with pytest.raises(NoticeNumberError):
-        ledger.create_creditor(db.session, fiscal_code=CF_COMUNE, name="X", segregation_code="3")
-    comune = ledger.create_creditor(db.session, fiscal_code=f" {CF_COMUNE} ", name="  Comune  ", segregation_code=2)
+        settings_svc.create_creditor(db.session, fiscal_code=CF_COMUNE, name="X", segregation_code="3")
+    comune = settings_svc.create_creditor(db.session, fiscal_code=f" {CF_COMUNE} ", name="  Comune  ",
+                                          segregation_code=2)
     db.session.commit()
     assert (comune.fiscal_code, comune.name, comune.segregation_code) == (CF_COMUNE, "Comune", "02")
     assert db.session.get(NumberCounter, comune.id).next_value == 1

@@ -2,7 +2,7 @@
 
 import pytest
 
-from portal.ledger.money import AmountError, cents_to_decimal_text, format_euro, parse_euro
+from portal.money import AmountError, cents_to_decimal_text, format_euro, parse_euro
 
 
 @pytest.mark.parametrize(

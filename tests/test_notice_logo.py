@@ -14,12 +14,12 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.test import encode_multipart
 
 from portal.extensions import db
-from portal.ledger import settings_services as settings_svc
 from portal.ledger.errors import ValidationFailed
 from portal.ledger.models import Creditor
 from portal.notices import NoticeDocument, logo, render_notice
 from portal.notices.layout import LOGO, MARGIN, PAGE_W
 from portal.notices.logo import LogoError, pdf_image, prepare_logo
+from portal.settings import services as settings_svc
 from tests.test_notices import decode_pages, expected_qr, poppler
 
 RED = (220, 0, 0)
@@ -195,7 +195,7 @@ def admin(make_user, login):
 @pytest.fixture
 def logs(caplog, monkeypatch):
     """The settings log lines (migrations/env.py's fileConfig disables loggers imported before it)."""
-    name = "portal.ledger.settings_services"
+    name = "portal.settings.services"
     monkeypatch.setattr(logging.getLogger(name), "disabled", False)
     caplog.set_level(logging.INFO, logger=name)
     return caplog
@@ -349,9 +349,9 @@ def test_anonymous_is_sent_to_login(client, creditor):
 
 
 def test_each_creditor_sees_only_its_own_logo(client, admin, creditor):
-    from portal.ledger import services as ledger
 
-    other = ledger.create_creditor(db.session, fiscal_code="00123456782", name="Comune Altro", segregation_code="02")
+    other = settings_svc.create_creditor(
+        db.session, fiscal_code="00123456782", name="Comune Altro", segregation_code="02")
     settings_svc.set_logo(db.session, other, solid(colour=(0, 0, 255)), actor="test")
     db.session.commit()
     assert client.get("/officer/settings/logo.png").status_code == 404
@@ -456,10 +456,10 @@ def test_many_notices_embed_the_logo_once(make_position, creditor, tmp_path):
 
 
 def test_each_creditor_of_a_document_gets_its_own_logo(make_position, creditor, tmp_path):
-    from portal.ledger import services as ledger
 
     position = make_position(amount=15000)
-    other = ledger.create_creditor(db.session, fiscal_code="00123456782", name="Comune Altro", segregation_code="02")
+    other = settings_svc.create_creditor(
+        db.session, fiscal_code="00123456782", name="Comune Altro", segregation_code="02")
     with_logo(creditor, prepare_logo(solid()))
     other.logo_png = prepare_logo(solid(colour=(0, 0, 255)))
     db.session.commit()

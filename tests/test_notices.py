@@ -15,8 +15,8 @@ from PIL import Image
 
 from portal.extensions import db
 from portal.formatting import format_date
-from portal.ledger.money import format_euro
 from portal.ledger.notice_numbers import format_nav
+from portal.money import format_euro
 from portal.notices import NoticeError, barcodes, render_notice
 from portal.notices.layout import (
     HEADER_H,
@@ -29,17 +29,22 @@ from portal.notices.layout import (
 )
 from portal.notices.render import installments_per_row
 from tests.conftest import CF_COMUNE, CF_PERSON
+from tests.prerequisites import require
 
 zxingcpp = pytest.importorskip("zxingcpp", reason="zxing-cpp is needed to decode the barcodes")
-pytestmark = pytest.mark.skipif(not shutil.which("pdftoppm") or not shutil.which("pdftotext"),
-                                reason="poppler-utils (pdftoppm, pdftotext) are needed")
+
+@pytest.fixture(autouse=True)
+def _poppler_installed():
+    require("pdftoppm", "pdftotext")
+
 
 LONG_SUBJECT = ("Tassa sui rifiuti TARI anno 2027 utenza domestica di Via Giuseppe Garibaldi 123 e relative "
                 "pertinenze, acconto e saldo con conguaglio")  # 130 characters, above the guide's 90
 
 
 def poppler(tool: str, *args: str) -> str:
-    """Run a poppler-utils tool on our own temporary files; return its standard output."""
+    """Run a poppler-utils tool on our own temporary files; return its standard output (skips without it)."""
+    require(tool)
     return subprocess.run([shutil.which(tool), *args], check=True, capture_output=True, text=True).stdout  # noqa: S603
 
 

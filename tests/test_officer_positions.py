@@ -11,6 +11,7 @@ from portal.ledger.models import Service
 from portal.ledger.notice_numbers import format_nav
 from portal.ledger.status import PositionStatus
 from portal.ledger.types import utcnow
+from portal.settings import services as settings_svc
 from tests.conftest import CF_PERSON, position_input
 
 CF_VERDI = "VRDGPP70B02F205Z"
@@ -44,8 +45,9 @@ def other_service(make_service):
 @pytest.fixture
 def other_creditor_position(ctx):
     """A position of another Comune (its own service, debtor and numbers)."""
-    comune = ledger.create_creditor(db.session, fiscal_code="01234567897", name="Comune Altro", segregation_code="02")
-    ledger.add_account(db.session, comune, iban="IT60X0542811101000000123456", label="Tesoreria")
+    comune = settings_svc.create_creditor(
+        db.session, fiscal_code="01234567897", name="Comune Altro", segregation_code="02")
+    settings_svc.add_account(db.session, comune, iban="IT60X0542811101000000123456", label="Tesoreria")
     svc = Service(creditor=comune, code="TARI", name="TARI altro", taxonomy_code="9/0101101IM/",
                   account=comune.accounts[0])
     db.session.add(svc)

@@ -9,10 +9,9 @@ from werkzeug.security import check_password_hash
 from portal.accounts.models import Role, User
 from portal.accounts.services import AccountError, create_user, set_password, update_user
 from portal.extensions import db
-from portal.ledger import services as ledger
-from portal.ledger import settings_services as settings_svc
 from portal.ledger.errors import ValidationFailed
 from portal.ledger.models import Account, Creditor, Service
+from portal.settings import services as settings_svc
 from tests.conftest import IBAN_COMUNE, PASSWORD
 
 CF_OTHER = "00123456782"
@@ -29,8 +28,8 @@ def admin(make_user, login):
 @pytest.fixture
 def other():
     """Another creditor with an account, a service and a user: none of them may be reached by URL."""
-    comune = ledger.create_creditor(db.session, fiscal_code=CF_OTHER, name="Comune Altro", segregation_code="02")
-    account = ledger.add_account(db.session, comune, iban=IBAN_OTHER, label="Tesoreria altra")
+    comune = settings_svc.create_creditor(db.session, fiscal_code=CF_OTHER, name="Comune Altro", segregation_code="02")
+    account = settings_svc.add_account(db.session, comune, iban=IBAN_OTHER, label="Tesoreria altra")
     service = Service(creditor=comune, code="IMU", name="IMU", taxonomy_code="9/0101100IM/", account=account)
     db.session.add(service)
     user = create_user(db.session, comune, username="altro", full_name="Altro", password=PASSWORD, role="admin")
@@ -45,7 +44,7 @@ def logs(caplog, monkeypatch):
     migrations/env.py runs ``fileConfig`` (disable_existing_loggers) when the test database is migrated, which
     disables the loggers imported before it: turn ours back on for the test.
     """
-    for name in ("portal.ledger.settings_services", "portal.accounts.services"):
+    for name in ("portal.settings.services", "portal.accounts.services"):
         monkeypatch.setattr(logging.getLogger(name), "disabled", False)
         caplog.set_level(logging.INFO, logger=name)
     return caplog

@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from portal.extensions import db
 from portal.ledger import services as ledger
 from portal.ledger.models import Event, EventIsAppendOnly
+from portal.settings import services as settings_svc
 
 
 @pytest.fixture
@@ -93,7 +94,7 @@ def test_allowed_segregation_codes_pass_the_check(creditor, code):
 
 
 def test_same_iuv_is_allowed_for_another_creditor(position):
-    other = ledger.create_creditor(db.session, fiscal_code="00743110157", name="Unione dei Comuni",
+    other = settings_svc.create_creditor(db.session, fiscal_code="00743110157", name="Unione dei Comuni",
                                    segregation_code="02")
     db.session.commit()
     _execute(

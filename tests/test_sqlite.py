@@ -14,6 +14,7 @@ from portal.ledger import services as ledger
 from portal.ledger.inputs import TransferInput
 from portal.ledger.models import Event, EventIsAppendOnly, NumberCounter, PaymentOption, Position, Service, Transfer
 from portal.ledger.status import PositionStatus
+from portal.settings import services as settings_svc
 from tests.conftest import CF_COMUNE, IBAN_COMUNE, position_input
 
 
@@ -65,9 +66,9 @@ def lite(tmp_path):
 
 @pytest.fixture
 def lite_creditor(lite):
-    comune = ledger.create_creditor(db.session, fiscal_code=CF_COMUNE, name="Comune di Prova",
+    comune = settings_svc.create_creditor(db.session, fiscal_code=CF_COMUNE, name="Comune di Prova",
                                     segregation_code="01", department="Settore Tributi")
-    ledger.add_account(db.session, comune, iban=IBAN_COMUNE, label="Tesoreria")
+    settings_svc.add_account(db.session, comune, iban=IBAN_COMUNE, label="Tesoreria")
     service = Service(creditor=comune, code="TARI", name="TARI", taxonomy_code="9/0101101IM/",
                       account=comune.accounts[0])
     db.session.add(service)

@@ -10,10 +10,12 @@ import pytest
 import requests
 import sqlalchemy as sa
 
+from portal import outbox
 from portal.extensions import db
 from portal.jobs.models import JobRecord
-from portal.jobs.queue import ManualBackend, pending_jobs
+from portal.jobs.queue import ManualBackend
 from portal.ledger import services as ledger
+from portal.ledger import sync_state
 from portal.ledger.models import Event, Position
 from portal.ledger.status import OptionStatus, PositionStatus
 from portal.ledger.types import utcnow
@@ -121,16 +123,16 @@ def past_due_position(new_position, **kwargs):
 
 
 def test_backoff_doubles_from_30_seconds_up_to_an_hour():
-    assert [sync.backoff_seconds(n) for n in range(1, 10)] == [30, 60, 120, 240, 480, 960, 1920, 3600, 3600]
-    assert sync.backoff_seconds(0) == 30
-    assert sync.backoff_seconds(500) == 3600
+    assert [sync_state.backoff_seconds(n) for n in range(1, 10)] == [30, 60, 120, 240, 480, 960, 1920, 3600, 3600]
+    assert sync_state.backoff_seconds(0) == 30
+    assert sync_state.backoff_seconds(500) == 3600
 
 
 def test_backoff_honours_a_longer_retry_after_but_stays_capped():
-    assert sync.backoff_seconds(1, retry_after=120) == 120
-    assert sync.backoff_seconds(3, retry_after=5) == 120
-    assert sync.backoff_seconds(1, retry_after=0.2) == 30
-    assert sync.backoff_seconds(1, retry_after=99_999) == 3600
+    assert sync_state.backoff_seconds(1, retry_after=120) == 120
+    assert sync_state.backoff_seconds(3, retry_after=5) == 120
+    assert sync_state.backoff_seconds(1, retry_after=0.2) == 30
+    assert sync_state.backoff_seconds(1, retry_after=99_999) == 3600
 
 
 @pytest.mark.parametrize(("target", "version", "synced", "synced_version", "expected"), [
@@ -152,8 +154,8 @@ def test_next_action_closes_the_gap_between_target_and_confirmed_state(target, v
                                                                         expected):
     position = Position(pagopa_target=target, pagopa_version=version, pagopa_synced_target=synced,
                         pagopa_synced_version=synced_version)
-    assert sync.next_action(position) == expected
-    assert sync.is_converged(position) is (expected is None)
+    assert sync_state.next_action(position) == expected
+    assert sync_state.is_converged(position) is (expected is None)
 
 
 # --- Intent and enqueue at creation ------------------------------------------------------------------------------
@@ -167,7 +169,7 @@ def test_new_position_wants_to_be_published_and_enqueues_its_sync_after_commit(c
         assert position.pagopa_target == "published"
         assert position.sync_pending is True
         assert position.sync_next_at is not None
-        assert [(p.task, p.ids, p.job_id) for p in pending_jobs()] == [
+        assert [(p.task, p.ids, p.job_id) for p in outbox.pending(db.session)] == [
             ("sync_position", (position.id,), f"sync-position-{position.id}")]
         assert backend.pending == []  # not before the commit
         db.session.commit()
@@ -184,21 +186,21 @@ def test_draft_first_service_keeps_new_positions_off_pagopa(ctx, creditor, make_
     service = make_service(code="IMU", name="IMU", draft_first=True)
     position, _ = ledger.create_position(db.session, creditor, position_input(service), actor="test")
     assert (position.pagopa_target, position.sync_pending) == ("absent", False)
-    assert pending_jobs() == []
+    assert outbox.pending(db.session) == []
     db.session.rollback()
 
 
 def test_request_sync_does_nothing_when_pagopa_already_agrees(ctx, new_position):
     position = new_position(enqueue_sync=False)
     position.pagopa_synced_target, position.pagopa_synced_version = "published", 1
-    assert ledger.request_sync(db.session, position) is False
+    assert sync_state.request_sync(db.session, position) is False
     assert position.sync_pending is False
-    assert pending_jobs() == []
-    assert ledger.request_sync(db.session, position, content_changed=True) is True
+    assert outbox.pending(db.session) == []
+    assert sync_state.request_sync(db.session, position, content_changed=True) is True
     assert (position.pagopa_version, position.sync_pending) == (2, True)
-    assert [p.job_id for p in pending_jobs()] == [f"sync-position-{position.id}"]
+    assert [p.job_id for p in outbox.pending(db.session)] == [f"sync-position-{position.id}"]
     with pytest.raises(ValueError, match="unknown pagoPA target"):
-        ledger.request_sync(db.session, position, target="gone")
+        sync_state.request_sync(db.session, position, target="gone")
     db.session.rollback()
 
 
@@ -250,7 +252,7 @@ def test_duplicate_of_an_edited_position_is_updated_after_the_get(ctx, gpd, new_
     position = new_position(enqueue_sync=False)
     gpd.create(CF_COMUNE, position_payload(position))  # version 1 reached GPD, answer lost
     position.options[0].description = "Descrizione corretta"
-    ledger.request_sync(db.session, position, content_changed=True, enqueue=False)
+    sync_state.request_sync(db.session, position, content_changed=True, enqueue=False)
     db.session.commit()
 
     outcome = sync.sync_position(db.session, position.id, gpd)
@@ -277,7 +279,7 @@ def test_iuv_taken_by_another_position_is_a_rejection_the_officer_sees(ctx, gpd,
     assert position.sync_pending is True
     assert position.sync_error.startswith("HTTP 409")
     assert "unique" in position.sync_error.lower()
-    assert position.sync_next_at >= before + timedelta(seconds=sync.REJECTED_RETRY_SECONDS - 5)
+    assert position.sync_next_at >= before + timedelta(seconds=sync_state.REJECTED_RETRY_SECONDS - 5)
     (failed,) = events(position.id, "sync_failed")
     assert (failed.actor, failed.details["status"], failed.details["action"]) == ("pagopa", 409, "create")
     assert "unique" in failed.details["title"].lower()
@@ -317,8 +319,8 @@ def test_pagopa_unavailable_backs_off_then_publishes_and_clears_the_error(ctx, g
     assert position.sync_attempts == 2
     assert position.sync_next_at == start + timedelta(seconds=60)
     assert position.sync_error.startswith("HTTP 503")
-    assert not sync.is_due(position, start + timedelta(seconds=59))
-    assert sync.is_due(position, start + timedelta(seconds=60))
+    assert not sync_state.is_due(position, start + timedelta(seconds=59))
+    assert sync_state.is_due(position, start + timedelta(seconds=60))
     assert events(position.id, "sync_failed") == []  # passing trouble: no timeline noise
 
     third = sync.sync_position(db.session, position.id, gpd)
@@ -367,7 +369,7 @@ def test_cancelled_position_is_invalidated_on_gpd(ctx, gpd, new_position):
     db.session.commit()
     position = fresh(position.id)
     ledger.transition(db.session, position, PositionStatus.CANCELLED, actor="test")
-    ledger.request_sync(db.session, position, target="invalid", enqueue=False)
+    sync_state.request_sync(db.session, position, target="invalid", enqueue=False)
     db.session.commit()
 
     outcome = sync.sync_position(db.session, position.id, gpd)
@@ -383,7 +385,7 @@ def test_cancelled_position_is_invalidated_on_gpd(ctx, gpd, new_position):
 
 def test_invalidating_what_never_reached_pagopa_converges_quietly(ctx, gpd, new_position):
     position = new_position(enqueue_sync=False)
-    ledger.request_sync(db.session, position, target="invalid", enqueue=False)
+    sync_state.request_sync(db.session, position, target="invalid", enqueue=False)
     db.session.commit()
 
     outcome = sync.sync_position(db.session, position.id, gpd)
@@ -398,7 +400,7 @@ def test_a_draft_on_gpd_is_deleted_instead_of_invalidated(ctx, gpd, new_position
     position = new_position(enqueue_sync=False)
     gpd.create(CF_COMUNE, position_payload(position), to_publish=False)  # DRAFT: GPD cannot invalidate it
     position.pagopa_synced_target, position.pagopa_synced_version = "published", 1
-    ledger.request_sync(db.session, position, target="invalid", enqueue=False)
+    sync_state.request_sync(db.session, position, target="invalid", enqueue=False)
     db.session.commit()
 
     outcome = sync.sync_position(db.session, position.id, gpd)
@@ -414,7 +416,7 @@ def test_a_draft_on_gpd_is_deleted_instead_of_invalidated(ctx, gpd, new_position
 def test_delete_of_an_absent_position_is_a_success(ctx, gpd, new_position):
     position = new_position(enqueue_sync=False)
     position.pagopa_synced_target, position.pagopa_synced_version = "published", 1
-    ledger.request_sync(db.session, position, target="deleted", enqueue=False)
+    sync_state.request_sync(db.session, position, target="deleted", enqueue=False)
     db.session.commit()
 
     outcome = sync.sync_position(db.session, position.id, gpd)
@@ -443,14 +445,9 @@ def test_a_position_locked_by_another_worker_is_left_alone(app, ctx, new_positio
 # --- Many positions: sweep and bulk publication ------------------------------------------------------------------
 
 
-class Recorder:
-    """Collects what the sweep enqueues."""
-
-    def __init__(self):
-        self.calls = []
-
-    def __call__(self, task, *ids, **options):
-        self.calls.append((task, ids, options.get("job_id")))
+def scheduled() -> list[tuple]:
+    """What the current transaction asked the outbox for: (task, ids, job id)."""
+    return [(r.task, r.ids, r.job_id) for r in outbox.pending(db.session)]
 
 
 def test_sweep_hands_due_positions_out_once_and_leases_them(ctx, new_position, creditor):
@@ -461,25 +458,25 @@ def test_sweep_hands_due_positions_out_once_and_leases_them(ctx, new_position, c
     later.sync_next_at = utcnow() + timedelta(minutes=5)
     db.session.commit()
 
-    recorder = Recorder()
     now = utcnow()
-    result = sync.sweep(db.session, now=now, enqueue=recorder, batch_size=2)
+    result = sync_state.sweep(db.session, now=now, batch_size=2)
+    calls = scheduled()
     db.session.commit()
 
     ids = [p.id for p in fresh_ones]
     assert result.batches == [ids[:2], ids[2:]]
     assert result.singles == [failed.id]
-    assert recorder.calls == [
+    assert calls == [
         ("publish_batch", tuple(ids[:2]), f"publish-batch-{ids[0]}-{ids[1]}"),
         ("publish_batch", tuple(ids[2:]), f"publish-batch-{ids[2]}-{ids[2]}"),
         ("sync_position", (failed.id,), f"sync-position-{failed.id}"),
     ]
     for position_id in [*ids, failed.id]:
-        assert fresh(position_id).sync_next_at == now + timedelta(seconds=sync.LEASE_SECONDS)
+        assert fresh(position_id).sync_next_at == now + timedelta(seconds=sync_state.LEASE_SECONDS)
     # Leased: the next sweep hands nothing out again until the lease runs out.
-    assert sync.sweep(db.session, now=now + timedelta(seconds=30), enqueue=recorder).count == 0
+    assert sync_state.sweep(db.session, now=now + timedelta(seconds=30)).count == 0
     db.session.rollback()
-    assert sync.sweep(db.session, now=now + timedelta(seconds=sync.LEASE_SECONDS + 1), enqueue=Recorder()).count == 5
+    assert sync_state.sweep(db.session, now=now + timedelta(seconds=sync_state.LEASE_SECONDS + 1)).count == 5
     db.session.rollback()
 
 
@@ -489,7 +486,7 @@ def test_sweep_skips_rows_another_worker_holds(app, ctx, new_position):
     try:
         other.begin()
         other.execute(sa.text("SELECT id FROM positions WHERE id = :id FOR UPDATE"), {"id": held.id})
-        result = sync.sweep(db.session, enqueue=Recorder())
+        result = sync_state.sweep(db.session)
     finally:
         other.rollback()
         other.close()
@@ -510,7 +507,7 @@ def test_sweep_job_enqueues_after_its_commit(ctx, jobs, new_position):
 
 def test_publish_batch_publishes_150_positions_in_two_bulk_calls(ctx, gpd, new_position, sandbox):
     positions = [new_position(enqueue_sync=False) for _ in range(150)]
-    result = sync.sweep(db.session, enqueue=Recorder())
+    result = sync_state.sweep(db.session)
     db.session.commit()
 
     outcomes = [sync.publish_batch(db.session, batch, gpd) for batch in result.batches]
@@ -582,10 +579,10 @@ def test_sync_summary_counts_pending_and_failing(ctx, new_position, creditor):
     failing.sync_error, failing.sync_error_at = "HTTP 400: dati non validi", utcnow()
     db.session.commit()
 
-    summary = sync.sync_summary(db.session, creditor.id)
+    summary = sync_state.sync_summary(db.session, creditor.id)
     assert (summary.pending, summary.failing) == (2, 1)
-    assert [p.id for p in sync.failing_positions(db.session, creditor.id)] == [failing.id]
-    assert ok.id not in [p.id for p in sync.failing_positions(db.session, creditor.id)]
+    assert [p.id for p in sync_state.failing_positions(db.session, creditor.id)] == [failing.id]
+    assert ok.id not in [p.id for p in sync_state.failing_positions(db.session, creditor.id)]
 
 
 # --- Demo ----------------------------------------------------------------------------------------------------------
@@ -595,7 +592,7 @@ def test_demo_load_marks_what_is_on_pagopa_without_calling_it(ctx):
     from portal import demo
 
     result = demo.load(db.session, positions=60)
-    assert pending_jobs() == []  # no HTTP, no job during the load
+    assert outbox.pending(db.session) == []  # no HTTP, no job during the load
     db.session.commit()
 
     rows = db.session.execute(

@@ -17,6 +17,8 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from portal.jobs.registry import all_tasks
+
 log = logging.getLogger(__name__)
 
 
@@ -34,14 +36,9 @@ class PeriodicJob:
         return f"periodic-{self.task}"
 
 
-#: Everything Pay Box does on its own, and how often.
-PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
-    PeriodicJob("sync_sweep", 30, "Sincronizzazione con pagoPA delle posizioni in attesa"),
-    PeriodicJob("poll_receipts", 5 * 60, "Ricevute di pagamento da pagoPA (recupero di quelle non ricevute)"),
-    PeriodicJob("billrun_sweep", 5 * 60, "Ripresa dei blocchi di bollettazione rimasti senza lavoro"),
-    PeriodicJob("purge_bill_run_files", 24 * 60 * 60, "Rimozione dei pacchetti di bollettazione scaduti"),
-    PeriodicJob("purge_job_records", 24 * 60 * 60, "Pulizia dello storico delle attività"),
-)
+#: Everything Pay Box does on its own, and how often: the registry's tasks declared with ``every``.
+PERIODIC_JOBS: tuple[PeriodicJob, ...] = tuple(
+    PeriodicJob(spec.name, spec.every, spec.label) for spec in all_tasks() if spec.every)
 
 
 def due(last_runs: dict[str, float], now: float, jobs=PERIODIC_JOBS) -> list[PeriodicJob]:

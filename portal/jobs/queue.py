@@ -1,9 +1,10 @@
-"""Enqueue jobs only after the transaction commits, and run them on RQ (Redis) or inside this process.
+"""Turn the outbox's requests into jobs after the commit, and run them on RQ (Redis) or inside this process.
 
-A service asks for a job with :func:`enqueue_after_commit`; the request is kept in ``session.info``, a
-:class:`~portal.jobs.models.JobRecord` row is written *in the same transaction* just before it commits, and the job
-reaches the queue only once the commit succeeded (a rollback discards it). So a worker never looks for a row that was
-rolled back, and an admin sees every job from the moment it exists.
+A service asks for work with :func:`portal.outbox.schedule`; the request waits in ``session.info``, a
+:class:`~portal.jobs.models.JobRecord` row is written *in the same transaction* just before it commits (the
+durable part: the sweep and the job page see it), and the job reaches the queue only once the commit succeeded (a
+rollback discards it). So a worker never looks for a row that was rolled back, and an admin sees every job from the
+moment it exists.
 
 Where the job runs depends on the backend attached to the app (``app.extensions["paybox_jobs"]``):
 
@@ -17,30 +18,28 @@ The choice is ``JOBS_MODE`` when set, otherwise ``rq`` with a Redis URL, ``manua
 from __future__ import annotations
 
 import contextvars
-import importlib
 import logging
 import os
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
-from functools import wraps
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.orm import Session, scoped_session
 
+from portal import outbox
 from portal.jobs.models import JobRecord
+from portal.jobs.registry import QUEUES, TaskSpec, get_spec
 from portal.ledger.types import utcnow
 
 log = logging.getLogger(__name__)
 
-#: Every queue; a worker started without ``--queues`` listens to all of them, in this order of priority.
-QUEUES = ("sync", "notices", "imports", "mail", "default")
-#: Key of the pending requests in ``Session.info``.
-_PENDING_KEY = "paybox.jobs.pending"
+__all__ = ["QUEUES", "enqueue_after_commit", "enqueue_now", "get_backend", "run_task"]
 #: Where the backend lives in ``app.extensions``.
 EXTENSION_KEY = "paybox_jobs"
 #: The JobRecord of the job running in this thread/process (for progress reports and log lines).
@@ -50,98 +49,30 @@ _current_job_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("pa
 _will_retry_inprocess: contextvars.ContextVar[bool] = contextvars.ContextVar("paybox_job_retry", default=False)
 
 
-# --- Task declarations -------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """What a job is and how it runs: queue, time limits and retries, declared once with the function."""
-
-    name: str
-    #: ``func(session, *ids)``: the work itself; it flushes, the wrapper commits.
-    func: Callable[..., Any]
-    queue: str = "default"
-    #: Seconds the job may run before the worker kills it.
-    timeout: int = 300
-    #: Seconds the job may wait in the queue before RQ drops it (``None``: forever).
-    ttl: int | None = 24 * 3600
-    #: Seconds a failed job stays in RQ's failed registry.
-    failure_ttl: int = 7 * 24 * 3600
-    #: Seconds RQ keeps a finished job's result.
-    result_ttl: int = 600
-    #: Retries on an exception, and the waits before each (transient trouble: database restart, network).
-    retry_max: int = 3
-    retry_intervals: tuple[int, ...] = (10, 60, 300)
-
-    @property
-    def path(self) -> str:
-        """The dotted path RQ imports to run the job."""
-        return f"{self.func.__module__}.{self.name}"
-
-    def retry(self):
-        """RQ's ``Retry`` for this task, or ``None`` without retries."""
-        from rq import Retry
-
-        return Retry(max=self.retry_max, interval=list(self.retry_intervals)) if self.retry_max else None
-
-
-#: Every declared task, by name.
-TASKS: dict[str, TaskSpec] = {}
-
-
-def task(queue: str = "default", **options) -> Callable:
-    """Declare a job function ``func(session, *ids)`` (see :class:`TaskSpec` for the options).
-
-    The module attribute becomes the *runner* RQ calls with the ids: it opens an app context, calls the function
-    with the context's session, commits, and keeps the :class:`JobRecord` up to date. On an exception it rolls back
-    and re-raises, so that RQ retries.
-    """
-    if queue not in QUEUES:
-        raise ValueError(f"unknown queue {queue!r}")
-
-    def decorator(func: Callable) -> Callable:
-        spec = TaskSpec(name=func.__name__, func=func, queue=queue, **options)
-        TASKS[spec.name] = spec
-
-        @wraps(func)
-        def runner(*ids, _record_id: int | None = None):
-            return run_task(spec, ids, record_id=_record_id)
-
-        runner.spec = spec
-        return runner
-
-    return decorator
-
-
-def get_spec(name: str) -> TaskSpec:
-    """The declared task called ``name``.
-
-    :raise KeyError: when no task has that name.
-    """
-    if name not in TASKS:
-        importlib.import_module("portal.jobs.tasks")
-    return TASKS[name]
-
-
 # --- Running one job ---------------------------------------------------------------------------------------------
 
+#: The app ``flask rq worker`` hands over (:func:`use_worker_app`): its forked work horses run jobs in it.
 _worker_app = None
-_worker_app_lock = threading.Lock()
+
+
+def use_worker_app(app) -> None:
+    """Make ``app`` the one jobs run in when no app context is active (the RQ worker process and its horses)."""
+    global _worker_app
+    _worker_app = app
 
 
 def _app():
-    """The app to run jobs in: the current one, or (a bare ``rq worker``) one built from the environment."""
-    global _worker_app
+    """The app to run jobs in: the current one, or the one the worker command handed over.
+
+    :raise RuntimeError: outside any app (a bare ``rq worker``): jobs need ``flask rq worker``.
+    """
     from flask import current_app, has_app_context
 
     if has_app_context():
         return current_app._get_current_object()
-    with _worker_app_lock:
-        if _worker_app is None:
-            from portal import create_app
-
-            _worker_app = create_app()
-        return _worker_app
+    if _worker_app is None:
+        raise RuntimeError("Pay Box jobs run in `flask --app wsgi rq worker`, which hands them its app")
+    return _worker_app
 
 
 def run_task(spec: TaskSpec, ids: Sequence, *, record_id: int | None = None, job_id: str | None = None):
@@ -159,7 +90,8 @@ def run_task(spec: TaskSpec, ids: Sequence, *, record_id: int | None = None, job
                        finished_at=None)
         log.info("job %s %s%s started", job_id or "-", spec.name, tuple(ids))
         try:
-            result = spec.func(db.session, *ids)
+            with outbox.reporting_to(_record_progress):
+                result = spec.func(db.session, *ids)
             db.session.commit()
         except Exception as exc:
             db.session.rollback()
@@ -178,6 +110,7 @@ def run_task(spec: TaskSpec, ids: Sequence, *, record_id: int | None = None, job
             log.info("job %s %s%s done: %s", job_id or "-", spec.name, tuple(ids), summary)
             return summary
         finally:
+            _last_progress.pop(record_id, None)
             db.session.remove()
             for var, token in zip((_current_record, _current_job_id), tokens, strict=True):
                 var.reset(token)
@@ -234,12 +167,26 @@ def _update_record(record_id: int | None, **values) -> None:
         log.exception("could not update job record %s", record_id)
 
 
-def report_progress(done: int, total: int | None = None) -> None:
-    """Record the running job's progress (the admin page and HTMX components poll it)."""
+#: Least seconds between two progress writes of one job (each is a small transaction of its own).
+PROGRESS_INTERVAL = 0.5
+_last_progress: dict[int, float] = {}
+
+
+def _record_progress(done: int, total: int | None = None) -> None:
+    """Record the running job's progress (the jobs page polls it), at most every :data:`PROGRESS_INTERVAL`
+    seconds, and always the start and the end."""
+    record_id = _current_record.get()
+    if record_id is None:
+        return
+    now = time.monotonic()
+    edge = done == 0 or (total is not None and done >= total)
+    if not edge and now - _last_progress.get(record_id, 0.0) < PROGRESS_INTERVAL:
+        return
+    _last_progress[record_id] = now
     values: dict[str, Any] = {"progress": done}
     if total is not None:
         values["total"] = total
-    _update_record(_current_record.get(), **values)
+    _update_record(record_id, **values)
 
 
 def current_job_id() -> str | None:
@@ -262,64 +209,17 @@ class CurrentJobFilter(logging.Filter):
 # --- Enqueue after commit ----------------------------------------------------------------------------------------
 
 
-@dataclass
-class JobRequest:
-    """A job asked for during a transaction; it reaches a queue only if the transaction commits."""
-
-    task: str
-    ids: tuple
-    queue: str
-    job_id: str | None = None
-    #: The sweep may replace a "started" job with the same id: it holds the row lock, so that job is dead.
-    replace_started: bool = False
-    created_by_id: int | None = None
-    creditor_id: int | None = None
-    total: int | None = None
-    record_id: int | None = None
-
-    @property
-    def spec(self) -> TaskSpec:
-        return get_spec(self.task)
-
-
 def enqueue_after_commit(task_name: str, *ids, session: Session | scoped_session | None = None,
-                         queue: str | None = None, job_id: str | None = None, replace_started: bool = False,
-                         created_by_id: int | None = None, creditor_id: int | None = None,
-                         total: int | None = None) -> JobRequest:
-    """Ask for ``task_name(*ids)`` to run once the current transaction of ``session`` commits.
+                         **options) -> outbox.Request:
+    """:func:`portal.outbox.schedule` for callers above the domain, checking the task name at once.
 
-    :param ids: plain ids (jobs never take ORM objects).
-    :param session: the session whose commit releases the job (default: ``db.session``).
-    :param job_id: a deterministic id (``sync-position-42``): while a job with this id is queued or running,
-        asking again does nothing, so double clicks and repeated sweeps never run the same work twice at once.
     :raise KeyError: when ``task_name`` is not a declared task.
     """
-    spec = get_spec(task_name)
-    session = _real_session(session)
-    request = JobRequest(task=task_name, ids=tuple(ids), queue=queue or spec.queue, job_id=job_id,
-                         replace_started=replace_started, created_by_id=created_by_id, creditor_id=creditor_id,
-                         total=total)
-    pending: list[JobRequest] = session.info.setdefault(_PENDING_KEY, [])
-    if job_id is None or all(p.job_id != job_id for p in pending):
-        pending.append(request)
-    return request
+    get_spec(task_name)
+    return outbox.schedule(_real_session(session), task_name, *ids, **options)
 
 
-def pending_jobs(session: Session | scoped_session | None = None) -> list[JobRequest]:
-    """The jobs the current transaction of ``session`` will enqueue when it commits."""
-    return list(_real_session(session).info.get(_PENDING_KEY, ()))
-
-
-def discard_pending(session: Session | scoped_session | None = None, task_name: str | None = None) -> int:
-    """Forget the jobs asked for in this transaction (all, or those of one task); returns how many."""
-    session = _real_session(session)
-    pending = session.info.get(_PENDING_KEY, [])
-    kept = [p for p in pending if task_name is not None and p.task != task_name]
-    session.info[_PENDING_KEY] = kept
-    return len(pending) - len(kept)
-
-
-def enqueue_now(task_name: str, *ids, **options) -> JobRequest:
+def enqueue_now(task_name: str, *ids, **options) -> outbox.Request:
     """Enqueue a job outside any business transaction (scheduler, CLI): its own short transaction."""
     from portal.extensions import db
 
@@ -347,7 +247,7 @@ def _write_job_records(session: Session) -> None:
     """Create (or reuse) each requested job's JobRecord inside the committing transaction."""
     if session.in_nested_transaction():
         return
-    pending: list[JobRequest] = session.info.get(_PENDING_KEY)
+    pending = outbox.pending(session)
     if not pending:
         return
     # A deterministic id that already has a live record (queued or running) reuses it: one row per real run.
@@ -362,12 +262,12 @@ def _write_job_records(session: Session) -> None:
                 .group_by(JobRecord.rq_id)
             )
             existing.update({rq_id: record_id for rq_id, record_id in rows})
-    records: list[tuple[JobRequest, JobRecord]] = []
+    records: list[tuple[outbox.Request, JobRecord]] = []
     for request in pending:
         if request.job_id in existing:
             request.record_id = existing[request.job_id]
             continue
-        record = JobRecord(kind=request.task, queue=request.queue, rq_id=request.job_id, status="queued",
+        record = JobRecord(kind=request.task, queue=get_spec(request.task).queue, rq_id=request.job_id, status="queued",
                            args={"ids": list(request.ids)}, total=request.total, created_by_id=request.created_by_id,
                            creditor_id=request.creditor_id, attempts=0, progress=0)
         session.add(record)
@@ -383,7 +283,7 @@ def _release_jobs(session: Session) -> None:
     """The transaction is durable: hand its jobs to the backend (never raise: the commit already happened)."""
     if session.in_nested_transaction():
         return
-    pending = session.info.pop(_PENDING_KEY, None)
+    pending = outbox.take(session)
     if not pending:
         return
     backend = current_backend(session)
@@ -401,7 +301,7 @@ def _release_jobs(session: Session) -> None:
 def _discard_jobs(session: Session, transaction) -> None:
     """A transaction that ended without committing (rollback, close) takes its job requests with it."""
     if transaction.parent is None and not transaction.nested:
-        session.info.pop(_PENDING_KEY, None)
+        outbox.take(session)
 
 
 # --- Backends ----------------------------------------------------------------------------------------------------
@@ -475,7 +375,7 @@ class RQBackend:
 
         return Queue(name, connection=self.redis)
 
-    def dispatch(self, requests: Sequence[JobRequest]) -> int:
+    def dispatch(self, requests: Sequence[outbox.Request]) -> int:
         """Enqueue the requests in one Redis round trip per queue; returns how many were enqueued."""
         from redis.exceptions import RedisError
 
@@ -488,7 +388,7 @@ class RQBackend:
                                message=f"Coda non raggiungibile (Redis): {exc}")
             raise
 
-    def _enqueue(self, requests: Sequence[JobRequest]) -> int:
+    def _enqueue(self, requests: Sequence[outbox.Request]) -> int:
         from rq import Callback, Queue
         from rq.job import Job, JobStatus
 
@@ -505,8 +405,8 @@ class RQBackend:
                     continue
                 # Finished, failed, stopped, or a "started" job whose worker died: start over under the same id.
                 job.delete(remove_from_queue=True)
-            spec = request.spec
-            by_queue.setdefault(request.queue, []).append(Queue.prepare_data(
+            spec = get_spec(request.task)
+            by_queue.setdefault(spec.queue, []).append(Queue.prepare_data(
                 spec.path, args=request.ids, kwargs={"_record_id": request.record_id}, timeout=spec.timeout,
                 ttl=spec.ttl, failure_ttl=spec.failure_ttl, result_ttl=spec.result_ttl, job_id=request.job_id,
                 retry=spec.retry(), description=f"{spec.name}{tuple(request.ids)}",
@@ -565,7 +465,7 @@ class ThreadBackend:
                                                             thread_name_prefix=f"paybox-{queue}")
             return self._executors[queue]
 
-    def dispatch(self, requests: Sequence[JobRequest]) -> int:
+    def dispatch(self, requests: Sequence[outbox.Request]) -> int:
         """Submit each request unless a job with the same id is already waiting or running."""
         count = 0
         for request in requests:
@@ -574,12 +474,12 @@ class ThreadBackend:
                     if request.job_id in self._active:
                         continue
                     self._active.add(request.job_id)
-            self._executor(request.queue).submit(self._run, request, 1)
+            self._executor(get_spec(request.task).queue).submit(self._run, request, 1)
             count += 1
         return count
 
-    def _run(self, request: JobRequest, attempt: int) -> None:
-        spec = request.spec
+    def _run(self, request: outbox.Request, attempt: int) -> None:
+        spec = get_spec(request.task)
         retry = attempt <= spec.retry_max
         token = _will_retry_inprocess.set(retry)
         try:
@@ -590,7 +490,7 @@ class ThreadBackend:
                 intervals = spec.retry_intervals or (0,)
                 delay = intervals[min(attempt - 1, len(intervals) - 1)]
                 timer = threading.Timer(
-                    delay, lambda: self._executor(request.queue).submit(self._run, request, attempt + 1))
+                    delay, lambda: self._executor(spec.queue).submit(self._run, request, attempt + 1))
                 timer.daemon = True
                 timer.start()
                 return
@@ -598,7 +498,7 @@ class ThreadBackend:
             _will_retry_inprocess.reset(token)
         self._finished(request)
 
-    def _finished(self, request: JobRequest) -> None:
+    def _finished(self, request: outbox.Request) -> None:
         if request.job_id:
             with self._lock:
                 self._active.discard(request.job_id)
@@ -614,10 +514,10 @@ class ManualBackend:
     """Tests: jobs wait in :attr:`pending` until :meth:`run_pending` runs them here, one after the other."""
 
     app: Any
-    pending: list[JobRequest] = field(default_factory=list)
+    pending: list[outbox.Request] = field(default_factory=list)
     mode: str = "manual"
 
-    def dispatch(self, requests: Sequence[JobRequest]) -> int:
+    def dispatch(self, requests: Sequence[outbox.Request]) -> int:
         """Keep the requests (deduplicated on their job id)."""
         waiting = {p.job_id for p in self.pending if p.job_id}
         count = 0
@@ -636,7 +536,7 @@ class ManualBackend:
             request = self.pending.pop(0)
             with self.app.app_context():
                 try:
-                    run_task(request.spec, request.ids, record_id=request.record_id, job_id=request.job_id)
+                    run_task(get_spec(request.task), request.ids, record_id=request.record_id, job_id=request.job_id)
                 except Exception:
                     if raise_errors:
                         raise

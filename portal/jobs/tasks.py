@@ -1,9 +1,9 @@
 """The job functions. Each takes the session and plain ids, calls one service, and returns a short summary.
 
-The :func:`~portal.jobs.queue.task` decorator turns each into the runner RQ imports by dotted path
+The :func:`~portal.jobs.registry.task` decorator registers each (queue, timeout, time-to-live in the queue,
+retries, Italian label, kind, progress, period) and turns it into the runner RQ imports by dotted path
 (``portal.jobs.tasks.sync_position``): it opens an app context, commits after the call (or rolls back and re-raises,
-so RQ retries), and keeps the job's :class:`~portal.jobs.models.JobRecord` up to date. Declared here, per task:
-queue, timeout, time-to-live in the queue and retries.
+so RQ retries), and keeps the job's :class:`~portal.jobs.models.JobRecord` up to date.
 """
 
 import logging
@@ -14,7 +14,8 @@ from flask import current_app
 from sqlalchemy.orm import Session
 
 from portal.jobs.models import JobRecord
-from portal.jobs.queue import purge_records, task
+from portal.jobs.queue import purge_records
+from portal.jobs.registry import task
 from portal.ledger.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,8 @@ def gpd_client():
 # --- pagoPA synchronisation ----------------------------------------------------------------------------------------
 
 
-@task("sync", timeout=120, ttl=6 * 3600, retry_max=3, retry_intervals=(10, 60, 300))
+@task("sync", label="Sincronizzazione di una posizione con pagoPA", kind="pagopa",
+      timeout=120, ttl=6 * 3600, retry_max=3, retry_intervals=(10, 60, 300))
 def sync_position(session: Session, position_id: int):
     """Converge one position with GPD (create, update, invalidate or delete)."""
     from portal.pagopa.sync import sync_position as converge
@@ -38,7 +40,8 @@ def sync_position(session: Session, position_id: int):
     return converge(session, int(position_id), gpd_client())
 
 
-@task("sync", timeout=600, ttl=6 * 3600, retry_max=2, retry_intervals=(30, 300))
+@task("sync", label="Pubblicazione in blocco su pagoPA", kind="pagopa", reports_progress=True,
+      timeout=600, ttl=6 * 3600, retry_max=2, retry_intervals=(30, 300))
 def publish_batch(session: Session, *position_ids: int):
     """Publish never-published positions in GPD bulk calls (≤100 each)."""
     from portal.pagopa.sync import publish_batch as publish
@@ -46,10 +49,11 @@ def publish_batch(session: Session, *position_ids: int):
     return publish(session, [int(i) for i in position_ids], gpd_client())
 
 
-@task("sync", timeout=300, ttl=600, retry_max=0)
+@task("sync", label="Sincronizzazione con pagoPA delle posizioni in attesa", kind="pagopa", every=30,
+      timeout=300, ttl=600, retry_max=0)
 def sync_sweep(session: Session, limit: int | None = None):
     """Hand every due, unconverged position to a sync job (periodic)."""
-    from portal.pagopa.sync import sweep
+    from portal.ledger.sync_state import sweep
 
     return sweep(session, limit=int(limit or current_app.config.get("SYNC_SWEEP_LIMIT") or 5000))
 
@@ -60,7 +64,8 @@ RECEIPTS_POLL_MARGIN = timedelta(hours=1)
 RECEIPTS_POLL_FIRST_WINDOW = timedelta(days=2)
 
 
-@task("default", timeout=600, ttl=600, retry_max=0)
+@task("default", label="Ricevute di pagamento da pagoPA (recupero di quelle non ricevute)", kind="pagopa",
+      every=5 * 60, timeout=600, ttl=600, retry_max=0)
 def poll_receipts(session: Session):
     """Fetch, for every creditor, receipts pagoPA has but we did not get by paSendRT (GPD receipts API).
 
@@ -83,7 +88,8 @@ def poll_receipts(session: Session):
     return f"{stored} ricevute registrate (da {since:%Y-%m-%d %H:%M} UTC)"
 
 
-@task("default", timeout=600, ttl=3600, retry_max=0)
+@task("default", label="Pulizia dello storico delle attività", kind="maintenance", every=24 * 3600,
+      timeout=600, ttl=3600, retry_max=0)
 def purge_job_records(session: Session):
     """Delete old job rows (periodic jobs' successful runs after a day, others after a week)."""
     from portal.jobs.periodic import PERIODIC_JOBS
@@ -102,7 +108,8 @@ def billrun_settings():
     return BillRunSettings.from_config(current_app.config)
 
 
-@task("notices", timeout=3600, ttl=24 * 3600, retry_max=2, retry_intervals=(30, 300))
+@task("notices", label="Bollettazione: selezione delle posizioni", kind="notices",
+      timeout=3600, ttl=24 * 3600, retry_max=2, retry_intervals=(30, 300))
 def billrun_prepare(session: Session, run_id: int):
     """Freeze a bill run's selection in envelope order and ask for one job per chunk."""
     from portal.notices.billrun import prepare
@@ -110,7 +117,8 @@ def billrun_prepare(session: Session, run_id: int):
     return prepare(session, int(run_id), billrun_settings())
 
 
-@task("notices", timeout=1800, ttl=24 * 3600, retry_max=2, retry_intervals=(30, 300))
+@task("notices", label="Bollettazione: stampa di un blocco di avvisi", kind="notices", reports_progress=True,
+      timeout=1800, ttl=24 * 3600, retry_max=2, retry_intervals=(30, 300))
 def billrun_chunk(session: Session, run_id: int, number: int):
     """Render one chunk of a bill run (the last one asks for the package)."""
     from portal.notices.billrun import render_chunk
@@ -118,7 +126,8 @@ def billrun_chunk(session: Session, run_id: int, number: int):
     return render_chunk(session, int(run_id), int(number), billrun_settings())
 
 
-@task("notices", timeout=3 * 3600, ttl=24 * 3600, retry_max=2, retry_intervals=(30, 300))
+@task("notices", label="Bollettazione: pacchetto per la stampa", kind="notices", reports_progress=True,
+      timeout=3 * 3600, ttl=24 * 3600, retry_max=2, retry_intervals=(30, 300))
 def billrun_finish(session: Session, run_id: int):
     """Write a bill run's ZIP and mark its positions "notice issued"."""
     from portal.notices.billrun import finish
@@ -126,7 +135,8 @@ def billrun_finish(session: Session, run_id: int):
     return finish(session, int(run_id), billrun_settings())
 
 
-@task("default", timeout=300, ttl=600, retry_max=0)
+@task("default", label="Ripresa dei blocchi di bollettazione rimasti senza lavoro", kind="notices", every=5 * 60,
+      timeout=300, ttl=600, retry_max=0)
 def billrun_sweep(session: Session):
     """Re-ask for the missing chunks of bill runs still working (a lost worker's chunk is rendered again)."""
     from portal.notices.billrun import resume_active
@@ -134,7 +144,8 @@ def billrun_sweep(session: Session):
     return f"{resume_active(session)} bollettazioni in corso"
 
 
-@task("default", timeout=1800, ttl=3600, retry_max=0)
+@task("default", label="Rimozione dei pacchetti di bollettazione scaduti", kind="maintenance", every=24 * 3600,
+      timeout=1800, ttl=3600, retry_max=0)
 def purge_bill_run_files(session: Session):
     """Remove the packages of bill runs finished more than NOTICES_RETENTION_DAYS ago."""
     from portal.notices.billrun import purge_files
@@ -149,7 +160,8 @@ def mailer():
     return Mailer(MailSettings.from_config(current_app.config))
 
 
-@task("mail", timeout=3600, ttl=24 * 3600, retry_max=3, retry_intervals=(60, 600, 3600))
+@task("mail", label="Bollettazione: invio degli avvisi per e-mail", kind="mail", reports_progress=True,
+      timeout=3600, ttl=24 * 3600, retry_max=3, retry_intervals=(60, 600, 3600))
 def billrun_mail(session: Session, run_id: int, number: int):
     """E-mail the notices of one chunk of a finished bill run to the debtors who have an address."""
     from portal.notices.delivery import deliver_bill_run_chunk
@@ -158,7 +170,8 @@ def billrun_mail(session: Session, run_id: int, number: int):
         return deliver_bill_run_chunk(session, int(run_id), int(number), m)
 
 
-@task("mail", timeout=120, ttl=24 * 3600, retry_max=3, retry_intervals=(60, 600, 3600))
+@task("mail", label="Invio di un avviso per e-mail", kind="mail",
+      timeout=120, ttl=24 * 3600, retry_max=3, retry_intervals=(60, 600, 3600))
 def send_notice_email(session: Session, delivery_id: int):
     """Send one notice e-mail an officer asked for."""
     from portal.notices.delivery import deliver

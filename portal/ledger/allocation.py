@@ -24,6 +24,12 @@ _BUMP = (
 )
 
 
+def start_counter(session: Session, creditor: Creditor) -> None:
+    """Create a new creditor's counter row: its notice numbers start at 1."""
+    session.add(NumberCounter(creditor_id=creditor.id, next_value=1))
+    session.flush()
+
+
 def allocate_bases(session: Session, creditor_id: int, count: int = 1) -> range:
     """Reserve ``count`` consecutive IUV base values for a creditor and return them."""
     if count < 1:

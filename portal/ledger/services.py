@@ -10,21 +10,10 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from portal.ledger import allocation, notice_numbers
+from portal.ledger import allocation, sync_state
 from portal.ledger.errors import FieldError, ValidationFailed
-from portal.ledger.identifiers import validate_creditor_fiscal_code, validate_iban
 from portal.ledger.inputs import DebtorInput, OptionInput, PositionInput, validate_position
-from portal.ledger.models import (
-    Account,
-    Creditor,
-    Debtor,
-    Event,
-    NumberCounter,
-    PaymentOption,
-    Position,
-    Service,
-    Transfer,
-)
+from portal.ledger.models import Creditor, Debtor, Event, PaymentOption, Position, Service, Transfer
 from portal.ledger.status import OptionStatus, PositionStatus, check_transition
 from portal.ledger.types import utcnow
 
@@ -37,29 +26,6 @@ STATUS_TIMESTAMPS = {
     PositionStatus.REPORTED: "reported_at",
     PositionStatus.CANCELLED: "cancelled_at",
 }
-
-
-def create_creditor(session: Session, *, fiscal_code: str, name: str, segregation_code: str, **fields) -> Creditor:
-    """Create an Ente with its IUV counter row (numbers start at 1)."""
-    creditor = Creditor(
-        fiscal_code=validate_creditor_fiscal_code(fiscal_code),
-        name=name.strip(),
-        segregation_code=notice_numbers.validate_segregation_code(segregation_code),
-        **fields,
-    )
-    session.add(creditor)
-    session.flush()
-    session.add(NumberCounter(creditor_id=creditor.id, next_value=1))
-    session.flush()
-    return creditor
-
-
-def add_account(session: Session, creditor: Creditor, *, iban: str, label: str, is_postal: bool = False) -> Account:
-    """Register one of the creditor's IBANs."""
-    account = Account(creditor=creditor, iban=validate_iban(iban), label=label.strip(), is_postal=is_postal)
-    session.add(account)
-    session.flush()
-    return account
 
 
 def record_event(session: Session, position: Position, kind: str, *, actor: str, actor_user_id: int | None = None,
@@ -177,11 +143,7 @@ def create_position(session: Session, creditor: Creditor, data: PositionInput, *
         created_at=created_at,
         updated_at=created_at,
         # What pagoPA should have: the sync sweep looks only at pending rows.
-        pagopa_target="absent" if service.draft_first else "published",
-        pagopa_version=1,
-        sync_pending=not service.draft_first,
-        sync_attempts=0,
-        sync_next_at=None if service.draft_first else utcnow(),
+        **sync_state.initial_state(publish=not service.draft_first),
     )
     session.add(position)
     for (kind, number, option), allocated in zip(options, numbers, strict=True):
@@ -216,55 +178,9 @@ def create_position(session: Session, creditor: Creditor, data: PositionInput, *
                  notice_numbers=[n.nav for n in numbers])
     session.flush()
     if position.sync_pending and enqueue_sync:
-        _enqueue_sync(session, position, actor_user_id)
+        sync_state.schedule_sync(session, position, actor_user_id=actor_user_id)
     log.info("position %s created by %s (%d options)", position.iupd, actor, len(options))
     return position, True
-
-
-#: Values of ``Position.pagopa_target``.
-PAGOPA_TARGETS = ("absent", "published", "invalid", "deleted")
-
-
-def request_sync(session: Session, position: Position, *, target: str | None = None, content_changed: bool = False,
-                 enqueue: bool = True, actor_user_id: int | None = None) -> bool:
-    """Record what pagoPA should now hold for ``position`` and, if that differs from what it confirmed, ask
-    for a sync job after the commit.
-
-    Call it whenever a change must reach pagoPA: ``target='published'`` when an officer publishes a draft,
-    ``content_changed=True`` after editing amounts, due dates or the debtor (GPD update), ``target='invalid'``
-    when cancelling a published position.
-
-    :return: whether a sync is now pending.
-    :raise ValueError: for an unknown target.
-    """
-    from portal.pagopa.sync import is_converged
-
-    if target is not None:
-        if target not in PAGOPA_TARGETS:
-            raise ValueError(f"unknown pagoPA target {target!r}")
-        position.pagopa_target = target
-    if content_changed:
-        position.pagopa_version = (position.pagopa_version or 1) + 1
-    if is_converged(position):
-        position.sync_pending = False
-        position.sync_next_at = None
-        return False
-    position.sync_pending = True
-    # A new intent starts a fresh series of attempts, now.
-    position.sync_attempts = 0
-    position.sync_next_at = utcnow()
-    if enqueue:
-        session.flush()
-        _enqueue_sync(session, position, actor_user_id)
-    return True
-
-
-def _enqueue_sync(session: Session, position: Position, actor_user_id: int | None) -> None:
-    from portal.jobs.queue import enqueue_after_commit
-    from portal.pagopa.sync import sync_job_id
-
-    enqueue_after_commit("sync_position", position.id, session=session, job_id=sync_job_id(position.id),
-                         creditor_id=position.creditor_id, created_by_id=actor_user_id)
 
 
 def _option_description(subject: str, number: int | None, total: int) -> str:
@@ -293,5 +209,5 @@ def cancel_position(session: Session, position: Position, *, reason: str, actor:
         if option.status == OptionStatus.UNPAID:
             option.status = OptionStatus.CANCELLED
     if position.pagopa_target != "absent":
-        request_sync(session, position, target="invalid", actor_user_id=actor_user_id)
+        sync_state.request_sync(session, position, target="invalid", actor_user_id=actor_user_id)
     return event

@@ -25,6 +25,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, contains_eager, selectinload
 
+from portal import outbox
 from portal.ledger import queries
 from portal.ledger.models import Creditor, Debtor, Event, PaymentOption, Position
 from portal.ledger.status import PAYABLE_STATUSES, OptionStatus
@@ -185,10 +186,8 @@ def selection_filter(run: BillRun) -> queries.PositionFilter:
 
 
 def _enqueue(session: Session, task: str, run: BillRun, suffix: str, *ids) -> None:
-    from portal.jobs.queue import enqueue_after_commit
-
-    enqueue_after_commit(task, run.id, *ids, session=session, job_id=f"billrun-{run.id}-{suffix}",
-                         creditor_id=run.creditor_id, created_by_id=run.created_by_id)
+    outbox.schedule(session, task, run.id, *ids, job_id=f"billrun-{run.id}-{suffix}",
+                    creditor_id=run.creditor_id, created_by_id=run.created_by_id)
 
 
 def _lock_run(session: Session, run_id: int) -> BillRun | None:
@@ -322,7 +321,8 @@ def _render_files(rows, files: RunFiles, number: int, *, creditor, envelopes: bo
             out = open(tmp["out"], "wb")  # noqa: SIM115 - closed below
             document = NoticeDocument(out, title=f"Avvisi di pagamento - blocco {number}")
         try:
-            for item, position in rows:
+            for done, (item, position) in enumerate(rows):
+                outbox.report_progress(done, len(rows))
                 options = unpaid_options(position)
                 if not options:
                     written.skipped.add(item.seq)
@@ -354,6 +354,7 @@ def _render_files(rows, files: RunFiles, number: int, *, creditor, envelopes: bo
                 written.pages += pages
             if document is not None and document.pages:
                 document.close()
+            outbox.report_progress(len(rows), len(rows))
         finally:
             out.close()
     finally:

@@ -12,12 +12,13 @@ from email.utils import formataddr
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
+from portal import outbox
 from portal.formatting import format_date
 from portal.ledger.models import Creditor, Position
-from portal.ledger.money import format_euro
 from portal.ledger.notice_numbers import format_nav
 from portal.ledger.types import utcnow
 from portal.mail import Mailer, MailError
+from portal.money import format_euro
 from portal.notices.models import BillRun, BillRunItem, NoticeDelivery
 from portal.notices.render import NoticeError, notice_filename, render_notice, unpaid_options
 
@@ -75,10 +76,8 @@ def request_email(session: Session, position: Position, *, requested_by_id: int 
     session.add(delivery)
     session.flush()
     if enqueue:
-        from portal.jobs.queue import enqueue_after_commit
-
-        enqueue_after_commit("send_notice_email", delivery.id, session=session, job_id=f"notice-mail-{delivery.id}",
-                             creditor_id=position.creditor_id, created_by_id=requested_by_id)
+        outbox.schedule(session, "send_notice_email", delivery.id, job_id=f"notice-mail-{delivery.id}",
+                        creditor_id=position.creditor_id, created_by_id=requested_by_id)
     return delivery
 
 
@@ -128,7 +127,8 @@ def deliver_bill_run_chunk(session: Session, run_id: int, chunk: int, mailer: Ma
         NoticeDelivery.bill_run_id == run_id, NoticeDelivery.status == "sent",
         NoticeDelivery.position_id.in_(position_ids)))}
     sent = failed = 0
-    for position_id in position_ids:
+    for count, position_id in enumerate(position_ids):
+        outbox.report_progress(count, len(position_ids))
         if position_id in done:
             continue
         position = _load_position(session, position_id)
@@ -147,6 +147,7 @@ def deliver_bill_run_chunk(session: Session, run_id: int, chunk: int, mailer: Ma
         else:
             failed += 1
         session.commit()
+    outbox.report_progress(len(position_ids), len(position_ids))
     return f"{sent} e-mail inviate, {failed} non riuscite"
 
 

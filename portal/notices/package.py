@@ -21,8 +21,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from portal.formatting import format_date
-from portal.ledger.money import format_euro
 from portal.ledger.notice_numbers import format_nav
+from portal.money import format_euro
 from portal.notices import barcodes
 from portal.notices.envelopes import PostalAddress
 from portal.notices.zipwriter import StoredZipWriter

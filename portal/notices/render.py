@@ -16,8 +16,8 @@ from reportlab.pdfbase.pdfdoc import PDFDictionary, PDFName, PDFStream
 from reportlab.pdfgen.canvas import Canvas
 
 from portal.formatting import format_date
-from portal.ledger.money import format_euro
 from portal.ledger.notice_numbers import format_nav
+from portal.money import format_euro
 from portal.notices import barcodes, logo
 from portal.notices.layout import (
     BAND,

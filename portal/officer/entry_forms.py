@@ -28,8 +28,8 @@ from portal.ledger.inputs import (
     TransferInput,
     validate_position,
 )
-from portal.ledger.money import AmountError, format_euro, parse_euro
 from portal.ledger.plans import monthly_due_dates, split_by_ratio, split_evenly
+from portal.money import AmountError, format_euro, parse_euro
 
 #: Limits of the plan an officer builds by hand (the ledger accepts longer plans from other channels).
 MIN_INSTALLMENTS = 2

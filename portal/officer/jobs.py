@@ -5,16 +5,17 @@ seconds while any listed job is queued or running, and stops polling once none i
 """
 
 import sqlalchemy as sa
-from flask import render_template, request
+from flask import current_app, render_template, request
 from flask_login import current_user
 from jinja2_fragments.flask import render_block
 
 from portal.accounts.models import Role
 from portal.extensions import db, htmx
 from portal.jobs.models import JobRecord
+from portal.jobs.registry import all_tasks
+from portal.ledger.sync_state import failing_positions, sync_summary
 from portal.officer import bp
 from portal.officer.access import roles_required
-from portal.pagopa.sync import failing_positions, sync_summary
 
 TEMPLATE = "officer/jobs.html"
 #: Rows shown.
@@ -34,23 +35,6 @@ JOB_STATUS = {
     "failed": ("Non riuscita", "danger"),
     "cancelled": ("Annullata", "dark"),
 }
-#: What each job kind does, for people.
-JOB_KINDS = {
-    "sync_position": "Sincronizzazione di una posizione con pagoPA",
-    "publish_batch": "Pubblicazione in blocco su pagoPA",
-    "sync_sweep": "Controllo delle posizioni da sincronizzare",
-    "poll_receipts": "Recupero ricevute da pagoPA",
-    "purge_job_records": "Pulizia dello storico attività",
-    "billrun_prepare": "Bollettazione: selezione delle posizioni",
-    "billrun_chunk": "Bollettazione: stampa di un blocco di avvisi",
-    "billrun_finish": "Bollettazione: pacchetto per la stampa",
-    "billrun_sweep": "Bollettazioni: ripresa dei blocchi fermi",
-    "purge_bill_run_files": "Bollettazioni: rimozione dei pacchetti scaduti",
-    "billrun_mail": "Bollettazione: invio degli avvisi per e-mail",
-    "send_notice_email": "Invio di un avviso per e-mail",
-}
-
-
 @bp.route("/jobs")
 @roles_required(Role.ADMIN)
 def jobs():
@@ -74,7 +58,8 @@ def jobs():
         "summary": sync_summary(db.session, current_user.creditor_id),
         "failing": failing_positions(db.session, current_user.creditor_id, limit=20),
         "job_status": JOB_STATUS,
-        "job_kinds": JOB_KINDS,
+        "tasks": {spec.name: spec for spec in all_tasks()},
+        "poll_seconds": current_app.config.get("JOBS_PAGE_POLL_SECONDS") or 3,
     }
     if htmx and not htmx.history_restore_request:
         return render_block(TEMPLATE, "activity", **context)

@@ -23,7 +23,6 @@ from portal.ledger import queries
 from portal.ledger import services as ledger
 from portal.ledger.identifiers import IdentifierError, validate_debtor_fiscal_code
 from portal.ledger.models import Event, PaymentOption, Receipt
-from portal.ledger.money import AmountError, format_euro, parse_euro
 from portal.ledger.notice_numbers import format_nav, normalize_nav
 from portal.ledger.status import (
     LABELS,
@@ -34,6 +33,7 @@ from portal.ledger.status import (
     OptionStatus,
     PositionStatus,
 )
+from portal.money import AmountError, format_euro, parse_euro
 from portal.notices.delivery import deliveries_of
 from portal.officer import bp
 from portal.officer.access import get_position_or_404, roles_required, visible_services

@@ -1,6 +1,6 @@
 """Settings of the creditor (admins only): the Ente, its pagoPA accounts, its services and its users.
 
-Thin views: the forms read the input, :mod:`portal.ledger.settings_services` and :mod:`portal.accounts.services`
+Thin views: the forms read the input, :mod:`portal.settings.services` and :mod:`portal.accounts.services`
 validate and apply it (and log who changed what), the request commits once after a successful response.
 Everything is scoped to the admin's creditor: another creditor's ids are a 404.
 """
@@ -15,7 +15,6 @@ from flask_login import current_user
 from portal.accounts.models import ROLE_LABELS, Role, User
 from portal.accounts.services import MIN_PASSWORD_LENGTH, UserFieldError, add_user, set_password, update_user
 from portal.extensions import db
-from portal.ledger import settings_services as settings_svc
 from portal.ledger import taxonomy
 from portal.ledger.errors import ValidationFailed
 from portal.ledger.models import Creditor, Service
@@ -33,6 +32,7 @@ from portal.officer.settings_forms import (
     UserCreateForm,
     UserEditForm,
 )
+from portal.settings import services as settings_svc
 
 ADMIN = Role.ADMIN
 #: Status of a page re-rendered because its form was refused (htmx swaps it like a 200).

@@ -98,7 +98,7 @@ def upload_size(max_bytes: int, message):
 
 class LogoForm(FlaskForm):
     """The logo printed on the notices (what the image must be is checked by :func:`portal.notices.logo.prepare_logo`,
-    through :func:`portal.ledger.settings_services.set_logo`)."""
+    through :func:`portal.settings.services.set_logo`)."""
 
     logo = FileField(_l("File del logo"), validators=[
         FileRequired(_l("Scegliere il file del logo.")),

@@ -10,10 +10,10 @@ from portal.accounts.services import LoginThrottled, authenticate
 from portal.extensions import db
 from portal.ledger import queries
 from portal.ledger.status import PositionStatus
+from portal.ledger.sync_state import sync_summary
 from portal.officer import bp
 from portal.officer.access import roles_required
 from portal.officer.forms import EmptyForm, LoginForm
-from portal.pagopa.sync import sync_summary
 
 ANY_ROLE = (Role.ADMIN, Role.OPERATOR, Role.VIEWER)
 

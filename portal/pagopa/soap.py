@@ -22,8 +22,8 @@ from zoneinfo import ZoneInfo
 
 from lxml import etree
 
-from portal.ledger.money import cents_to_decimal_text
 from portal.ledger.payments import ReceiptData, ReceiptTransfer
+from portal.money import cents_to_decimal_text
 from portal.pagopa import SPECS_DIR
 
 SOAP_ENV_NS = "http://schemas.xmlsoap.org/soap/envelope/"

@@ -11,10 +11,11 @@ that closes the gap (create, update, invalidate, delete), idempotently:
 - a delete answered 404 is a success.
 
 Failures never lose the intent: pagoPA unreachable (network, 5xx, 429) → exponential backoff; pagoPA refusing (4xx)
-→ the error is stored on the position with a ``sync_failed`` event, and retried slowly. A periodic :func:`sweep`
-finds what has not converged (``sync_pending`` and due) and hands it to jobs: never-published positions in bulk
-(:func:`publish_batch`, GPD v2, ≤100 per call), the rest one by one. Rows are locked with ``FOR UPDATE SKIP
-LOCKED`` while they sync, so two workers never sync the same position at once.
+→ the error is stored on the position with a ``sync_failed`` event, and retried slowly. The state itself (targets,
+attempts, backoff, the sweep that hands due positions to jobs) is the ledger's :mod:`portal.ledger.sync_state`;
+this module only talks to pagoPA: one position (:func:`sync_position`) or never-published ones in bulk
+(:func:`publish_batch`, GPD v2, ≤100 per call). Rows are locked with ``FOR UPDATE SKIP LOCKED`` while they sync,
+so two workers never sync the same position at once.
 
 Plain Python: functions take the session and a :class:`~portal.pagopa.gpd.GPDClient`, flush, and never commit.
 """
@@ -25,14 +26,17 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
+from portal import outbox
+from portal.ledger import sync_state
 from portal.ledger.models import Creditor, Event, PaymentOption, Position, Service
 from portal.ledger.services import record_event, transition
 from portal.ledger.status import OptionStatus, PositionStatus
+from portal.ledger.sync_state import is_converged, next_action
 from portal.ledger.types import utcnow
 from portal.pagopa.errors import (
     DebtPositionConflict,
@@ -46,18 +50,10 @@ from portal.pagopa.mapping import position_payload
 
 log = logging.getLogger(__name__)
 
-#: First wait after a transient failure; it doubles at each attempt up to :data:`BACKOFF_MAX_SECONDS`.
-BACKOFF_BASE_SECONDS = 30
-BACKOFF_MAX_SECONDS = 3600
-#: Wait before trying again what pagoPA refused (a data error needs an officer; a slow retry costs nothing).
-REJECTED_RETRY_SECONDS = 3600
-#: How long the sweep leaves a position it handed to a job before handing it out again (the job may have died).
-LEASE_SECONDS = 300
 #: GPD statuses in which an option was paid outside our knowledge: nothing may be changed any more.
 GPD_PAID_STATUSES = frozenset({"PAID", "PARTIALLY_PAID", "REPORTED"})
 #: The actor of what the synchronisation writes on the timeline.
 ACTOR = "system"
-
 
 
 @dataclass(frozen=True)
@@ -100,69 +96,6 @@ class BatchOutcome:
                 f"{len(self.rejected)} rifiutate, {self.skipped} saltate ({self.calls} chiamate in blocco)")
 
 
-@dataclass
-class SweepResult:
-    """What :func:`sweep` handed out."""
-
-    batches: list[list[int]] = field(default_factory=list)
-    singles: list[int] = field(default_factory=list)
-
-    @property
-    def count(self) -> int:
-        """Positions handed to jobs."""
-        return len(self.singles) + sum(len(b) for b in self.batches)
-
-    def __str__(self) -> str:
-        return (f"{self.count} posizioni da sincronizzare: {len(self.batches)} blocchi di pubblicazione, "
-                f"{len(self.singles)} singole")
-
-
-# --- Decisions (no I/O) ------------------------------------------------------------------------------------------
-
-
-def backoff_seconds(attempts: int, retry_after: float | None = None) -> int:
-    """Seconds to wait after the ``attempts``-th consecutive transient failure: 30 s doubling, at most an hour.
-
-    A ``Retry-After`` from pagoPA is honoured when longer (still capped at the maximum).
-    """
-    attempts = max(attempts, 1)
-    delay = BACKOFF_BASE_SECONDS * 2 ** min(attempts - 1, 20)
-    if retry_after:
-        delay = max(delay, int(retry_after + 0.999))
-    return int(min(delay, BACKOFF_MAX_SECONDS))
-
-
-def next_action(position: Position) -> str | None:
-    """The GPD operation that brings pagoPA closer to the position's target, or ``None`` when they agree.
-
-    ``create``, ``update``, ``invalidate`` or ``delete``.
-    """
-    target, synced = position.pagopa_target, position.pagopa_synced_target
-    if target == "published":
-        if synced != "published":
-            return "create"
-        if position.pagopa_synced_version != position.pagopa_version:
-            return "update"
-        return None
-    if target == "invalid":
-        return None if synced == "invalid" else "invalidate"
-    if target == "deleted":
-        return None if synced == "deleted" else "delete"
-    # absent: only something we published must go away (an invalidated position stays as GPD keeps it).
-    return "delete" if synced == "published" else None
-
-
-def is_converged(position: Position) -> bool:
-    """Whether pagoPA was confirmed to hold what the position says it should."""
-    return next_action(position) is None
-
-
-def is_due(position: Position, now: datetime | None = None) -> bool:
-    """Whether the sweep would pick the position now."""
-    now = now or utcnow()
-    return bool(position.sync_pending) and (position.sync_next_at is None or position.sync_next_at <= now)
-
-
 # --- One position ------------------------------------------------------------------------------------------------
 
 
@@ -191,7 +124,7 @@ def sync_locked(session: Session, position: Position, client: GPDClient, *,
     now = now or utcnow()
     if is_converged(position):
         if position.sync_pending:
-            _succeeded(position)
+            sync_state.succeeded(position)
         return SyncOutcome(position.id, "noop")
     org_cf = _org_fiscal_code(session, position)
     actions: list[str] = []
@@ -210,7 +143,7 @@ def sync_locked(session: Session, position: Position, client: GPDClient, *,
         return _rejected(session, position, exc, now, actions, action)
     except PagoPAError as exc:  # an answer we cannot read: treat as a passing trouble
         return _transient(position, exc, now, actions)
-    _succeeded(position)
+    sync_state.succeeded(position)
     return SyncOutcome(position.id, "synced", tuple(actions))
 
 
@@ -326,35 +259,16 @@ def _confirm_published(session: Session, position: Position, version: int | None
         transition(session, position, PositionStatus.PUBLISHED, actor=ACTOR, at=now, channel="gpd")
 
 
-def _succeeded(position: Position) -> None:
-    position.sync_pending = not is_converged(position)
-    position.sync_attempts = 0
-    position.sync_next_at = None
-    position.sync_error = None
-    position.sync_error_at = None
-
-
 def _transient(position: Position, exc: PagoPAError, now: datetime, actions: Sequence[str]) -> SyncOutcome:
-    position.sync_pending = True
-    position.sync_attempts = (position.sync_attempts or 0) + 1
-    delay = backoff_seconds(position.sync_attempts, getattr(exc, "retry_after", None))
-    position.sync_next_at = now + timedelta(seconds=delay)
-    position.sync_error = _error_text(exc)
-    position.sync_error_at = now
-    log.warning("position %s: pagoPA unavailable (attempt %d), next try in %d s: %s", position.iupd,
-                position.sync_attempts, delay, position.sync_error)
-    return SyncOutcome(position.id, "retry", tuple(actions), position.sync_error, position.sync_next_at)
+    next_at = sync_state.retry_later(position, _error_text(exc), now, retry_after=getattr(exc, "retry_after", None))
+    return SyncOutcome(position.id, "retry", tuple(actions), position.sync_error, next_at)
 
 
 def _rejected(session: Session, position: Position, exc: PagoPAError, now: datetime, actions: Sequence[str],
               action: str | None) -> SyncOutcome:
     message = _error_text(exc)
     repeated = position.sync_error is not None and _same_as_last_failure(session, position, action, exc)
-    position.sync_pending = True
-    position.sync_attempts = (position.sync_attempts or 0) + 1
-    position.sync_next_at = now + timedelta(seconds=REJECTED_RETRY_SECONDS)
-    position.sync_error = message
-    position.sync_error_at = now
+    sync_state.refused(position, message, now)
     if not repeated:  # an hourly retry failing the same way does not fill the timeline
         record_event(session, position, "sync_failed", actor="pagopa", at=now, action=action, status=exc.status,
                      title=exc.title, detail=exc.detail, message=exc.message, request_id=exc.request_id)
@@ -374,10 +288,7 @@ def _internal_error(session: Session, position: Position, exc: Exception, now: d
     message = f"Errore interno nella preparazione dei dati per pagoPA: {type(exc).__name__}: {exc}"[:2000]
     if position.sync_error != message:
         record_event(session, position, "sync_failed", actor=ACTOR, at=now, action="create", message=message)
-    position.sync_attempts = (position.sync_attempts or 0) + 1
-    position.sync_next_at = now + timedelta(seconds=REJECTED_RETRY_SECONDS)
-    position.sync_error = message
-    position.sync_error_at = now
+    sync_state.refused(position, message, now)
 
 
 def _error_text(exc: PagoPAError) -> str:
@@ -423,15 +334,22 @@ def publish_batch(session: Session, position_ids: Iterable[int], client: GPDClie
     by_creditor: dict[int, list[Position]] = {}
     for position in positions:
         by_creditor.setdefault(position.creditor_id, []).append(position)
+    done = outcome.skipped
     for group in by_creditor.values():
         org_cf = group[0].service.creditor.fiscal_code
         for start in range(0, len(group), BULK_MAX):
-            _publish_chunk(session, group[start:start + BULK_MAX], client, org_cf, now, outcome)
+            chunk = group[start:start + BULK_MAX]
+            _publish_chunk(session, chunk, client, org_cf, now, outcome,
+                           progress=lambda n, base=done: outbox.report_progress(base + n, len(ids)))
+            done += len(chunk)
+    outbox.report_progress(len(ids), len(ids))
     return outcome
 
 
 def _publish_chunk(session: Session, chunk: list[Position], client: GPDClient, org_cf: str, now: datetime,
-                   outcome: BatchOutcome) -> None:
+                   outcome: BatchOutcome, progress: Callable[[int], None]) -> None:
+    """Publish one bulk call's worth; ``progress(n)`` hears how many of the chunk are done."""
+    progress(0)
     payloads, ready = [], []
     for position in chunk:
         try:
@@ -454,8 +372,9 @@ def _publish_chunk(session: Session, chunk: list[Position], client: GPDClient, o
         return
     except PagoPAError as exc:
         log.info("bulk create of %d positions refused (%s %s): one by one", len(ready), exc.status, exc.title)
-        for position in ready:
+        for number, position in enumerate(ready, start=1):
             result = sync_locked(session, position, client, now=now)
+            progress(number)
             outcome.fallback.append(result)
             if result.result == "retry":
                 outcome.retry.append(position.id)
@@ -475,119 +394,5 @@ def _publish_chunk(session: Session, chunk: list[Position], client: GPDClient, o
             outcome.rejected.append(position.id)
             continue
         _confirm_published(session, position, position.pagopa_version, now)
-        _succeeded(position)
+        sync_state.succeeded(position)
         outcome.published.append(position.id)
-
-
-def due_position_ids(session: Session, *, limit: int, now: datetime | None = None, lock: bool = True) -> list[tuple]:
-    """``(id, creditor_id, bulk)`` of pending positions whose next attempt is due, oldest first.
-
-    ``bulk``: a first publication with no failed attempt yet, which :func:`publish_batch` can do in bulk.
-    With ``lock``, the rows are locked (``SKIP LOCKED``: rows a worker is syncing right now are left out).
-    """
-    now = now or utcnow()
-    bulk = sa.and_(Position.pagopa_target == "published", Position.pagopa_synced_target.is_(None),
-                   Position.sync_attempts == 0)
-    query = (
-        sa.select(Position.id, Position.creditor_id, sa.case((bulk, True), else_=False))
-        .where(Position.sync_pending.is_(True),
-               sa.or_(Position.sync_next_at.is_(None), Position.sync_next_at <= now))
-        .order_by(Position.sync_next_at.asc().nulls_first(), Position.id)
-        .limit(limit)
-    )
-    if lock:
-        query = query.with_for_update(skip_locked=True, of=Position)
-    return [tuple(row) for row in session.execute(query)]
-
-
-def sweep(session: Session, *, limit: int = 5000, now: datetime | None = None,
-          enqueue: Callable[..., object] | None = None, batch_size: int = BULK_MAX,
-          lease_seconds: int = LEASE_SECONDS) -> SweepResult:
-    """Hand every due, unconverged position to a job: first publications in bulk batches, the rest one by one.
-
-    Each position handed out is leased (its next attempt moved ``lease_seconds`` ahead), so the next sweep does
-    not hand it out again while its job waits in the queue; if the job dies, the lease runs out and it is handed
-    out again. Jobs are enqueued after the caller commits (:func:`portal.jobs.queue.enqueue_after_commit`).
-    """
-    if enqueue is None:
-        from portal.jobs.queue import enqueue_after_commit as enqueue
-    now = now or utcnow()
-    rows = due_position_ids(session, limit=limit, now=now)
-    result = SweepResult()
-    groups: dict[int, list[int]] = {}
-    # A new position whose own sync job is still queued (or running) stays with that job: no bulk copy of it.
-    with_job = _positions_with_live_job(session, [row[0] for row in rows if row[2]])
-    for position_id, creditor_id, bulk in rows:
-        if bulk and position_id not in with_job:
-            groups.setdefault(creditor_id, []).append(position_id)
-        else:
-            result.singles.append(position_id)
-    creditor_of = {row[0]: row[1] for row in rows}
-    for ids in groups.values():
-        for start in range(0, len(ids), batch_size):
-            result.batches.append(ids[start:start + batch_size])
-    if not rows:
-        return result
-    lease_until = now + timedelta(seconds=lease_seconds)
-    all_ids = [row[0] for row in rows]
-    for start in range(0, len(all_ids), 1000):
-        session.execute(sa.update(Position).where(Position.id.in_(all_ids[start:start + 1000]))
-                        .values(sync_next_at=lease_until).execution_options(synchronize_session=False))
-    for batch in result.batches:
-        enqueue("publish_batch", *batch, session=session, job_id=f"publish-batch-{batch[0]}-{batch[-1]}",
-                replace_started=True, total=len(batch), creditor_id=creditor_of[batch[0]])
-    for position_id in result.singles:
-        enqueue("sync_position", position_id, session=session, job_id=sync_job_id(position_id),
-                replace_started=True, creditor_id=creditor_of[position_id])
-    log.info("sync sweep: %s", result)
-    return result
-
-
-def _positions_with_live_job(session: Session, position_ids: list[int]) -> set[int]:
-    from portal.jobs.models import JobRecord
-
-    found: set[int] = set()
-    for start in range(0, len(position_ids), 1000):
-        job_ids = [sync_job_id(i) for i in position_ids[start:start + 1000]]
-        found.update(int(rq_id.rsplit("-", 1)[1]) for rq_id in session.scalars(
-            sa.select(JobRecord.rq_id).where(JobRecord.rq_id.in_(job_ids), JobRecord.status.in_(("queued", "running")))
-        ))
-    return found
-
-
-def sync_job_id(position_id: int) -> str:
-    """The deterministic job id of a position's sync (double clicks and repeated sweeps share it)."""
-    return f"sync-position-{position_id}"
-
-
-# --- What officers see -------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SyncSummary:
-    """Counts for the dashboard: positions waiting for pagoPA, and those pagoPA could not take (with an error)."""
-
-    pending: int
-    failing: int
-    oldest_failure_at: datetime | None
-
-
-def sync_summary(session: Session, creditor_id: int) -> SyncSummary:
-    """How many of the creditor's positions wait for pagoPA, and how many of them have an error."""
-    pending = sa.and_(Position.creditor_id == creditor_id, Position.sync_pending.is_(True))
-    failing = Position.sync_error.is_not(None)
-    row = session.execute(
-        sa.select(sa.func.count(), sa.func.count().filter(failing), sa.func.min(Position.sync_error_at))
-        .where(pending)
-    ).one()
-    return SyncSummary(pending=row[0], failing=row[1], oldest_failure_at=row[2])
-
-
-def failing_positions(session: Session, creditor_id: int, *, limit: int = 50) -> list[Position]:
-    """The creditor's positions whose last pagoPA attempt failed, most recent failure first."""
-    return list(session.scalars(
-        sa.select(Position)
-        .where(Position.creditor_id == creditor_id, Position.sync_pending.is_(True), Position.sync_error.is_not(None))
-        .order_by(Position.sync_error_at.desc(), Position.id.desc())
-        .limit(limit)
-    ))

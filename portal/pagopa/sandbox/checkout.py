@@ -13,7 +13,7 @@ import uuid
 
 from flask import Blueprint, abort, current_app, g, redirect, render_template, request
 
-from portal.ledger.money import format_euro
+from portal.money import format_euro
 from portal.pagopa.sandbox import gpd, receipts, store
 from portal.pagopa.sandbox.problems import ApiError
 

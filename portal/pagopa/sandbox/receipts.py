@@ -25,7 +25,7 @@ import requests
 from flask import Blueprint, Response, g, jsonify
 from lxml import etree
 
-from portal.ledger.money import cents_to_decimal_text
+from portal.money import cents_to_decimal_text
 from portal.pagopa import SPECS_DIR
 from portal.pagopa.sandbox import store
 from portal.pagopa.sandbox.problems import ApiError

@@ -1,6 +1,7 @@
 """Configuration of a creditor: the Ente's data, its pagoPA accounts and its services.
 
-Plain Python, like :mod:`portal.ledger.services`: every function takes the session and the actor, validates all
+Its own area above the ledger (it reads the ledger's models and rules, and the notices' logo preparation):
+plain Python, like :mod:`portal.ledger.services`: every function takes the session and the actor, validates all
 of its input before touching a row (so a rejected change leaves nothing to flush), flushes, never commits, and
 logs who changed what.
 """
@@ -12,7 +13,7 @@ from dataclasses import dataclass, fields
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from portal.ledger import notice_numbers, taxonomy
+from portal.ledger import allocation, notice_numbers, taxonomy
 from portal.ledger.errors import FieldError, ValidationFailed
 from portal.ledger.identifiers import (
     IdentifierError,
@@ -33,6 +34,28 @@ POSTAL_ACCOUNT_RE = re.compile(r"^\d{1,12}$")
 PAGOPA_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,35}$")
 WEBSITE_RE = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.IGNORECASE)
 MAX_DUE_DAYS = 3650
+
+
+def create_creditor(session: Session, *, fiscal_code: str, name: str, segregation_code: str, **fields) -> Creditor:
+    """Create an Ente with its IUV counter row (numbers start at 1)."""
+    creditor = Creditor(
+        fiscal_code=validate_creditor_fiscal_code(fiscal_code),
+        name=name.strip(),
+        segregation_code=notice_numbers.validate_segregation_code(segregation_code),
+        **fields,
+    )
+    session.add(creditor)
+    session.flush()
+    allocation.start_counter(session, creditor)
+    return creditor
+
+
+def add_account(session: Session, creditor: Creditor, *, iban: str, label: str, is_postal: bool = False) -> Account:
+    """Register one of the creditor's IBANs."""
+    account = Account(creditor=creditor, iban=validate_iban(iban), label=label.strip(), is_postal=is_postal)
+    session.add(account)
+    session.flush()
+    return account
 
 
 def _clean(value: str | None) -> str | None:
