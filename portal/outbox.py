@@ -55,7 +55,10 @@ def schedule(session: Session | scoped_session, task: str, *ids, job_id: str | N
     """
     request = Request(task=task, ids=tuple(ids), job_id=job_id, replace_started=replace_started,
                       created_by_id=created_by_id, creditor_id=creditor_id, total=total)
-    pending: list[Request] = _real(session).info.setdefault(PENDING_KEY, [])
+    session = _real(session)
+    if not session.in_transaction():
+        session.begin()  # the request belongs to a transaction: its rollback must be able to drop it
+    pending: list[Request] = session.info.setdefault(PENDING_KEY, [])
     if job_id is not None:
         for existing in pending:
             if existing.job_id == job_id:

@@ -1,8 +1,10 @@
 """Background jobs: RQ queues on Redis in production, in-process execution when no Redis is configured.
 
-- :mod:`portal.jobs.queue`: ``enqueue_after_commit`` and the backends (RQ, in-process threads, manual for tests).
+- :mod:`portal.jobs.registry`: every task declared once (queue, time limits, retries, label, kind, period).
 - :mod:`portal.jobs.tasks`: the job functions (they take ids, open their own session, commit themselves).
-- :mod:`portal.jobs.periodic`: the one list of periodic work and the schedulers that run it.
+- :mod:`portal.jobs.queue`: the outbox's requests become job rows and queued jobs after the commit; the backends
+  (RQ, in-process threads, manual for tests).
+- :mod:`portal.jobs.periodic`: the schedulers that run the registry's periodic tasks.
 """
 
 import threading
