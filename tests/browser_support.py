@@ -7,6 +7,7 @@ Playwright never downloads a browser here: it launches ``/usr/bin/chromium``.
 
 import pytest
 
+from tests.conftest import PASSWORD
 from tests.prerequisites import found, require
 from tests.servers import serving
 
@@ -47,3 +48,12 @@ def page(browser, live_server):
     page.set_default_timeout(10_000)
     yield page
     context.close()
+
+
+def sign_in(page, username: str, password: str = PASSWORD) -> None:
+    """Log in through the back-office login form, as a person does, and land on the dashboard."""
+    page.goto("/officer/login")
+    page.get_by_label("Nome utente").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Accedi").click()
+    page.wait_for_url("**/officer/")

@@ -7,7 +7,7 @@ from playwright.sync_api import expect
 
 from portal.extensions import db
 from portal.jobs.queue import get_backend
-from tests.conftest import PASSWORD
+from tests.browser_support import sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -15,11 +15,7 @@ pytestmark = pytest.mark.browser
 def test_officer_runs_a_bill_run_and_downloads_the_zip(app, page, make_user, billable, settings, tmp_path):
     make_user("operatore", role="operator")
     db.session.remove()
-    page.goto("/officer/login")
-    page.get_by_label("Nome utente").fill("operatore")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Accedi").click()
-    page.wait_for_url("**/officer/")
+    sign_in(page, "operatore")
 
     page.get_by_role("navigation", name="Menu principale").get_by_role("link", name="Bollettazioni").click()
     page.get_by_role("link", name="Nuova bollettazione").click()

@@ -10,7 +10,8 @@ from portal.jobs.queue import ManualBackend
 from portal.ledger import queries, sync_state
 from portal.ledger import services as ledger
 from portal.notices import billrun
-from tests.conftest import PASSWORD, position_input
+from tests.browser_support import sign_in
+from tests.conftest import position_input
 from tests.test_sync import API_KEY, fault, gpd_url, sandbox, sandbox_server  # noqa: F401
 
 pytestmark = pytest.mark.browser
@@ -21,11 +22,7 @@ def jobs_page(app, page, make_user, monkeypatch):
     """An admin on the jobs page, which polls every second; returns a function reading a kind's progress bars."""
     monkeypatch.setitem(app.config, "JOBS_PAGE_POLL_SECONDS", 1)
     make_user("amministratore", role="admin")
-    page.goto("/officer/login")
-    page.get_by_label("Nome utente").fill("amministratore")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Accedi").click()
-    page.wait_for_url("**/officer/")
+    sign_in(page, "amministratore")
 
     def progress(kind: str) -> dict[str, tuple[int, int]]:
         """Job row id → (done, total) of each progress bar of that kind on the page now."""

@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 from portal.extensions import db
 from portal.ledger.models import Position
 from portal.ledger.notice_numbers import format_nav
-from tests.conftest import PASSWORD
+from tests.browser_support import sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -22,11 +22,7 @@ CF = "RCCMNL83S18D969H"
 
 def test_officer_creates_installment_plan_and_finds_it_everywhere(app, page, make_user, service):
     make_user("operatore", role="operator")
-    page.goto("/officer/login")
-    page.get_by_label("Nome utente").fill("operatore")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Accedi").click()
-    page.wait_for_url("**/officer/")
+    sign_in(page, "operatore")
 
     menu = page.get_by_role("navigation", name="Menu principale")
     menu.get_by_role("link", name="Nuova posizione").click()

@@ -3,18 +3,14 @@
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import PASSWORD
+from tests.browser_support import sign_in
 
 pytestmark = pytest.mark.browser
 
 
 def test_officer_logs_in_and_sees_dashboard(page, make_user):
     make_user("admin", role="admin")
-    page.goto("/officer/login")
-    page.get_by_label("Nome utente").fill("admin")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Accedi").click()
-    page.wait_for_url("**/officer/")
+    sign_in(page, "admin")
     expect(page.get_by_role("heading", name="Cruscotto")).to_be_visible()
 
 

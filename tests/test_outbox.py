@@ -15,7 +15,8 @@ def test_requests_wait_in_the_session_and_keep_the_first_of_one_job_id():
     first = outbox.schedule(session, "sync_position", 1, job_id="sync-position-1")
     again = outbox.schedule(session, "sync_position", 1, job_id="sync-position-1", created_by_id=7)
     outbox.schedule(session, "send_notice_email", 3)
-    assert again is first and first.created_by_id is None
+    assert again is first
+    assert first.created_by_id is None
     assert [(r.task, r.ids) for r in outbox.pending(session)] == [("sync_position", (1,)), ("send_notice_email", (3,))]
     assert outbox.discard(session, task="send_notice_email") == 1
     assert [r.task for r in outbox.take(session)] == ["sync_position"]

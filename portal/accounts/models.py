@@ -4,7 +4,6 @@ from datetime import datetime
 from enum import StrEnum
 
 import sqlalchemy as sa
-from flask_login import UserMixin
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.extensions import db
@@ -30,8 +29,12 @@ user_services = sa.Table(
 )
 
 
-class User(UserMixin, db.Model):
-    """An officer of one creditor."""
+class User(db.Model):
+    """An officer of one creditor.
+
+    It speaks Flask-Login's user protocol (``is_authenticated``, ``is_active``, ``is_anonymous``, ``get_id``)
+    without importing it: the accounts stay below the web layer.
+    """
 
     __tablename__ = "users"
 
@@ -57,6 +60,14 @@ class User(UserMixin, db.Model):
     @property
     def is_active(self) -> bool:  # Flask-Login refuses inactive users
         return self.active
+
+    #: A stored user is a signed-in one whenever Flask-Login loaded it from the session.
+    is_authenticated = True
+    is_anonymous = False
+
+    def get_id(self) -> str:
+        """What Flask-Login keeps in the session cookie to find the user again."""
+        return str(self.id)
 
     @property
     def is_admin(self) -> bool:
