@@ -17,7 +17,7 @@ from portal.extensions import db
 from portal.formatting import format_date
 from portal.ledger.notice_numbers import format_nav
 from portal.money import format_euro
-from portal.notices import NoticeError, barcodes, render_notice
+from portal.notices import NoticeError, barcodes, render, render_notice
 from portal.notices.layout import (
     HEADER_H,
     MARGIN,
@@ -196,12 +196,51 @@ def test_installments_each_have_their_own_qr(make_position, creditor, tmp_path):
     assert format_date(position.installments[2].due_date) in text
 
 
+def postal_iban(account: str) -> str:
+    """The IBAN of the postal current account ``account`` (Poste Italiane, ABI 07601, CAB 03200)."""
+    from schwifty import IBAN
+
+    return str(IBAN.generate("IT", bank_code="0760103200", account_code=account.zfill(12)))
+
+
+def credit_postal_account(position, account: str) -> None:
+    """Make every option of ``position`` credit the postal account (its first transfer)."""
+    for option in position.options:
+        option.transfers[0].iban = postal_iban(account)
+    db.session.commit()
+
+
+def test_postal_slip_only_for_options_crediting_the_postal_account():
+    assert render.pays_postal_account(postal_iban("1234567"), "1234567")
+    assert render.pays_postal_account(postal_iban("1234567").lower(), "000001234567")
+    assert not render.pays_postal_account(postal_iban("7654321"), "1234567")  # another postal account
+    assert not render.pays_postal_account("IT60X0542811101000000123456", "1234567")  # a bank account
+    assert not render.pays_postal_account(None, "1234567")
+    assert not render.pays_postal_account(postal_iban("1234567"), None)
+
+
+def test_a_bank_iban_gets_no_poste_slip_even_when_the_creditor_has_a_postal_account(make_position, creditor,
+                                                                                     tmp_path):
+    creditor.postal_account = "1234567"
+    creditor.postal_authorization = "AUT. DB/SSIC/E 12345 DEL 01/01/2025"
+    db.session.commit()
+    position = make_position(amount=12000)  # its transfer credits the treasury's bank IBAN
+    pdf = render_notice(position, creditor=creditor)
+    assert [f for f, _ in decode_pages(pdf, tmp_path)] == ["QRCode"]
+    assert "BOLLETTINO POSTALE PA" not in plain_text(pdf, tmp_path)
+    credit_postal_account(position, "1234567")
+    pdf = render_notice(position, creditor=creditor)
+    assert sorted(f for f, _ in decode_pages(pdf, tmp_path)) == ["DataMatrix", "QRCode"]
+    assert "BOLLETTINO POSTALE PA" in plain_text(pdf, tmp_path)
+
+
 def test_postal_account_adds_the_poste_data_matrix(make_position, creditor, tmp_path):
     creditor.postal_account = "1234567"
     creditor.postal_authorization = "AUT. DB/SSIC/E 12345 DEL 01/01/2025"
     creditor.cbill_code = "A1B2C"
     db.session.commit()
     position = make_position(amount=0, installments=(7000, 8000), due=date(2027, 3, 31))
+    credit_postal_account(position, "1234567")
     pdf = render_notice(position, creditor=creditor)
     found = decode_pages(pdf, tmp_path)
     matrices = sorted(t for f, t in found if f == "DataMatrix")
@@ -231,7 +270,7 @@ def test_longest_texts_are_cut_and_stay_in_their_boxes(make_position, creditor, 
     db.session.commit()
     position = make_position(amount=99_999_999_999, installments=(1000, 1000, 1000, 1000, 1000), name="X" * 140)
     position.subject = LONG_SUBJECT
-    db.session.commit()
+    credit_postal_account(position, "123456789012")
     pdf = render_notice(position, creditor=creditor)
     found = words(pdf, tmp_path)
     assert found

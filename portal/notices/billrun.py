@@ -254,7 +254,8 @@ def _chunk_positions(session: Session, run_id: int, number: int) -> list[tuple[B
     positions = {p.id: p for p in session.scalars(
         sa.select(Position)
         .join(Position.debtor).join(Position.service)
-        .options(contains_eager(Position.debtor), contains_eager(Position.service), selectinload(Position.options))
+        .options(contains_eager(Position.debtor), contains_eager(Position.service),
+                 selectinload(Position.options).selectinload(PaymentOption.transfers))
         .where(Position.id.in_([i.position_id for i in items]))
     ).unique()}
     return [(item, positions[item.position_id]) for item in items]

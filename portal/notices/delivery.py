@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from portal import outbox
 from portal.formatting import format_date
-from portal.ledger.models import Creditor, Position
+from portal.ledger.models import Creditor, PaymentOption, Position
 from portal.ledger.notice_numbers import format_nav
 from portal.ledger.types import utcnow
 from portal.mail import Mailer, MailError
@@ -82,7 +82,8 @@ def request_email(session: Session, position: Position, *, requested_by_id: int 
 
 
 def _load_position(session: Session, position_id: int) -> Position:
-    return session.scalars(sa.select(Position).options(selectinload(Position.options))
+    return session.scalars(sa.select(Position).options(selectinload(Position.options)
+                                                       .selectinload(PaymentOption.transfers))
                            .where(Position.id == position_id)).one()
 
 

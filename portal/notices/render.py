@@ -64,6 +64,8 @@ class Payable:
     nav: str
     amount_cents: int
     due_date: date
+    #: The IBAN its first transfer credits (the Poste slip is printed only when it is the postal account's).
+    iban: str | None = None
 
 
 def unpaid_options(position) -> list:
@@ -75,14 +77,32 @@ def _payables(position) -> tuple[Payable | None, list[Payable]]:
     """The unpaid single payment and installments of ``position`` (paid or cancelled options are not printed)."""
     single, installments = None, []
     for option in unpaid_options(position):
+        first = min(option.transfers, key=lambda t: t.index) if option.transfers else None
         item = Payable("single" if option.kind == "single" else "installment", option.installment_number,
-                       option.notice_number, option.amount_cents, option.due_date)
+                       option.notice_number, option.amount_cents, option.due_date, first.iban if first else None)
         if option.kind == "single":
             single = item
         else:
             installments.append(item)
     installments.sort(key=lambda p: p.number or 0)
     return single, installments
+
+
+#: The ABI code of Poste Italiane: a postal current account's IBAN carries it, then the 12-digit account number.
+POSTE_ABI = "07601"
+
+
+def pays_postal_account(iban: str | None, postal_account: str | None) -> bool:
+    """Whether ``iban`` is the IBAN of the postal current account ``postal_account``.
+
+    pagoPA's notice guide allows the "Bollettino postale PA" part only for an option whose (first) transfer credits
+    the creditor's postal account: a slip paid at the post office credits that account, whatever the option says.
+    """
+    if not iban or not postal_account:
+        return False
+    compact = iban.replace(" ", "").upper()
+    return (compact.startswith("IT") and len(compact) == 27 and compact[5:10] == POSTE_ABI
+            and compact[-12:] == postal_account.strip().zfill(12))
 
 
 def installments_per_row(count: int) -> int:
@@ -214,9 +234,11 @@ class NoticeDocument:
                 row = installments[i : i + per]
                 blocks.append((_ROW_H, lambda top, row=row, per=per: self._installment_row(ctx, top, row, per)))
         if creditor.postal_account:
-            # Above the 10-digit Poste amount field an option is payable on pagoPA only: no postal slip.
+            # Only options crediting the postal account get a slip; above the 10-digit Poste amount field an option
+            # is payable on pagoPA only.
             for item in [p for p in ([single] if single else []) + installments
-                         if p.amount_cents <= barcodes.POSTE_MAX_CENTS]:
+                         if p.amount_cents <= barcodes.POSTE_MAX_CENTS
+                         and pays_postal_account(p.iban, creditor.postal_account)]:
                 blocks.append((self._postal_height(t), lambda top, p=item: self._postal(ctx, top, p)))
         for height, draw in blocks:
             if y - height < MARGIN:
