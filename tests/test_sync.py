@@ -4,6 +4,7 @@ No fake client: every pagoPA call goes over HTTP to ``portal.pagopa.sandbox`` se
 (faults injected through its ``/sandbox/faults``). Jobs run through the manual backend (``run_pending``).
 """
 
+import logging
 from datetime import date, timedelta
 
 import pytest
@@ -383,14 +384,17 @@ def test_cancelled_position_is_invalidated_on_gpd(ctx, gpd, new_position):
     assert sync.sync_position(db.session, position.id, gpd).result == "noop"
 
 
-def test_invalidating_what_never_reached_pagopa_converges_quietly(ctx, gpd, new_position):
+def test_invalidating_what_never_reached_pagopa_converges_quietly(ctx, gpd, new_position, caplog):
     position = new_position(enqueue_sync=False)
     sync_state.request_sync(db.session, position, target="invalid", enqueue=False)
     db.session.commit()
 
+    caplog.set_level(logging.INFO)
     outcome = sync.sync_position(db.session, position.id, gpd)
     db.session.commit()
 
+    # An expected outcome: an info line, never a warning (the demo's first sweep logged 63 of them).
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
     assert outcome.result == "synced"
     assert fresh(position.id).sync_pending is False
     assert events(position.id, "pagopa_invalidated") == []

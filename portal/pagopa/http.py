@@ -158,8 +158,10 @@ class PagoPAHttp:
                      elapsed_ms, request_id)
             return response
         error = self._error(response, request_id, expected)
-        log.warning("%s %s %s -> %d %s (%.0f ms, request id %s): %s", self.name, method, path,
-                    response.status_code, error.title or "", elapsed_ms, request_id, error.detail or "")
+        # "Not found" is an answer the caller expects and decides on (e.g. invalidating what pagoPA never had).
+        level = logging.INFO if response.status_code == 404 else logging.WARNING
+        log.log(level, "%s %s %s -> %d %s (%.0f ms, request id %s): %s", self.name, method, path,
+                response.status_code, error.title or "", elapsed_ms, request_id, error.detail or "")
         raise error
 
     def _error(self, response: requests.Response, request_id: str, expected: tuple[int, ...]) -> PagoPAError:
