@@ -294,6 +294,15 @@ def test_citizen_page_totals_and_links(client, admin, make_position, other_servi
     assert set(position_ids(html)) == {overdue.id, current.id}
 
 
+def test_citizen_page_keeps_drafts_out_of_what_is_due(client, admin, make_position, make_service):
+    imu = make_service(code="IMU", name="IMU", taxonomy_code="9/0101100IM/", draft_first=True)
+    make_position(amount=5000)  # on its way to pagoPA: due
+    make_position(amount=20000, service=imu)  # a draft the officer has not published: not due yet
+    html = client.get(f"/officer/citizen?cf={CF_PERSON}").get_data(as_text=True)
+    assert re.search(r'data-testid="total-due">50,00', html)
+    assert "200,00" in html.split('data-testid="total-drafts"')[1]
+
+
 def test_citizen_page_unknown_and_malformed_codes(client, admin, make_position):
     make_position()
     unknown = client.get(f"/officer/citizen?cf={CF_NERI}").get_data(as_text=True)

@@ -137,6 +137,13 @@ class CitizenSummary:
     due_cents: int
     paid_cents: int
     overdue_cents: int
+    #: Drafts kept here (not sent to pagoPA): not yet owed, shown apart.
+    draft_cents: int = 0
+
+
+def is_kept_draft(position: Position) -> bool:
+    """A draft an officer still has to publish (not one on its way to pagoPA): nothing is owed on it yet."""
+    return position.status == PositionStatus.DRAFT and position.pagopa_target == "absent"
 
 
 def citizen_summary(session: Session, creditor_id: int, fiscal_code: str, *, scope: set[int] | None = None,
@@ -157,15 +164,17 @@ def citizen_summary(session: Session, creditor_id: int, fiscal_code: str, *, sco
     if scope is not None:
         query = query.where(Position.service_id.in_(scope or {-1}))
     positions = list(session.scalars(query))
-    due = overdue = paid = 0
+    due = overdue = paid = drafts = 0
     for position in positions:
         paid += position.paid_cents
-        if position.status in OPEN_STATUSES:
+        if is_kept_draft(position):
+            drafts += position.amount_cents
+        elif position.status in OPEN_STATUSES:
             remaining = position.amount_cents - position.paid_cents
             due += remaining
             if position.due_date < today:
                 overdue += remaining
-    return CitizenSummary(debtor, positions, due, paid, overdue)
+    return CitizenSummary(debtor, positions, due, paid, overdue, drafts)
 
 
 @dataclass
