@@ -7,6 +7,7 @@ Redis database 14 (flushed) and the pagoPA sandbox served in a thread, then brea
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import time
@@ -564,6 +565,44 @@ def test_jobs_of_another_creditor_are_not_listed(ctx, client, login, make_user):
     db.session.commit()
     login(make_user("capo", role="admin"))
     assert "segreto" not in client.get("/officer/jobs").get_data(as_text=True)
+
+
+def test_periodic_runs_that_found_nothing_are_hidden_until_asked_for(ctx, client, login, make_user, manual):
+    enqueue_now("sync_sweep", job_id="periodic-sync_sweep")
+    manual.run_pending()  # nothing due: an idle run
+    enqueue_now("count_positions")
+    manual.run_pending()
+    idle = db.session.scalars(sa.select(JobRecord).where(JobRecord.kind == "sync_sweep")).one()
+    assert (idle.status, idle.idle) == ("done", True)
+    login(make_user("capo", role="admin"))
+
+    html = client.get("/officer/jobs").get_data(as_text=True)
+    assert 'data-job-kind="sync_sweep"' not in html
+    assert 'data-job-kind="count_positions"' in html
+    assert "1 controllo periodico senza esito non mostrato." in html
+    shown = client.get("/officer/jobs?idle=1").get_data(as_text=True)
+    assert 'data-job-kind="sync_sweep"' in shown
+
+
+def test_jobs_filter_by_kind_and_page_with_the_filters_kept(ctx, client, login, make_user):
+    for n in range(55):
+        db.session.add(JobRecord(kind="sync_position", queue="sync", status="done", rq_id=f"sync-position-{n}"))
+    db.session.add(JobRecord(kind="billrun_chunk", queue="notices", status="failed", rq_id="billrun-1-chunk-1"))
+    db.session.commit()
+    login(make_user("capo", role="admin"))
+
+    notices = client.get("/officer/jobs?kind=notices").get_data(as_text=True)
+    assert notices.count("<tr data-job-id=") == 1
+    first = client.get("/officer/jobs?kind=pagopa&status=done").get_data(as_text=True)
+    assert first.count("<tr data-job-id=") == 50
+    older = re.search(r'href="([^"]+)" data-testid="jobs-older"', first).group(1).replace("&amp;", "&")
+    assert "kind=pagopa" in older
+    assert "status=done" in older
+    second = client.get(older).get_data(as_text=True)
+    assert second.count("<tr data-job-id=") == 5
+    assert 'data-testid="jobs-older"' not in second
+    # Nonsense in the query string falls back to the defaults, never an error.
+    assert client.get(f"/officer/jobs?before={2**70}&kind=x&status=y").status_code == 200
 
 
 __all__ = ["CF_COMUNE", "sandbox", "sandbox_server"]

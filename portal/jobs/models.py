@@ -27,6 +27,8 @@ class JobRecord(db.Model):
     total: Mapped[int | None] = mapped_column()
     attempts: Mapped[int] = mapped_column(default=0)
     message: Mapped[str | None] = mapped_column(sa.Text)
+    #: The run found nothing to do (a periodic sweep with nothing due): the jobs page hides such runs by default.
+    idle: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
     creditor_id: Mapped[int | None] = mapped_column(sa.ForeignKey("creditors.id", ondelete="RESTRICT"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -36,4 +38,5 @@ class JobRecord(db.Model):
     __table_args__ = (
         sa.CheckConstraint("status IN ('queued', 'running', 'done', 'failed', 'cancelled')", name="status_known"),
         sa.Index("ix_jobs_created_at", "created_at"),
+        sa.Index("ix_jobs_kind_id", "kind", "id"),
     )

@@ -106,7 +106,8 @@ def run_task(spec: TaskSpec, ids: Sequence, *, record_id: int | None = None, job
             raise
         else:
             summary = _summary(result)
-            _update_record(record_id, status="done", message=summary, finished_at=utcnow())
+            _update_record(record_id, status="done", message=summary, finished_at=utcnow(),
+                           idle=bool(getattr(result, "idle", False)))
             log.info("job %s %s%s done: %s", job_id or "-", spec.name, tuple(ids), summary)
             return summary
         finally:

@@ -72,6 +72,17 @@ class TaskSpec:
         return Retry(max=self.retry_max, interval=list(self.retry_intervals)) if self.retry_max else None
 
 
+class Outcome(str):
+    """A job's summary for people, which may say the run found nothing to do (``idle``: hidden by default)."""
+
+    idle: bool
+
+    def __new__(cls, text: str, *, idle: bool = False):
+        outcome = super().__new__(cls, text)
+        outcome.idle = idle
+        return outcome
+
+
 #: Every declared task, by name.
 TASKS: dict[str, TaskSpec] = {}
 

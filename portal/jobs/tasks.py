@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from portal.jobs.models import JobRecord
 from portal.jobs.queue import purge_records
-from portal.jobs.registry import task
+from portal.jobs.registry import Outcome, task
 from portal.ledger.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ def poll_receipts(session: Session):
     stored = 0
     for creditor in session.scalars(sa.select(Creditor).order_by(Creditor.id)).all():
         stored += poll(session, creditor, client, since=since)
-    return f"{stored} ricevute registrate (da {since:%Y-%m-%d %H:%M} UTC)"
+    return Outcome(f"{stored} ricevute registrate (da {since:%Y-%m-%d %H:%M} UTC)", idle=stored == 0)
 
 
 @task("default", label="Pulizia dello storico delle attività", kind="maintenance", every=24 * 3600,
@@ -95,7 +95,7 @@ def purge_job_records(session: Session):
     from portal.jobs.periodic import PERIODIC_JOBS
 
     count = purge_records(session, periodic_kinds=[p.task for p in PERIODIC_JOBS])
-    return f"{count} righe eliminate"
+    return Outcome(f"{count} righe eliminate", idle=count == 0)
 
 
 # --- Bill runs and notice e-mails ----------------------------------------------------------------------------------
@@ -141,7 +141,8 @@ def billrun_sweep(session: Session):
     """Re-ask for the missing chunks of bill runs still working (a lost worker's chunk is rendered again)."""
     from portal.notices.billrun import resume_active
 
-    return f"{resume_active(session)} bollettazioni in corso"
+    active = resume_active(session)
+    return Outcome(f"{active} bollettazioni in corso", idle=active == 0)
 
 
 @task("default", label="Rimozione dei pacchetti di bollettazione scaduti", kind="maintenance", every=24 * 3600,
@@ -150,7 +151,8 @@ def purge_bill_run_files(session: Session):
     """Remove the packages of bill runs finished more than NOTICES_RETENTION_DAYS ago."""
     from portal.notices.billrun import purge_files
 
-    return f"file di {purge_files(session, billrun_settings())} bollettazioni rimossi"
+    removed = purge_files(session, billrun_settings())
+    return Outcome(f"file di {removed} bollettazioni rimossi", idle=removed == 0)
 
 
 def mailer():

@@ -222,6 +222,11 @@ class SweepResult:
         """Positions handed to jobs."""
         return len(self.singles) + sum(len(b) for b in self.batches)
 
+    @property
+    def idle(self) -> bool:
+        """Nothing was due."""
+        return self.count == 0
+
     def __str__(self) -> str:
         return (f"{self.count} posizioni da sincronizzare: {len(self.batches)} blocchi di pubblicazione, "
                 f"{len(self.singles)} singole")
