@@ -38,12 +38,14 @@ def _echo_logins(logins) -> None:
 
 @positions_cli.command("export")
 @click.argument("path", type=click.Path(dir_okay=False, writable=True))
-def positions_export(path: str):
+@click.option("--layout", type=click.Choice(["machine", "it"]), default="machine", show_default=True,
+              help="machine: colonne documentate per altri sistemi; it: intestazioni italiane, ';', euro, gg/mm/aaaa.")
+def positions_export(path: str, layout: str):
     """Write every position, one row per payment option, to a CSV file."""
     from portal.reports import exports
 
     with open(path, "w", newline="", encoding="utf-8") as out:
-        count = exports.write_all_positions_csv(db.session, out)
+        count = exports.write_all_positions_csv(db.session, out, layout=exports.LAYOUTS[layout])
     click.echo(f"{count} righe scritte in {path}")
 
 

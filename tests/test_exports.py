@@ -33,11 +33,11 @@ def test_csv_download_has_the_header_and_one_row_per_option(client, admin, make_
     single = make_position(amount=999)
     ledger.transition(db.session, single, PositionStatus.PUBLISHED, actor="test")
     db.session.commit()
-    response = client.get("/officer/positions/export?format=csv")
+    response = client.get("/officer/positions/export?format=csv&layout=machine")
     assert response.status_code == 200
     assert response.mimetype == "text/csv"
     assert response.headers["Content-Disposition"] == (
-        f'attachment; filename="posizioni-{date.today():%Y%m%d}.csv"'
+        f'attachment; filename="posizioni-{date.today():%Y%m%d}-dati.csv"'
     )
     text = response.get_data(as_text=True)
     assert text.split("\r\n")[0] == HEADER
@@ -67,21 +67,55 @@ def test_csv_download_has_the_header_and_one_row_per_option(client, admin, make_
 def test_export_keeps_the_list_filters(client, admin, make_position):
     make_position(amount=1000)
     big = make_position(amount=500000, installments=(250000, 250000))
-    rows = parse_csv(client.get("/officer/positions/export?format=csv&amount_min=1.000,00").get_data(as_text=True))
+    url = "/officer/positions/export?format=csv&layout=machine&amount_min=1.000,00"
+    rows = parse_csv(client.get(url).get_data(as_text=True))
     assert {r["iupd"] for r in rows} == {big.iupd}
     assert len(rows) == 3
 
 
 def test_unknown_format_is_refused(client, admin):
     assert client.get("/officer/positions/export?format=pdf").status_code == 400
+    assert client.get("/officer/positions/export?format=csv&layout=klingon").status_code == 400
+
+
+def test_the_default_csv_is_the_italian_one_an_accountant_opens(client, admin, make_position):
+    position = make_position(amount=123450, installments=(61725, 61725), due=date(2027, 3, 31))
+    ledger.transition(db.session, position, PositionStatus.PUBLISHED, actor="test")
+    db.session.commit()
+    response = client.get("/officer/positions/export?format=csv")
+    assert f"posizioni-{date.today():%Y%m%d}.csv" in response.headers["Content-Disposition"]
+    text = response.get_data(as_text=True)
+    assert text.startswith("\ufeff")  # Excel reads it as UTF-8
+    rows = list(csv.DictReader(io.StringIO(text.lstrip("\ufeff")), delimiter=";"))
+    assert len(rows) == 3
+    single, first = rows[0], rows[1]
+    assert single["Codice fiscale ente"] == CF_COMUNE
+    assert single["Importo (euro)"] == "1.234,50"
+    assert single["Scadenza"] == "31/03/2027"
+    assert single["Stato posizione"] == "Caricata su pagoPA"
+    assert (single["Modalità"], single["Stato rata/opzione"]) == ("Unica soluzione", "Da pagare")
+    assert (first["Modalità"], first["Rata n."], first["Importo (euro)"]) == ("Rata", "1", "617,25")
+    assert len(single["Caricata su pagoPA il"]) == len("31/01/2027 14:05")
+    assert single["Pagata il"] == ""
+
+
+def test_the_italian_xlsx_has_numbers_in_euros_and_real_dates(client, admin, make_position):
+    make_position(amount=123450, due=date(2027, 3, 31))
+    sheet = load_workbook(io.BytesIO(client.get("/officer/positions/export?format=xlsx").data)).active
+    header = [c.value for c in sheet[1]]
+    amount = sheet.cell(row=2, column=header.index("Importo (euro)") + 1)
+    due = sheet.cell(row=2, column=header.index("Scadenza") + 1)
+    assert (amount.value, amount.number_format) == (1234.5, "#,##0.00")
+    assert due.value.date() == date(2027, 3, 31)
+    assert due.number_format == "DD/MM/YYYY"
 
 
 def test_xlsx_download(client, admin, make_position):
     position = make_position(amount=12345, installments=(6000, 6345))
-    response = client.get("/officer/positions/export?format=xlsx")
+    response = client.get("/officer/positions/export?format=xlsx&layout=machine")
     assert response.status_code == 200
     assert response.mimetype == exports.XLSX_MIMETYPE
-    assert f"posizioni-{date.today():%Y%m%d}.xlsx" in response.headers["Content-Disposition"]
+    assert f"posizioni-{date.today():%Y%m%d}-dati.xlsx" in response.headers["Content-Disposition"]
     sheet = load_workbook(io.BytesIO(response.data)).active
     values = list(sheet.iter_rows(values_only=True))
     assert ",".join(values[0]) == HEADER
@@ -98,9 +132,17 @@ def _make_evil(make_position):
     return position
 
 
+def test_formula_injection_is_neutralised_in_the_italian_csv(client, admin, make_position):
+    _make_evil(make_position)
+    text = client.get("/officer/positions/export?format=csv").get_data(as_text=True).lstrip("\ufeff")
+    row = next(csv.DictReader(io.StringIO(text), delimiter=";"))
+    assert row["Debitore"] == "'" + EVIL
+    assert row["Identificativo esterno"] == "'+SUM(A1:A2)"
+
+
 def test_formula_injection_is_neutralised_in_csv(client, admin, make_position):
     _make_evil(make_position)
-    row = parse_csv(client.get("/officer/positions/export?format=csv").get_data(as_text=True))[0]
+    row = parse_csv(client.get("/officer/positions/export?format=csv&layout=machine").get_data(as_text=True))[0]
     assert row["debtor_name"] == "'" + EVIL
     assert row["external_id"] == "'+SUM(A1:A2)"
     assert row["creditor_fiscal_code"] == CF_COMUNE  # ordinary values untouched
@@ -108,7 +150,7 @@ def test_formula_injection_is_neutralised_in_csv(client, admin, make_position):
 
 def test_formula_injection_is_neutralised_in_xlsx(client, admin, make_position):
     _make_evil(make_position)
-    data = client.get("/officer/positions/export?format=xlsx").data
+    data = client.get("/officer/positions/export?format=xlsx&layout=machine").data
     sheet = load_workbook(io.BytesIO(data)).active
     name_cell = sheet.cell(row=2, column=6)
     external_cell = sheet.cell(row=2, column=3)
@@ -145,6 +187,9 @@ def test_cli_export_writes_every_position(app, make_position, tmp_path):
     text = target.read_bytes().decode("utf-8")
     assert text.split("\r\n")[0] == HEADER
     assert len(parse_csv(text)) == 4
+    result = app.test_cli_runner().invoke(args=["positions", "export", "--layout", "it", str(target)])
+    assert result.exit_code == 0, result.output
+    assert target.read_text(encoding="utf-8-sig").startswith("Codice fiscale ente;")
 
 
 def test_batches_load_options_without_a_query_per_position(ctx, creditor, make_position):

@@ -158,23 +158,24 @@ def positions():
 def positions_export():
     """Download the filtered list, one row per payment option, as CSV (streamed) or XLSX."""
     kind = request.args.get("format", "csv")
-    if kind not in ("csv", "xlsx"):
+    layout = exports.LAYOUTS.get(request.args.get("layout", "it"))
+    if kind not in ("csv", "xlsx") or layout is None:
         abort(400)
     form = parse_filter(request.args, scope=current_user.service_scope())
     # Read everything the export needs from the user now: batches expunge the session while rows are written.
     creditor_id = current_user.creditor_id
     today = date.today()
-    filename = f"posizioni-{today:%Y%m%d}.{kind}"
+    filename = f"posizioni-{today:%Y%m%d}{'' if layout is exports.ITALIAN else '-dati'}.{kind}"
     rows = exports.export_rows(db.session, creditor_id, form.flt, today=today)
     if kind == "csv":
         return Response(
-            stream_with_context(exports.iter_csv(rows)),
+            stream_with_context(exports.iter_csv(rows, layout=layout)),
             mimetype="text/csv",
             headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
         )
     spool = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # noqa: SIM115 (closed by _read_and_close)
     try:
-        exports.write_xlsx(spool, rows)
+        exports.write_xlsx(spool, rows, layout=layout)
         size = spool.tell()
         spool.seek(0)
     except BaseException:

@@ -3,14 +3,20 @@
 Positions are read by keyset batches (:func:`portal.ledger.queries.iter_positions`) and each batch's options are
 loaded with one query, so an export of a million rows costs flat memory and no query per position.
 
+Two layouts: the Italian one an accountant opens in a spreadsheet (the back office's default: ``;``, Italian
+headers and statuses, euros with a decimal comma, dates ``gg/mm/aaaa``), and the machine one for other systems
+(``,``, the column names of :data:`COLUMNS`, cents, ISO dates and timestamps with their offset, status codes).
+
 Text that a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``, tab, carriage return at the start) is
 neutralised: CSV cells get a leading apostrophe, XLSX cells are written as typed strings shown as text.
 """
 
 import csv
 import io
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal
 from typing import IO
 from zoneinfo import ZoneInfo
 
@@ -18,8 +24,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
+from portal.formatting import format_date, format_datetime, status_label
 from portal.ledger import queries
 from portal.ledger.models import Creditor, PaymentOption, Position
+from portal.money import format_euro
 
 ROME = ZoneInfo("Europe/Rome")
 
@@ -46,6 +54,32 @@ COLUMNS = (
     "option_paid_at",
 )
 
+#: The Italian layout's header for each column.
+ITALIAN_HEADERS = {
+    "creditor_fiscal_code": "Codice fiscale ente",
+    "iupd": "Identificativo posizione (IUPD)",
+    "external_id": "Identificativo esterno",
+    "service_code": "Servizio",
+    "debtor_fiscal_code": "Codice fiscale debitore",
+    "debtor_name": "Debitore",
+    "option_kind": "Modalità",
+    "installment_number": "Rata n.",
+    "iuv": "IUV",
+    "notice_number": "Codice avviso",
+    "amount_cents": "Importo (euro)",
+    "due_date": "Scadenza",
+    "status": "Stato posizione",
+    "created_at": "Creata il",
+    "published_at": "Caricata su pagoPA il",
+    "notice_issued_at": "Avviso emesso il",
+    "paid_at": "Pagata il",
+    "option_status": "Stato rata/opzione",
+    "option_paid_at": "Opzione pagata il",
+}
+OPTION_KINDS = {"single": "Unica soluzione", "installment": "Rata"}
+OPTION_STATUSES = {"unpaid": "Da pagare", "paid": "Pagata", "cancelled": "Annullata"}
+TIMESTAMPS = frozenset({"created_at", "published_at", "notice_issued_at", "paid_at", "option_paid_at"})
+
 #: First characters that make a spreadsheet read a cell as a formula (CSV injection).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
@@ -67,6 +101,51 @@ def _iso_date(value: date | None) -> str:
 def _iso_timestamp(value: datetime | None) -> str:
     """ISO 8601 in Rome time with its offset (``2027-01-31T14:05:00+01:00``)."""
     return value.astimezone(ROME).isoformat(timespec="seconds") if value else ""
+
+
+def _italian_value(column: str, value, *, spreadsheet: bool):
+    """One machine value the Italian way: text for CSV; numbers and dates stay typed for a spreadsheet."""
+    if value in ("", None):
+        return ""
+    if column == "amount_cents":
+        return Decimal(value) / 100 if spreadsheet else format_euro(value, symbol=False)
+    if column == "due_date":
+        day = date.fromisoformat(value)
+        return day if spreadsheet else format_date(day)
+    if column in TIMESTAMPS:
+        moment = datetime.fromisoformat(value)
+        return moment.replace(tzinfo=None) if spreadsheet else format_datetime(moment)
+    if column == "status":
+        return status_label(value)
+    if column == "option_status":
+        return OPTION_STATUSES.get(value, value)
+    if column == "option_kind":
+        return OPTION_KINDS.get(value, value)
+    return value
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How an export writes its rows: header, CSV delimiter, and the conversion of each machine row."""
+
+    name: str
+    header: tuple[str, ...]
+    delimiter: str
+    convert: Callable[[tuple, bool], tuple]
+
+
+def _machine(row: tuple, spreadsheet: bool) -> tuple:
+    return row
+
+
+def _italian(row: tuple, spreadsheet: bool) -> tuple:
+    return tuple(_italian_value(c, v, spreadsheet=spreadsheet) for c, v in zip(COLUMNS, row, strict=True))
+
+
+MACHINE = Layout("machine", COLUMNS, ",", _machine)
+ITALIAN = Layout("it", tuple(ITALIAN_HEADERS[c] for c in COLUMNS), ";", _italian)
+#: The layouts by name (``?layout=`` of the download, ``--layout`` of the CLI).
+LAYOUTS = {layout.name: layout for layout in (ITALIAN, MACHINE)}
 
 
 def attach_options(session: Session, positions: list[Position], *, transfers: bool = False) -> None:
@@ -156,14 +235,19 @@ def csv_safe(value: object) -> object:
     return value
 
 
-def iter_csv(rows: Iterable[tuple], *, flush_every: int = 500) -> Iterator[str]:
-    """The CSV text (header first) in chunks of about ``flush_every`` rows, for a streamed response."""
+def iter_csv(rows: Iterable[tuple], *, layout: Layout = MACHINE, flush_every: int = 500) -> Iterator[str]:
+    """The CSV text (header first) in chunks of about ``flush_every`` rows, for a streamed response.
+
+    The Italian layout starts with a byte-order mark, so that Excel reads the file as UTF-8.
+    """
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(COLUMNS)
+    if layout is ITALIAN:
+        buffer.write("\ufeff")
+    writer = csv.writer(buffer, delimiter=layout.delimiter, lineterminator="\r\n")
+    writer.writerow(layout.header)
     pending = 0
     for row in rows:
-        writer.writerow([csv_safe(v) for v in row])
+        writer.writerow([csv_safe(v) for v in layout.convert(row, False)])
         pending += 1
         if pending >= flush_every:
             yield buffer.getvalue()
@@ -173,30 +257,36 @@ def iter_csv(rows: Iterable[tuple], *, flush_every: int = 500) -> Iterator[str]:
     yield buffer.getvalue()
 
 
-def write_csv(out: IO[str], rows: Iterable[tuple]) -> int:
+def write_csv(out: IO[str], rows: Iterable[tuple], *, layout: Layout = MACHINE) -> int:
     """Write the header and ``rows`` as CSV to a text stream; return the number of data rows."""
     counted = _Counter(rows)
-    for chunk in iter_csv(counted):
+    for chunk in iter_csv(counted, layout=layout):
         out.write(chunk)
     return counted.count
 
 
-def write_xlsx(out: IO[bytes], rows: Iterable[tuple]) -> int:
+def write_xlsx(out: IO[bytes], rows: Iterable[tuple], *, layout: Layout = MACHINE) -> int:
     """Write the header and ``rows`` as a one-sheet XLSX workbook to a binary stream; return the data rows.
 
-    Uses openpyxl's write-only mode, which keeps rows on disk rather than in memory.
+    Uses openpyxl's write-only mode, which keeps rows on disk rather than in memory. In the Italian layout amounts
+    are numbers in euros and dates real dates, shown the Italian way by the spreadsheet.
     """
     from openpyxl import Workbook
     from openpyxl.cell import WriteOnlyCell
 
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet("Posizioni")
-    sheet.append(COLUMNS)
+    sheet.append(layout.header)
     count = 0
     for row in rows:
         cells = []
-        for value in row:
-            if is_formula_like(value):
+        for value in layout.convert(row, True):
+            if isinstance(value, Decimal | date):
+                cell = WriteOnlyCell(sheet, value=value)
+                cell.number_format = "#,##0.00" if isinstance(value, Decimal) else (
+                    "DD/MM/YYYY HH:MM" if isinstance(value, datetime) else "DD/MM/YYYY")
+                cells.append(cell)
+            elif is_formula_like(value):
                 # A typed string, shown as text even if someone edits the cell: never a formula.
                 cell = WriteOnlyCell(sheet, value=value)
                 cell.data_type = "s"
@@ -210,7 +300,7 @@ def write_xlsx(out: IO[bytes], rows: Iterable[tuple]) -> int:
     return count
 
 
-def write_all_positions_csv(session: Session, out: IO[str]) -> int:
+def write_all_positions_csv(session: Session, out: IO[str], *, layout: Layout = MACHINE) -> int:
     """Every position of every creditor, one row per option, as CSV (``flask positions export``)."""
     creditors = session.execute(sa.select(Creditor.id, Creditor.fiscal_code).order_by(Creditor.id)).all()
 
@@ -218,7 +308,7 @@ def write_all_positions_csv(session: Session, out: IO[str]) -> int:
         for creditor_id, _code in creditors:
             yield from export_rows(session, creditor_id, queries.PositionFilter())
 
-    return write_csv(out, rows())
+    return write_csv(out, rows(), layout=layout)
 
 
 class _Counter:
