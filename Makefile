@@ -41,8 +41,14 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-# Front-end packages come from npm, pinned by package-lock.json, and are copied under static/vendor (not committed).
-assets: static/vendor/.installed
+# Front-end packages come from npm, pinned by package-lock.json, and are copied under static/vendor (not committed);
+# then every static file gets a fingerprinted, gzipped copy and static/cache_manifest.json (flask digest compile).
+assets: static/.digested
+static/.digested: $(VENV)/.installed static/vendor/.installed $(filter-out static/.digested,$(wildcard static/css/*.css static/js/*.js static/*.svg))
+	$(FLASK) digest clean >/dev/null
+	$(FLASK) digest compile >/dev/null
+	touch $@
+
 static/vendor/.installed: package.json package-lock.json
 	@command -v npm >/dev/null || { echo "make: npm is needed for the front-end packages: sudo apt-get install -y npm"; exit 1; }
 	npm ci --no-audit --no-fund --loglevel=error
@@ -60,4 +66,5 @@ lint: install-dev
 	$(BIN)/ruff check portal tests bench
 
 clean:
-	rm -rf $(VENV) node_modules static/vendor
+	rm -rf $(VENV) node_modules static/vendor static/cache_manifest.json static/.digested
+	find static -name '*-????????????????????????????????.*' -delete -o -name '*.gz' -delete

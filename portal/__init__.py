@@ -6,7 +6,7 @@ from flask import Flask, render_template
 
 from portal import jobs
 from portal.config import ROOT, load_config
-from portal.extensions import babel, csrf, db, htmx, login_manager, migrate
+from portal.extensions import babel, csrf, db, htmx, login_manager, migrate, static_digest
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -43,7 +43,27 @@ def register_extensions(app: Flask) -> None:
     login_manager.init_app(app)
     htmx.init_app(app)
     babel.init_app(app)
+    static_digest.init_app(app)
     jobs.init_app(app)
+    serve_static_files(app)
+
+
+#: Seconds a browser keeps a static file whose name has no fingerprint (fonts referenced by the CSS, ...).
+STATIC_MAX_AGE = 24 * 3600
+
+
+def serve_static_files(app: Flask) -> None:
+    """Serve ``static/`` through WhiteNoise: fingerprinted files (``name-<md5>.ext``, made by ``flask digest
+    compile`` in ``make assets``) are cached for a year as immutable, the rest for a day, gzipped when the
+    browser accepts it. The web server of the deploy kit may serve them instead; the URLs are the same."""
+    import re
+
+    from whitenoise import WhiteNoise
+
+    digested = re.compile(r"-[0-9a-f]{32}\.[^/]+$")
+    app.wsgi_app = WhiteNoise(app.wsgi_app, root=app.static_folder, prefix=app.static_url_path,
+                              max_age=STATIC_MAX_AGE, autorefresh=app.debug,
+                              immutable_file_test=lambda path, url: bool(digested.search(url)))
 
 
 def register_blueprints(app: Flask) -> None:

@@ -5,6 +5,7 @@ from flask_htmx import HTMX
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
+from flask_static_digest import FlaskStaticDigest
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import MetaData
 
@@ -23,3 +24,4 @@ csrf = CSRFProtect()
 login_manager = LoginManager()
 htmx = HTMX()
 babel = Babel()
+static_digest = FlaskStaticDigest()
