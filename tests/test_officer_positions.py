@@ -77,7 +77,7 @@ def test_viewer_sees_the_full_page(client, make_user, login, make_position):
     assert CF_PERSON in html
     assert format_nav(position.options[0].notice_number) in html
     assert position_ids(html) == [position.id]
-    assert "Posizioni mostrate: 1." in html
+    assert "1 posizione: mostrate 1." in html
     assert "HX-Request" in response.headers["Vary"]
 
 
@@ -201,7 +201,7 @@ def test_load_more_walks_every_row_once(client, admin, make_position, monkeypatc
         seen += position_ids(fragment)
         more = re.search(r'hx-get="([^"]+)"\s+hx-target="#positions-more"', fragment)
     assert seen == sorted((p.id for p in created), reverse=True)
-    assert "Posizioni mostrate: 5." in fragment
+    assert "5 posizioni: mostrate 5." in fragment
 
 
 def test_load_more_without_javascript_shows_the_next_page(client, admin, make_position, monkeypatch, app):
@@ -213,7 +213,35 @@ def test_load_more_without_javascript_shows_the_next_page(client, admin, make_po
     html = page.get_data(as_text=True)
     assert "<html" in html
     assert position_ids(html) == [ids[0]]
-    assert "Posizioni dalla 3 alla 3." in html
+    assert "3 posizioni: mostrate dalla 3 alla 3." in html
+
+
+def test_the_list_counts_exactly_up_to_a_bound(ctx, creditor, make_position):
+    from portal.ledger import queries
+
+    for _ in range(4):
+        make_position()
+    flt = queries.PositionFilter()
+    assert queries.count_positions(db.session, creditor.id, flt) == queries.Count(4, True)
+    assert queries.count_positions(db.session, creditor.id, flt, bound=3) == queries.Count(3, False)
+
+
+def test_the_list_says_more_than_beyond_the_bound(client, admin, make_position, monkeypatch):
+    from portal.ledger import queries
+
+    for _ in range(3):
+        make_position()
+    monkeypatch.setattr(queries, "COUNT_BOUND", 2)
+    assert "Più di 2 posizioni: mostrate 3." in client.get("/officer/positions").get_data(as_text=True)
+
+
+def test_name_words_in_any_order_find_the_debtor(client, admin, make_position):
+    emma = make_position(name="Emma Donati", fiscal_code=CF_VERDI)
+    make_position(name="Mario Rossi")
+    for text in ("Donati Emma", "emma donati", "don em"):
+        html = client.get("/officer/positions", query_string={"debtor": text}).get_data(as_text=True)
+        assert position_ids(html) == [emma.id], text
+    assert position_ids(client.get("/officer/positions?debtor=emma+rossi").get_data(as_text=True)) == []
 
 
 # --- Scope -------------------------------------------------------------------------------------------------------

@@ -78,13 +78,15 @@ def matching_ids(creditor_id: int, flt: PositionFilter, today: date) -> sa.Selec
         if len(code) in (11, 16) and code.isalnum() and any(ch.isdigit() for ch in code):
             debtors = debtors.where(Debtor.fiscal_code == code)
         else:
-            # Any word of the name may start with the text: "rossi" finds "Mario Rossi" and "Rossi Mario".
-            word = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            # Each word typed starts a word of the name, in any order: "rossi" finds "Mario Rossi" and "Rossi
+            # Mario", "donati emma" finds "Emma Donati" too.
             name = sa.func.lower(Debtor.name)
-            debtors = debtors.where(
-                name.like(f"%{word}%", escape="\\"),  # served by the trigram index on PostgreSQL
-                sa.or_(name.like(f"{word}%", escape="\\"), name.like(f"% {word}%", escape="\\")),
-            )
+            for word in text.lower().split():
+                word = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                debtors = debtors.where(
+                    name.like(f"%{word}%", escape="\\"),  # served by the trigram index on PostgreSQL
+                    sa.or_(name.like(f"{word}%", escape="\\"), name.like(f"% {word}%", escape="\\")),
+                )
         ids = ids.where(Position.debtor_id.in_(debtors))
     if flt.number:
         digits = normalize_nav(flt.number)
@@ -93,6 +95,28 @@ def matching_ids(creditor_id: int, flt: PositionFilter, today: date) -> sa.Selec
             sa.select(PaymentOption.position_id).where(PaymentOption.creditor_id == creditor_id, column == digits)
         ))
     return ids
+
+
+@dataclass(frozen=True)
+class Count:
+    """How many positions match: exact up to a bound, "more than the bound" beyond it (counting a million rows
+    for every page would cost more than the page itself)."""
+
+    value: int
+    exact: bool
+
+
+#: Matching positions counted exactly before the list says "more than".
+COUNT_BOUND = 10_000
+
+
+def count_positions(session: Session, creditor_id: int, flt: PositionFilter, *, bound: int | None = None,
+                    today: date | None = None) -> Count:
+    """How many positions match ``flt``, exactly up to ``bound`` (default :data:`COUNT_BOUND`)."""
+    bound = bound or COUNT_BOUND
+    ids = matching_ids(creditor_id, flt, today or date.today()).limit(bound + 1).subquery()
+    found = session.scalar(sa.select(sa.func.count()).select_from(ids)) or 0
+    return Count(min(found, bound), found <= bound)
 
 
 def list_positions(session: Session, creditor_id: int, flt: PositionFilter, *, after: int | None = None,

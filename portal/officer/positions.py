@@ -135,6 +135,7 @@ def positions():
     context = {
         "form": form,
         "page": page,
+        "total": queries.count_positions(db.session, current_user.creditor_id, form.flt, today=date.today()),
         "after": after,
         "first_shown": shown_before + 1,
         "shown": shown,
