@@ -216,8 +216,27 @@ def test_a_wrong_amount_pays_the_option_and_is_flagged(make_position, creditor):
 
     assert outcome.flag == FLAG_AMOUNT_MISMATCH
     db.session.expire_all()
-    assert (position.status, position.paid_cents, option.status) == (S.PAID, 9000, OptionStatus.PAID)
-    assert kinds(position)[-2:] == ["paid", "receipt_flagged"]
+    # The notice is paid on pagoPA, but 10 € are missing: still owed, never "nothing left".
+    assert (position.status, position.paid_cents, option.status) == (S.PARTIALLY_PAID, 9000, OptionStatus.PAID)
+    assert position.amount_cents - position.paid_cents == 1000
+    assert kinds(position)[-2:] == ["partially_paid", "receipt_flagged"]
+
+
+def test_more_than_due_pays_the_position_and_is_flagged_for_a_refund(make_position, creditor):
+    position = publish(make_position(amount=10000))
+    outcome = record(creditor, receipt_for(position.options[0], amount_cents=11000))
+    assert outcome.flag == FLAG_AMOUNT_MISMATCH
+    db.session.expire_all()
+    assert (position.status, position.paid_cents) == (S.PAID, 11000)
+
+
+def test_installments_paid_with_one_short_leave_what_is_missing_owed(make_position, creditor):
+    position = publish(make_position(amount=12000, installments=(6000, 6000)))
+    first, second = position.installments
+    record(creditor, receipt_for(first))
+    record(creditor, receipt_for(second, amount_cents=5000))
+    db.session.expire_all()
+    assert (position.status, position.paid_cents) == (S.PARTIALLY_PAID, 11000)
 
 
 def test_unknown_iuv_is_stored_without_a_position(creditor):
@@ -355,12 +374,14 @@ def test_a_receipt_takes_one_lock_one_insert_and_one_flush(make_position, credit
         sa.event.remove(db.engine, "before_cursor_execute", seen)
     db.session.commit()
     # Position and options locked in one statement, the receipt inserted (no SELECT before it, no SAVEPOINT),
-    # then one flush: the position, the event, the options (the paid installment and the cancelled single).
+    # the paid total summed from the receipt rows, then one flush: the position, the event, the options (the paid
+    # installment and the cancelled single).
     assert new[0].startswith("SELECT positions.")
     assert "FOR UPDATE OF positions, payment_options" in new[0]
     assert new[1].startswith("INSERT INTO receipts")
     assert "ON CONFLICT DO NOTHING" in new[1]
-    assert sorted(" ".join(s.split()[:3]) for s in new[2:]) == [
+    assert new[2].startswith("SELECT coalesce(sum(receipts.amount_cents)")
+    assert sorted(" ".join(s.split()[:3]) for s in new[3:]) == [
         "INSERT INTO events", "UPDATE payment_options SET", "UPDATE payment_options SET", "UPDATE positions SET"]
     assert not any("SAVEPOINT" in s for s in new)
     # The duplicate: the same lock, the INSERT that inserts nothing, the SELECT of the stored copy; no writes.

@@ -17,6 +17,7 @@ from functools import cache
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, make_transient_to_detached
 
+from portal.ledger.locks import take_write_lock
 from portal.ledger.models import Creditor, PaymentOption, Position, Receipt
 from portal.ledger.services import record_event, transition
 from portal.ledger.status import LedgerError, OptionStatus, PositionStatus
@@ -145,7 +146,7 @@ def record_receipt(session: Session, creditor: Creditor | CreditorRef, data: Rec
     Safe under concurrency: the position and its options are locked (``SELECT ... FOR UPDATE``, one statement)
     before they are read, and the receipt is inserted with ``ON CONFLICT DO NOTHING``, so the copy that loses the
     race on the unique indexes inserts nothing and reports a duplicate. Statements for a new receipt: the lock, the
-    INSERT, then one flush (position, options, events).
+    INSERT, the sum of the receipts applied to the position, then one flush (position, options, events).
 
     :param creditor: the creditor the notice belongs to (the receipt's ``fiscalCode``); only its ``id`` and
         ``fiscal_code`` are used, so a :class:`CreditorRef` will do.
@@ -256,8 +257,10 @@ def _lock_option(session: Session, creditor: Creditor | CreditorRef, data: Recei
     """Find the option the receipt pays, then lock its position and all the position's options, in that order.
 
     Every receipt locks the position row first, so two receipts for installments of one position queue up
-    instead of deadlocking or overwriting each other's ``paid_cents``. SQLite ignores ``FOR UPDATE``.
+    instead of deadlocking or overwriting each other's ``paid_cents``. SQLite ignores ``FOR UPDATE``: there the
+    transaction takes the database's write lock before reading (:func:`~portal.ledger.locks.take_write_lock`).
     """
+    take_write_lock(session)
     if data.org_fiscal_code != creditor.fiscal_code:
         # A notice of another creditor (we are a secondary beneficiary): none of our options is paid by it.
         return None, None, []
@@ -320,12 +323,25 @@ def _details(data: ReceiptData, source: str) -> dict:
     }
 
 
+def _received_cents(session: Session, position_id: int) -> int:
+    """What the receipts applied to the position add up to (this one included): paid money, from the rows."""
+    with session.no_autoflush:  # the ledger changes go in the one flush at the end
+        return session.scalar(
+            sa.select(sa.func.coalesce(sa.func.sum(Receipt.amount_cents), 0))
+            .where(Receipt.position_id == position_id,
+                   sa.or_(Receipt.flag.is_(None), Receipt.flag == FLAG_AMOUNT_MISMATCH))
+        )
+
+
 def _apply_payment(session: Session, position: Position, option: PaymentOption, options: list[PaymentOption],
                    data: ReceiptData, *, actor: str, details: dict) -> None:
-    """Mark the option paid and move the position: PAID, or PARTIALLY_PAID while installments remain.
+    """Mark the option paid and move the position: PAID, or PARTIALLY_PAID while something is still owed.
 
     Paying the single option cancels the unpaid installments; paying an installment cancels the single option.
-    The position's due date becomes the earliest due date among the options still unpaid.
+    ``paid_cents`` is the sum of the receipts applied (read from the rows, never added up in memory). When the
+    chosen payment mode is settled but less money arrived than it asked (an amount mismatch), the position stays
+    PARTIALLY_PAID: what is missing is still owed. The position's due date becomes the earliest due date among the
+    options still unpaid.
     """
     paid_at = data.payment_at or utcnow()
     if position.status == PositionStatus.DRAFT:
@@ -334,18 +350,14 @@ def _apply_payment(session: Session, position: Position, option: PaymentOption, 
         transition(session, position, PositionStatus.PUBLISHED, actor=actor, reason="receipt")
     option.status = OptionStatus.PAID
     option.paid_at = paid_at
-    position.paid_cents = (position.paid_cents or 0) + data.amount_cents
-    if option.kind == "single":
-        for other in options:
-            if other is not option and other.status == OptionStatus.UNPAID:
-                other.status = OptionStatus.CANCELLED
-        target = PositionStatus.PAID
-    else:
-        for other in options:
-            if other.kind == "single" and other.status == OptionStatus.UNPAID:
-                other.status = OptionStatus.CANCELLED
-        remaining = [o for o in options if o.kind == "installment" and o.status == OptionStatus.UNPAID]
-        target = PositionStatus.PARTIALLY_PAID if remaining else PositionStatus.PAID
+    position.paid_cents = _received_cents(session, position.id)
+    for other in options:
+        if other.kind != option.kind and other.status == OptionStatus.UNPAID:
+            other.status = OptionStatus.CANCELLED
+    mode = [o for o in options if o.kind == option.kind and o.status != OptionStatus.CANCELLED]
+    settled = all(o.status == OptionStatus.PAID for o in mode)
+    owed = sum(o.amount_cents for o in mode)
+    target = PositionStatus.PAID if settled and position.paid_cents >= owed else PositionStatus.PARTIALLY_PAID
     unpaid = [o for o in options if o.status == OptionStatus.UNPAID]
     if unpaid:
         position.due_date = min(o.due_date for o in unpaid)
