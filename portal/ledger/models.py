@@ -357,6 +357,12 @@ class Receipt(db.Model):
     #: Why this receipt needs an officer: ``cancelled_position``, ``unknown_iuv``, ``already_paid``,
     #: ``amount_mismatch`` (``None`` when it paid an open option normally).
     flag: Mapped[str | None] = mapped_column(sa.String(20))
+    #: A flagged receipt an officer has dealt with (refund, offset, …): when, who, and what was done.
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolved_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    resolution_note: Mapped[str | None] = mapped_column(sa.Text)
+
+    position: Mapped[Position | None] = relationship()
 
     __table_args__ = (
         sa.UniqueConstraint("creditor_id", "iuv"),

@@ -6,6 +6,7 @@ bp = Blueprint("officer", __name__)
 
 # Routes register on bp when their modules are imported.
 from portal.officer import (  # noqa: E402,F401
+    anomalies,
     billruns,
     entry,
     jobs,  # noqa: E402,F401

@@ -21,3 +21,10 @@ class CancelPositionForm(FlaskForm):
 
     reason = TextAreaField("Motivo dell'annullamento",
                            validators=[DataRequired("Indicare il motivo dell'annullamento."), Length(max=500)])
+
+
+class ResolveAnomalyForm(FlaskForm):
+    """What was done about a receipt that could not pay an open option (kept with the receipt)."""
+
+    note = TextAreaField("Come è stata risolta",
+                         validators=[DataRequired("Indicare come è stata risolta l'anomalia."), Length(max=1000)])

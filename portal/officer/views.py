@@ -8,7 +8,7 @@ from flask_login import current_user, login_user, logout_user
 from portal.accounts.models import ROLE_LABELS, Role
 from portal.accounts.services import LoginThrottled, authenticate
 from portal.extensions import db
-from portal.ledger import queries
+from portal.ledger import anomalies, queries
 from portal.ledger.status import PositionStatus
 from portal.ledger.sync_state import sync_summary
 from portal.officer import bp
@@ -24,6 +24,7 @@ MENU = (
     ("officer.new_position", "Nuova posizione", (Role.ADMIN, Role.OPERATOR)),
     ("officer.citizen", "Contribuente", ANY_ROLE),
     ("officer.billruns", "Bollettazioni", ANY_ROLE),
+    ("officer.anomalies_list", "Anomalie", ANY_ROLE),
     ("officer.jobs", "Attività", (Role.ADMIN,)),
     ("officer.settings", "Impostazioni", (Role.ADMIN,)),
 )
@@ -85,7 +86,10 @@ def logout():
 @roles_required(*ANY_ROLE)
 def dashboard():
     """Counts and amounts per status and service, and what is overdue."""
-    totals = queries.dashboard_totals(db.session, current_user.creditor_id, scope=current_user.service_scope(),
-                                      today=date.today())
+    scope = current_user.service_scope()
+    totals = queries.dashboard_totals(db.session, current_user.creditor_id, scope=scope, today=date.today())
+    open_anomalies = anomalies.count_open(db.session, current_user.creditor_id,
+                                          None if scope is None else frozenset(scope))
     return render_template("officer/dashboard.html", totals=totals, statuses=list(PositionStatus),
-                           sync=sync_summary(db.session, current_user.creditor_id))
+                           sync=sync_summary(db.session, current_user.creditor_id),
+                           anomalies=sum(open_anomalies.values()))
