@@ -159,7 +159,9 @@ def test_login_and_logout(client, make_user, login):
 
 
 @pytest.mark.parametrize("target", ["//evil.example", "//evil.example/officer/", "https://evil.example/",
-                                    "evil.example", "javascript:alert(1)", ""])
+                                    "evil.example", "javascript:alert(1)", "", "/\t/evil.example", "/\\evil.example",
+                                    "/\r\nSet-Cookie: x=1", "/ /evil.example", "/\x00/evil.example",
+                                    "/\u2028/evil.example"])
 def test_next_never_leaves_the_site(client, make_user, target):
     make_user()
     response = _post_login(client, PASSWORD, query_string={"next": target})
@@ -168,6 +170,16 @@ def test_next_never_leaves_the_site(client, make_user, target):
     assert "evil" not in location
     assert "javascript" not in location
     assert location.removeprefix("http://localhost") == "/officer/"
+
+
+def test_a_header_splitting_next_neither_fails_nor_loses_the_attempt_record(client, make_user):
+    make_user()
+    response = client.post("/officer/login?next=/%0d%0aX-Evil:%201", data={"username": "operatore",
+                                                                           "password": PASSWORD})
+    assert response.status_code == 302
+    assert response.headers["Location"].removeprefix("http://localhost") == "/officer/"
+    assert "X-Evil" not in response.headers
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(LoginAttempt)) == 1
 
 
 def test_next_to_a_local_page_is_followed(client, make_user):

@@ -14,6 +14,7 @@ from portal.ledger.sync_state import sync_summary
 from portal.officer import bp
 from portal.officer.access import roles_required
 from portal.officer.forms import EmptyForm, LoginForm
+from portal.officer.redirects import same_site_path
 
 ANY_ROLE = (Role.ADMIN, Role.OPERATOR, Role.VIEWER)
 
@@ -63,11 +64,9 @@ def login():
         if user is None:
             error = "Nome utente o password non corretti."
         else:
+            # Decided before logging in, so nothing can fail once the session is open: only same-site paths.
+            next_url = same_site_path(request.args.get("next")) or url_for("officer.dashboard")
             login_user(user)
-            next_url = request.args.get("next", "")
-            # Only same-site paths: never an open redirect to another host.
-            if not next_url.startswith("/") or next_url.startswith("//"):
-                next_url = url_for("officer.dashboard")
             return redirect(next_url)
     return render_template("officer/login.html", form=form, error=error)
 
