@@ -84,6 +84,8 @@ def load_config(env: dict | None = None) -> dict:
         # rq | thread | manual; empty: rq with REDIS_URL, manual when testing, else in-process threads.
         "JOBS_MODE": env.get("PAYBOX_JOBS_MODE") or None,
         "PERMANENT_SESSION_LIFETIME": session_hours * 3600,
+        # An officer idle this long is logged out (polling components do not count as activity).
+        "SESSION_IDLE_MINUTES": _int(env, "SESSION_IDLE_MINUTES", 30),
         # Long-open back-office pages must not fail on submit before the session itself ends.
         "WTF_CSRF_TIME_LIMIT": session_hours * 3600,
         "SESSION_COOKIE_HTTPONLY": True,

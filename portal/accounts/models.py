@@ -50,6 +50,8 @@ class User(db.Model):
                 values_callable=lambda e: [m.value for m in e])
     )
     active: Mapped[bool] = mapped_column(default=True)
+    #: Part of what the session cookie holds: bumping it (logout, new password, disabled) ends every session.
+    session_version: Mapped[int] = mapped_column(default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
@@ -66,8 +68,9 @@ class User(db.Model):
     is_anonymous = False
 
     def get_id(self) -> str:
-        """What Flask-Login keeps in the session cookie to find the user again."""
-        return str(self.id)
+        """What Flask-Login keeps in the session cookie to find the user again: the id and the session version,
+        so a cookie copied before a logout or a password change no longer opens anything."""
+        return f"{self.id}:{self.session_version}"
 
     @property
     def is_admin(self) -> bool:

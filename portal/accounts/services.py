@@ -149,12 +149,30 @@ def update_user(session: Session, user: User, *, by: User, full_name: str, email
     if {s.id for s in user.services} != {s.id for s in services}:
         user.services = services
         changed.append("services")
+    if "active" in changed and not user.active:
+        end_sessions(user)
     if changed:
         session.flush()
         log.info("user %s (%s): %s changed by %s (role=%s, active=%s, services=%s)", user.id, user.username,
                  ", ".join(changed), by.actor, user.role.value, user.active,
                  ",".join(s.code for s in user.services) or "all")
     return changed
+
+
+def end_sessions(user: User) -> None:
+    """End every open session of ``user`` (all browsers): their cookies carry the old session version."""
+    user.session_version = (user.session_version or 1) + 1
+
+
+def user_for_session(session: Session, session_id: str) -> User | None:
+    """The active user a session cookie names (``"<id>:<version>"``), or ``None`` when it was ended or is malformed."""
+    user_id, _, version = (session_id or "").partition(":")
+    if not (user_id.isdigit() and version.isdigit()) or len(user_id) > 18 or len(version) > 18:
+        return None
+    user = session.get(User, int(user_id))
+    if user is None or not user.active or user.session_version != int(version):
+        return None
+    return user
 
 
 def set_password(session: Session, user: User, password: str, *, by: User | None = None) -> None:
@@ -164,5 +182,6 @@ def set_password(session: Session, user: User, password: str, *, by: User | None
     :raise AccountError: (a :class:`UserFieldError` on ``password``) if it is too short.
     """
     user.password_hash = hash_password(_check_password(password))
+    end_sessions(user)
     session.flush()
     log.info("user %s (%s): password set by %s", user.id, user.username, by.actor if by else "system")

@@ -1,24 +1,50 @@
 """Role and scope checks for officer routes: every route states who may use it."""
 
+import time
 from functools import wraps
 
-from flask import abort
-from flask_login import current_user, login_required
+from flask import abort, current_app, flash, redirect, request, session, url_for
+from flask_login import current_user, login_required, logout_user
 
 from portal.extensions import db, login_manager
 from portal.ledger.models import Position, Service
+from portal.officer import bp
 
 
 @login_manager.user_loader
-def load_user(user_id: str):
-    from portal.accounts.models import User
+def load_user(session_id: str):
+    from portal.accounts.services import user_for_session
 
-    return db.session.get(User, int(user_id))
+    return user_for_session(db.session, session_id)
 
 
 login_manager.login_view = "officer.login"
 login_manager.login_message = "Accedere per continuare."
 login_manager.login_message_category = "warning"
+
+
+#: Header the self-refreshing components send: their requests are not an officer's activity.
+POLL_HEADER = "X-Paybox-Poll"
+
+
+@bp.before_request
+def end_idle_sessions():
+    """Log out an officer idle for ``SESSION_IDLE_MINUTES``; any other request (not a poll) counts as activity."""
+    if not current_user.is_authenticated:
+        return None
+    now = time.time()
+    seen = session.get("seen")
+    if seen is not None and now - seen > current_app.config["SESSION_IDLE_MINUTES"] * 60:
+        logout_user()
+        session.clear()
+        flash("Sessione scaduta per inattività: accedere di nuovo.", "warning")
+        login = url_for("officer.login", next=request.full_path if request.method == "GET" else None)
+        if request.headers.get("HX-Request"):
+            return "", 204, {"HX-Redirect": login}
+        return redirect(login)
+    if not request.headers.get(POLL_HEADER):
+        session["seen"] = now
+    return None
 
 
 def roles_required(*roles):

@@ -6,7 +6,7 @@ from flask import current_app, flash, redirect, render_template, request, url_fo
 from flask_login import current_user, login_user, logout_user
 
 from portal.accounts.models import ROLE_LABELS, Role
-from portal.accounts.services import LoginThrottled, authenticate
+from portal.accounts.services import LoginThrottled, authenticate, end_sessions
 from portal.extensions import db
 from portal.ledger import anomalies, queries
 from portal.ledger.status import PositionStatus
@@ -76,6 +76,9 @@ def logout():
     """End the session (POST with CSRF, so a link on another site cannot log an officer out)."""
     form = EmptyForm()
     if form.validate_on_submit():
+        if current_user.is_authenticated:
+            end_sessions(current_user)  # a copy of this session's cookie must not open anything either
+            db.session.commit()
         logout_user()
         flash("Sessione terminata.", "info")
     return redirect(url_for("officer.login"))
