@@ -10,18 +10,20 @@ PORT ?= 5000
 .PHONY: run test install install-dev assets demo lint bench clean
 
 SANDBOX_PORT ?= 5001
+# What the app needs to know of them: its own URL (printed with the logins) and the sandbox's (where it publishes).
+DEMO_ENV := PAYBOX_HOST=$(HOST) PAYBOX_PORT=$(PORT) PAYBOX_SANDBOX_PORT=$(SANDBOX_PORT)
 
 # Pay Box on :5000 and, beside it, the pagoPA sandbox on :5001 (both stop together on Ctrl-C).
 run: install assets
 	@mkdir -p instance
 	$(FLASK) db upgrade
-	$(FLASK) demo load --if-empty
+	$(DEMO_ENV) $(FLASK) demo load --if-empty
 	@echo "pagoPA sandbox: http://$(HOST):$(SANDBOX_PORT)  ·  Pay Box: http://$(HOST):$(PORT)/officer/"
 	trap 'kill 0' EXIT INT TERM; \
 	SANDBOX_PAYBOX_SOAP_URL=http://$(HOST):$(PORT)/pagopa/paForNode SANDBOX_PUBLIC_URL=http://$(HOST):$(SANDBOX_PORT) \
 	SANDBOX_ACCEPT_PAST_DUE_DATES=1 \
 	    $(BIN)/flask --app portal.pagopa.sandbox run --host $(HOST) --port $(SANDBOX_PORT) & \
-	$(FLASK) run --host $(HOST) --port $(PORT)
+	$(DEMO_ENV) $(FLASK) run --host $(HOST) --port $(PORT)
 
 # First the prerequisites (PostgreSQL, Redis: stop at once; poppler-utils, chromium: the apt command, then skips).
 test: install-dev assets
@@ -60,7 +62,7 @@ static/vendor/.installed: package.json package-lock.json
 
 demo: install
 	$(FLASK) db upgrade
-	$(FLASK) demo load --if-empty
+	$(DEMO_ENV) $(FLASK) demo load --if-empty
 
 lint: install-dev
 	$(BIN)/ruff check portal tests bench

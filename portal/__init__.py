@@ -106,6 +106,7 @@ def register_cli(app: Flask) -> None:
 
 def register_hooks(app: Flask) -> None:
     """One commit per request, and responses that caches and htmx can tell apart."""
+    production = app.config.get("PAYBOX_ENV") == "production"
 
     @app.after_request
     def commit_and_tag(response):
@@ -120,6 +121,9 @@ def register_hooks(app: Flask) -> None:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")
+        if production:
+            # Production is served over HTTPS only (the deploy kit's web server redirects plain HTTP).
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
         return response
 
     @app.teardown_request

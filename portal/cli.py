@@ -16,8 +16,13 @@ users_cli = AppGroup("users", help="Utenti del back office.")
 @click.option("--if-empty", is_flag=True, help="Non fare nulla se il database contiene già un ente.")
 def demo_load(position_count: int, if_empty: bool):
     """Load the demo Comune, its services, 200 debtors and positions in every state; print the logins."""
+    from flask import current_app
+
     from portal import demo
 
+    if current_app.config["PAYBOX_ENV"] == "production":
+        raise click.ClickException("I dati dimostrativi non si caricano in produzione (PAYBOX_ENV=production): "
+                                   "creano utenti con password note. Creare gli utenti con `flask users create`.")
     try:
         result = demo.load(db.session, positions=position_count, if_empty=if_empty)
     except demo.DemoAlreadyLoaded as exc:
@@ -31,7 +36,10 @@ def demo_load(position_count: int, if_empty: bool):
 
 
 def _echo_logins(logins) -> None:
-    click.echo("Accessi dimostrativi al back office, http://127.0.0.1:5000/officer/ (utente / password / ruolo):")
+    from flask import current_app
+
+    url = current_app.config["PUBLIC_URL"].rstrip("/") + "/officer/"
+    click.echo(f"Accessi dimostrativi al back office, {url} (utente / password / ruolo):")
     for username, password, role in logins:
         click.echo(f"  {username:<14} {password:<22} {role}")
 

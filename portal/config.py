@@ -51,8 +51,25 @@ REQUIRED_IN_PRODUCTION = (
     "PAGOPA_BROKER_ID", "PAGOPA_STATION_ID",
 )
 
-#: Where the pagoPA sandbox (``portal/pagopa/sandbox``) listens in the laptop demo.
-SANDBOX_URL = "http://127.0.0.1:5001"
+#: Where the pagoPA sandbox (``portal/pagopa/sandbox``) and Pay Box listen in the laptop demo by default
+#: (``make run PORT=… SANDBOX_PORT=…`` moves both: it passes ``PAYBOX_PORT``, ``PAYBOX_SANDBOX_PORT`` and
+#: ``PAYBOX_HOST``, which the URLs below follow).
+DEFAULT_SANDBOX_PORT = 5001
+DEFAULT_PORT = 5000
+#: Shortest SECRET_KEY accepted in production, in bytes.
+SECRET_KEY_MIN_BYTES = 32
+
+
+def check_secret_key(secret: str) -> None:
+    """A production secret signs every session cookie and CSRF token: at least 32 bytes that look random.
+
+    :raise ConfigError: for a short key or one with too few distinct characters (``xxxx…``, ``1234…``).
+    """
+    hint = "generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+    if len(secret.encode()) < SECRET_KEY_MIN_BYTES:
+        raise ConfigError(f"SECRET_KEY must be at least {SECRET_KEY_MIN_BYTES} random bytes; {hint}")
+    if len(set(secret)) < 16:
+        raise ConfigError(f"SECRET_KEY does not look random (too few distinct characters); {hint}")
 
 
 def load_config(env: dict | None = None) -> dict:
@@ -70,13 +87,19 @@ def load_config(env: dict | None = None) -> dict:
         if missing:
             raise ConfigError("missing required settings: " + ", ".join(missing))
     secret = env.get("SECRET_KEY")
+    if mode == "production":
+        check_secret_key(secret)
     if not secret:
         # Development only: a per-process random key (sessions end at restart; nothing is shipped).
         secret = os.urandom(32).hex()
     database_url = database_uri(env.get("DATABASE_URL") or f"sqlite:///{ROOT / 'instance' / 'paybox.db'}")
+    host = env.get("PAYBOX_HOST") or "127.0.0.1"
+    sandbox_url = f"http://{host}:{_int(env, 'PAYBOX_SANDBOX_PORT', DEFAULT_SANDBOX_PORT)}"
     session_hours = _int(env, "SESSION_LIFETIME_HOURS", 8)
     return {
         "PAYBOX_ENV": mode,
+        # Where officers reach this installation (printed by `flask demo load`, used in links sent by e-mail).
+        "PUBLIC_URL": env.get("PAYBOX_PUBLIC_URL") or f"http://{host}:{_int(env, 'PAYBOX_PORT', DEFAULT_PORT)}",
         "SECRET_KEY": secret,
         "SQLALCHEMY_DATABASE_URI": database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(database_url),
@@ -102,17 +125,17 @@ def load_config(env: dict | None = None) -> dict:
         "MAX_CONTENT_LENGTH": _int(env, "MAX_UPLOAD_MB", 64) * 1024 * 1024,
         # pagoPA, through the technological intermediary. Development defaults point at the local sandbox;
         # UAT or production is only a matter of changing these variables.
-        "PAGOPA_GPD_URL": env.get("PAGOPA_GPD_URL") or f"{SANDBOX_URL}/gpd/debt-positions-service",
-        "PAGOPA_RECEIPTS_URL": env.get("PAGOPA_RECEIPTS_URL") or f"{SANDBOX_URL}/gpd/payments-receipts-service/v1",
-        "PAGOPA_CHECKOUT_URL": env.get("PAGOPA_CHECKOUT_URL") or f"{SANDBOX_URL}/checkout/ec",
-        "PAGOPA_FDR_URL": env.get("PAGOPA_FDR_URL") or f"{SANDBOX_URL}/fdr-org/service/v1",
+        "PAGOPA_GPD_URL": env.get("PAGOPA_GPD_URL") or f"{sandbox_url}/gpd/debt-positions-service",
+        "PAGOPA_RECEIPTS_URL": env.get("PAGOPA_RECEIPTS_URL") or f"{sandbox_url}/gpd/payments-receipts-service/v1",
+        "PAGOPA_CHECKOUT_URL": env.get("PAGOPA_CHECKOUT_URL") or f"{sandbox_url}/checkout/ec",
+        "PAGOPA_FDR_URL": env.get("PAGOPA_FDR_URL") or f"{sandbox_url}/fdr-org/service/v1",
         "PAGOPA_API_KEY": env.get("PAGOPA_API_KEY") or ("sandbox-key" if mode != "production" else None),
         "PAGOPA_BROKER_ID": env.get("PAGOPA_BROKER_ID") or None,
         "PAGOPA_STATION_ID": env.get("PAGOPA_STATION_ID") or None,
         "PAGOPA_TIMEOUT_SECONDS": _float(env, "PAGOPA_TIMEOUT_SECONDS", 10.0),
         # The sandbox's PSP counter, linked from the position page so a tester can pay a notice (never in production).
         "PAGOPA_SANDBOX_URL": None if mode == "production" else (
-            env.get("PAGOPA_SANDBOX_URL") or (None if env.get("PAGOPA_GPD_URL") else SANDBOX_URL)),
+            env.get("PAGOPA_SANDBOX_URL") or (None if env.get("PAGOPA_GPD_URL") else sandbox_url)),
         # Who may call POST /pagopa/paForNode besides the idPA/idBrokerPA/idStation check: an allow-list of
         # client addresses (comma-separated IPs or CIDRs) and a header a TLS-terminating proxy adds.
         "PAGOPA_SOAP_ALLOWED_IPS": _list(env.get("PAGOPA_SOAP_ALLOWED_IPS")),
