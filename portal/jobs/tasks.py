@@ -98,6 +98,16 @@ def purge_job_records(session: Session):
     return Outcome(f"{count} righe eliminate", idle=count == 0)
 
 
+@task("default", label="Aggiornamento dei totali del cruscotto", kind="maintenance", every=60,
+      timeout=600, ttl=120, retry_max=0)
+def compact_position_totals(session: Session):
+    """Fold the dashboard totals' delta rows (one row per key again)."""
+    from portal.ledger.totals import compact
+
+    folded = compact(session)
+    return Outcome(f"{folded} righe dei totali accorpate", idle=folded == 0)
+
+
 # --- Bill runs and notice e-mails ----------------------------------------------------------------------------------
 
 

@@ -372,6 +372,28 @@ class Receipt(db.Model):
     )
 
 
+class PositionTotal(db.Model):
+    """Count and amounts of positions per (creditor, service, status, due date), for the dashboard.
+
+    Written only by database triggers on ``positions`` (migration ``7a3c5e9d1f20``): each change appends a delta
+    row, so writers never contend for a summary row; :func:`portal.ledger.totals.compact` folds them. A key's
+    figures are the sum of its rows.
+    """
+
+    __tablename__ = "position_totals"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
+    creditor_id: Mapped[int] = mapped_column()
+    service_id: Mapped[int] = mapped_column()
+    status: Mapped[str] = mapped_column(sa.String(20))
+    due_date: Mapped[date] = mapped_column(sa.Date)
+    count: Mapped[int] = mapped_column(sa.BigInteger)
+    amount_cents: Mapped[int] = mapped_column(sa.BigInteger)
+    paid_cents: Mapped[int] = mapped_column(sa.BigInteger)
+
+    __table_args__ = (sa.Index("ix_position_totals_key", "creditor_id", "service_id", "status", "due_date"),)
+
+
 class NumberCounter(db.Model):
     """The next 13-digit IUV base per creditor; allocation moves it forward and never back."""
 

@@ -9,6 +9,7 @@ from datetime import date
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, contains_eager
 
+from portal.ledger import totals
 from portal.ledger.identifiers import normalize_fiscal_code
 from portal.ledger.models import Debtor, PaymentOption, Position, Service
 from portal.ledger.notice_numbers import normalize_nav
@@ -213,33 +214,21 @@ class StatusTotal:
 
 def dashboard_totals(session: Session, creditor_id: int, *, scope: set[int] | None = None,
                      today: date | None = None) -> dict:
-    """Counts and amounts per status and per service, and the overdue totals."""
+    """Counts and amounts per status and per service, and the overdue totals (from :mod:`portal.ledger.totals`,
+    so the cost does not grow with the number of positions)."""
     today = today or date.today()
-    base = [Position.creditor_id == creditor_id]
-    if scope is not None:
-        base.append(Position.service_id.in_(scope or {-1}))
-    rows = session.execute(
-        sa.select(Position.service_id, Position.status, sa.func.count(),
-                  sa.func.coalesce(sa.func.sum(Position.amount_cents), 0))
-        .where(*base)
-        .group_by(Position.service_id, Position.status)
-    ).all()
     by_status: dict[PositionStatus, StatusTotal] = {}
     by_service: dict[int, dict[PositionStatus, StatusTotal]] = {}
-    for service_id, status, count, amount in rows:
-        status = PositionStatus(status)
+    for service_id, status, count, amount in totals.by_service_and_status(session, creditor_id, scope=scope):
         total = by_status.setdefault(status, StatusTotal(status, 0, 0))
         total.count += count
-        total.amount_cents += int(amount)
-        by_service.setdefault(service_id, {})[status] = StatusTotal(status, count, int(amount), service_id)
-    overdue_count, overdue_cents = session.execute(
-        sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(Position.amount_cents - Position.paid_cents), 0))
-        .where(*base, Position.status.in_(OPEN_STATUSES), Position.due_date < today)
-    ).one()
+        total.amount_cents += amount
+        by_service.setdefault(service_id, {})[status] = StatusTotal(status, count, amount, service_id)
+    overdue_count, overdue_cents = totals.overdue(session, creditor_id, today=today, scope=scope)
     services = {s.id: s for s in session.scalars(sa.select(Service).where(Service.creditor_id == creditor_id))}
     return {
         "by_status": by_status,
-        "by_service": {services[sid]: totals for sid, totals in by_service.items() if sid in services},
+        "by_service": {services[sid]: totals_ for sid, totals_ in by_service.items() if sid in services},
         "overdue_count": overdue_count,
-        "overdue_cents": int(overdue_cents),
+        "overdue_cents": overdue_cents,
     }

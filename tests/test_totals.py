@@ -1,0 +1,109 @@
+"""The dashboard's totals, kept by triggers in the same transaction as each change, on PostgreSQL and SQLite."""
+
+from datetime import date, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from portal.extensions import db
+from portal.ledger import queries, totals
+from portal.ledger import services as ledger
+from portal.ledger.models import Position, PositionTotal
+from portal.ledger.payments import CreditorRef, record_receipt
+from portal.ledger.status import PositionStatus
+from tests.conftest import position_input
+from tests.test_ledger_payments import receipt_for
+from tests.test_sqlite import sqlite_app
+
+S = PositionStatus
+
+
+def churn(session, creditor, service) -> None:
+    """Every kind of change a position goes through: create, publish, pay, pay in part, cancel, bulk updates,
+    an update of nothing counted, a rolled-back change. (Positions are never deleted: their events refer to them.)"""
+    made = []
+    for n in range(6):
+        position, _ = ledger.create_position(session, creditor, position_input(service, amount=1000 * (n + 1),
+                                                                             installments=(600 * (n + 1),) * 2),
+                                             actor="test", enqueue_sync=False)
+        made.append(position)
+    session.commit()
+    for position in made[:5]:
+        ledger.transition(session, position, S.PUBLISHED, actor="test")
+    session.commit()
+    ref = CreditorRef.of(creditor)
+    record_receipt(session, ref, receipt_for(made[0].single_option), source="paSendRTV2", raw_xml="<r/>")
+    record_receipt(session, ref, receipt_for(made[1].installments[0]), source="paSendRTV2", raw_xml="<r/>")
+    ledger.cancel_position(session, made[2], reason="Errore", actor="test")
+    session.commit()
+    session.execute(sa.update(Position).where(Position.id == made[3].id)
+                    .values(due_date=date.today() - timedelta(days=40)))
+    session.execute(sa.update(Position).where(Position.id == made[4].id).values(amount_cents=777))
+    session.commit()
+    before = session.scalar(sa.select(sa.func.count()).select_from(PositionTotal))
+    session.execute(sa.update(Position).where(Position.id == made[4].id).values(subject="Altra causale"))
+    session.commit()
+    assert session.scalar(sa.select(sa.func.count()).select_from(PositionTotal)) == before  # nothing counted moved
+    made[5].amount_cents = 1
+    session.flush()
+    session.rollback()  # a change rolled back takes its delta rows with it
+
+
+def test_totals_follow_every_change_on_postgresql(ctx, creditor, service):
+    churn(db.session, creditor, service)
+    assert totals.matches_positions(db.session)
+    rows = db.session.scalar(sa.select(sa.func.count()).select_from(PositionTotal))
+    folded = totals.compact(db.session)
+    db.session.commit()
+    assert folded > 0
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(PositionTotal)) == rows - folded
+    assert totals.matches_positions(db.session)
+    assert totals.compact(db.session) == 0  # already one row per key
+
+
+def test_totals_follow_every_change_on_sqlite(tmp_path):
+    from portal.ledger.models import Creditor, Service
+    from tests.test_concurrent_receipts import seed
+
+    with sqlite_app(tmp_path / "paybox.db"):
+        seed(db.session)
+        creditor = db.session.scalar(sa.select(Creditor))
+        service = db.session.scalar(sa.select(Service))
+        churn(db.session, creditor, service)
+        assert totals.matches_positions(db.session)
+        totals.compact(db.session)
+        db.session.commit()
+        assert totals.matches_positions(db.session)
+        triggers = {r[0] for r in db.session.execute(sa.text("SELECT name FROM sqlite_master WHERE type = 'trigger'"))}
+        assert {"position_totals_insert", "position_totals_update", "position_totals_delete"} <= triggers
+
+
+def test_the_dashboard_reads_the_totals_not_the_positions(ctx, creditor, service, make_position):
+    overdue = make_position(amount=10000)
+    make_position(amount=2500)
+    db.session.execute(sa.update(Position).where(Position.id == overdue.id)
+                       .values(due_date=date.today() - timedelta(days=3)))
+    db.session.commit()
+    statements = []
+
+    def seen(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        figures = queries.dashboard_totals(db.session, creditor.id)
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", seen)
+    assert figures["overdue_count"] == 1
+    assert figures["overdue_cents"] == 10000
+    assert figures["by_status"][S.DRAFT].count == 2
+    assert figures["by_status"][S.DRAFT].amount_cents == 12500
+    assert not any("FROM positions" in s for s in statements)
+    assert overdue.status == S.DRAFT
+
+
+@pytest.mark.parametrize("scope", [set(), None])
+def test_scope_limits_the_totals(ctx, creditor, make_position, scope):
+    make_position(amount=1000)
+    figures = queries.dashboard_totals(db.session, creditor.id, scope=scope)
+    assert sum(t.count for t in figures["by_status"].values()) == (0 if scope == set() else 1)
