@@ -299,7 +299,7 @@ def test_position_page_shows_options_transfers_lifecycle_and_timeline(client, ma
     assert "Caricata su pagoPA" in lifecycle
     assert lifecycle.count("—") == 4
     timeline = html.split('data-testid="timeline"')[1]
-    assert "Creata" in timeline
+    assert "La posizione è stata creata." in timeline
     assert "M.Bianchi" in timeline
     assert "Stato precedente: Bozza" in timeline
     assert "Sistema" in timeline

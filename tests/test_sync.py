@@ -228,7 +228,7 @@ def test_new_position_is_published_on_pagopa_within_its_job(ctx, jobs, gpd, new_
     assert sorted(o.iuv for o in remote.options) == sorted(o.iuv for o in position.options)
     record = db.session.scalar(sa.select(JobRecord))
     assert (record.status, record.attempts) == ("done", 1)
-    assert "synced" in record.message
+    assert "allineata con pagoPA (caricamento)" in record.message
     assert record.started_at is not None
     assert record.finished_at is not None
 

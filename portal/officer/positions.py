@@ -8,7 +8,7 @@ import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 
 import sqlalchemy as sa
 from flask import Response, abort, current_app, flash, redirect, render_template, request, stream_with_context, url_for
@@ -18,14 +18,13 @@ from sqlalchemy.orm import selectinload
 
 from portal.accounts.models import Role, User
 from portal.extensions import db, htmx
-from portal.formatting import format_datetime, parse_date_input, status_label
+from portal.formatting import parse_date_input, status_label
 from portal.ledger import queries
 from portal.ledger import services as ledger
 from portal.ledger.identifiers import IdentifierError, validate_debtor_fiscal_code
 from portal.ledger.models import Event, PaymentOption, Receipt
-from portal.ledger.notice_numbers import format_nav, normalize_nav
+from portal.ledger.notice_numbers import normalize_nav
 from portal.ledger.status import (
-    LABELS,
     OPEN_STATUSES,
     PAYABLE_STATUSES,
     TRANSITIONS,
@@ -33,11 +32,12 @@ from portal.ledger.status import (
     OptionStatus,
     PositionStatus,
 )
-from portal.money import AmountError, format_euro, parse_euro
+from portal.money import AmountError, parse_euro
 from portal.notices.delivery import deliveries_of
 from portal.officer import bp
 from portal.officer.access import get_position_or_404, roles_required, visible_services
 from portal.officer.forms import CancelPositionForm, EmptyForm
+from portal.officer.timeline import describe_event
 from portal.reports import exports
 
 ANY_ROLE = (Role.ADMIN, Role.OPERATOR, Role.VIEWER)
@@ -200,121 +200,6 @@ def _read_and_close(file, chunk_size: int = 64 * 1024):
 
 
 # --- The position page ------------------------------------------------------------------------------------------
-
-#: Timeline entries that are not a status of the position.
-EVENT_LABELS = {
-    "created": "Creata",
-    "notice_issued": "Avviso emesso",
-    "installment_paid": "Rata pagata",
-    "receipt_flagged": "Ricevuta da verificare",
-    "reissued": "Sostituita da un nuovo atto",
-    "sync_failed": "Errore di invio a pagoPA",
-    "pagopa_updated": "Aggiornata su pagoPA",
-    "pagopa_invalidated": "Annullata su pagoPA",
-    "pagopa_deleted": "Eliminata da pagoPA",
-}
-
-#: How the details of an event are named on the timeline (others are shown with their key).
-DETAIL_LABELS = {
-    "previous": "Stato precedente",
-    "reason": "Motivo",
-    "note": "Nota",
-    "source": "Canale",
-    "external_id": "Identificativo esterno",
-    "amount_cents": "Importo",
-    "notice_numbers": "Codici avviso",
-    "notice_number": "Codice avviso",
-    "iuv": "IUV",
-    "psp": "PSP",
-    "psp_id": "Codice PSP",
-    "psp_name": "PSP",
-    "receipt_id": "Ricevuta",
-    "payment_method": "Metodo di pagamento",
-    "payment_at": "Pagato il",
-    "fee_cents": "Commissione",
-    "stand_in": "Stand-in",
-    "channel": "Canale",
-    "option_kind": "Opzione",
-    "installment_number": "Rata",
-    "flag": "Da verificare",
-    "message": "Messaggio",
-    "title": "Errore pagoPA",
-    "detail": "Dettaglio",
-    "status": "Codice HTTP",
-    "action": "Operazione",
-    "how": "Modalità",
-    "version": "Versione",
-    "flow_id": "Flusso di rendicontazione",
-    "bill_run_id": "Bollettazione n.",
-    "mode": "File di stampa",
-}
-
-ACTOR_LABELS = {"pagopa": "pagoPA", "system": "Sistema"}
-
-
-@dataclass
-class TimelineEntry:
-    """One event as the position page shows it."""
-
-    label: str
-    at: datetime
-    actor: str
-    details: list[tuple[str, str]]
-
-
-def event_label(kind: str) -> str:
-    """The Italian name of an event kind (a status name for status changes)."""
-    if kind in EVENT_LABELS:
-        return EVENT_LABELS[kind]
-    try:
-        return LABELS[PositionStatus(kind)]
-    except ValueError:
-        return kind.replace("_", " ").capitalize()
-
-
-def _detail_value(key: str, value) -> str:
-    if key == "previous":
-        try:
-            return LABELS[PositionStatus(value)]
-        except ValueError:
-            return str(value)
-    if key.endswith("_cents") and isinstance(value, int):
-        return format_euro(value)
-    if key == "option_kind":
-        return {"single": "Unica soluzione", "installment": "Rata"}.get(value, str(value))
-    if key.endswith("_at") and isinstance(value, str):
-        try:
-            return format_datetime(datetime.fromisoformat(value))
-        except ValueError:
-            return value
-    if isinstance(value, bool):
-        return "sì" if value else "no"
-    if key.startswith("notice_number") and isinstance(value, list):
-        return ", ".join(format_nav(str(v)) for v in value)
-    if key.startswith("notice_number") and isinstance(value, str):
-        return format_nav(value)
-    if isinstance(value, list):
-        return ", ".join(str(v) for v in value)
-    return str(value)
-
-
-def describe_event(event: Event, user_names: Mapping[int, str]) -> TimelineEntry:
-    """Name the event, its actor (a user's full name when known) and its details in Italian."""
-    if event.actor_user_id is not None and event.actor_user_id in user_names:
-        actor = user_names[event.actor_user_id]
-    elif event.actor.startswith("api:"):
-        actor = f"Sistema esterno ({event.actor[4:]})"
-    elif event.actor.startswith("user:"):
-        actor = "Utente non più presente"
-    else:
-        actor = ACTOR_LABELS.get(event.actor, event.actor)
-    details = [
-        (DETAIL_LABELS.get(key, key), _detail_value(key, value))
-        for key, value in (event.details or {}).items()
-        if value not in (None, "", [], {}) and not (key == "stand_in" and value is False)
-    ]
-    return TimelineEntry(label=event_label(event.kind), at=event.at, actor=actor, details=details)
-
 
 @bp.route("/positions/<int:position_id>")
 @roles_required(*ANY_ROLE)

@@ -56,6 +56,12 @@ GPD_PAID_STATUSES = frozenset({"PAID", "PARTIALLY_PAID", "REPORTED"})
 ACTOR = "system"
 
 
+#: How the outcome of an attempt and its pagoPA operations read on the jobs page.
+RESULTS = {"synced": "allineata con pagoPA", "noop": "già allineata", "busy": "in lavorazione da un'altra attività",
+           "missing": "inesistente", "retry": "pagoPA non raggiungibile, si riprova", "rejected": "rifiutata da pagoPA"}
+ACTIONS = {"create": "caricamento", "update": "aggiornamento", "invalidate": "annullamento", "delete": "eliminazione"}
+
+
 @dataclass(frozen=True)
 class SyncOutcome:
     """What one synchronisation attempt of one position did.
@@ -71,9 +77,9 @@ class SyncOutcome:
     next_at: datetime | None = None
 
     def __str__(self) -> str:
-        text = f"position {self.position_id}: {self.result}"
+        text = f"posizione {self.position_id}: {RESULTS.get(self.result, self.result)}"
         if self.actions:
-            text += f" ({', '.join(self.actions)})"
+            text += f" ({', '.join(ACTIONS.get(a, a) for a in self.actions)})"
         if self.message:
             text += f": {self.message}"
         return text

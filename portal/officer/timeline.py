@@ -1,0 +1,174 @@
+"""A position's timeline as officers read it: one Italian sentence per event, its details as labelled fields.
+
+Every event kind, detail and coded value (channels, pagoPA operations, payment methods, flags) has an Italian text
+here; nothing raw reaches the page. Plain Python (no Flask), so ``tests/test_timeline.py`` walks every kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from portal.formatting import format_datetime
+from portal.ledger.models import Event
+from portal.ledger.notice_numbers import format_nav
+from portal.ledger.status import PositionStatus
+from portal.money import format_euro
+
+#: The sentence of each event kind: status changes first, then the other events.
+SENTENCES = {
+    PositionStatus.DRAFT.value: "La posizione è tornata in bozza.",
+    PositionStatus.PUBLISHED.value: "La posizione è stata caricata su pagoPA ed è pagabile.",
+    PositionStatus.PARTIALLY_PAID.value: "La posizione è stata pagata in parte.",
+    PositionStatus.PAID.value: "La posizione è stata pagata per intero.",
+    PositionStatus.REPORTED.value: "Il pagamento è stato rendicontato da pagoPA.",
+    PositionStatus.EXPIRED.value: "La posizione è scaduta.",
+    PositionStatus.CANCELLED.value: "La posizione è stata annullata.",
+    PositionStatus.REMINDED.value: "Al debitore è stato inviato un sollecito.",
+    PositionStatus.IN_LITIGATION.value: "La posizione è passata al contenzioso.",
+    "created": "La posizione è stata creata.",
+    "notice_issued": "L'avviso di pagamento è stato emesso.",
+    "installment_paid": "Una rata è stata pagata.",
+    "receipt_flagged": "È arrivata una ricevuta di pagamento da verificare.",
+    "receipt_resolved": "L'anomalia della ricevuta è stata risolta.",
+    "reissued": "La posizione è stata sostituita da un nuovo atto.",
+    "sync_failed": "pagoPA non ha accettato la modifica.",
+    "pagopa_updated": "La nuova versione è stata inviata a pagoPA.",
+    "pagopa_invalidated": "La posizione è stata annullata su pagoPA.",
+    "pagopa_deleted": "La posizione è stata eliminata da pagoPA.",
+}
+
+#: How the details of an event are named.
+DETAIL_LABELS = {
+    "previous": "Stato precedente",
+    "reason": "Motivo",
+    "note": "Nota",
+    "source": "Canale",
+    "external_id": "Identificativo esterno",
+    "amount_cents": "Importo",
+    "option_amount_cents": "Importo dell'avviso",
+    "notice_numbers": "Codici avviso",
+    "notice_number": "Codice avviso",
+    "iuv": "IUV",
+    "psp": "PSP",
+    "psp_id": "Codice PSP",
+    "psp_name": "PSP",
+    "receipt_id": "Ricevuta",
+    "payment_method": "Metodo di pagamento",
+    "payment_at": "Pagato il",
+    "fee_cents": "Commissione",
+    "stand_in": "Pagamento in stand-in",
+    "channel": "Canale",
+    "option_kind": "Opzione",
+    "installment_number": "Rata",
+    "flag": "Da verificare",
+    "position_status": "Stato della posizione",
+    "message": "Messaggio",
+    "title": "Errore pagoPA",
+    "detail": "Dettaglio",
+    "status": "Codice HTTP",
+    "action": "Operazione",
+    "how": "Esito",
+    "version": "Versione",
+    "flow_id": "Flusso di rendicontazione",
+    "bill_run_id": "Bollettazione n.",
+    "mode": "File di stampa",
+    "request_id": "Identificativo della richiesta",
+}
+
+#: Coded values, per detail, in Italian.
+VALUES = {
+    "source": {"manual": "inserimento manuale", "api": "servizio web (API)", "import": "importazione da file",
+               "demo": "dati dimostrativi", "paSendRT": "ricevuta dal nodo pagoPA", "paSendRTV2": "ricevuta dal nodo "
+               "pagoPA", "receipts-api": "recupero ricevute da pagoPA"},
+    "channel": {"gpd": "pagoPA (posizioni debitorie)", "manual": "inserimento manuale"},
+    "action": {"create": "caricamento", "update": "aggiornamento", "invalidate": "annullamento",
+               "delete": "eliminazione", "mark_paid": "segnalazione del pagamento"},
+    "how": {"invalidated": "annullata", "already_invalid": "era già annullata",
+            "deleted": "eliminata (era in bozza o scaduta su pagoPA)", "absent": "non era mai arrivata su pagoPA"},
+    "option_kind": {"single": "unica soluzione", "installment": "rata"},
+    "flag": {"unknown_iuv": "avviso sconosciuto o di un altro ente", "amount_mismatch": "importo diverso dal dovuto",
+             "already_paid": "avviso già pagato", "cancelled_position": "posizione annullata"},
+    "reason": {"receipt": "è arrivata una ricevuta di pagamento"},
+    "mode": {"merged": "un PDF per blocco", "envelopes": "un PDF per busta"},
+    # ctReceipt's paymentMethod, as the node sends it.
+    "payment_method": {"CP": "carta di pagamento", "BBT": "bonifico bancario", "BP": "bollettino postale",
+                       "AD": "addebito diretto", "PO": "pagamento presso un PSP", "MYBK": "MyBank",
+                       "PPAL": "PayPal", "BPAY": "Bancomat Pay", "JIF": "Bancomat Pay", "APPL": "Apple Pay",
+                       "GOOG": "Google Pay", "SATY": "Satispay", "OBEP": "home banking", "RBPS": "home banking",
+                       "other": "altro metodo"},
+}
+
+ACTOR_LABELS = {"pagopa": "pagoPA", "system": "Sistema", "test": "Prova", "bollettazione": "Bollettazione",
+                "demo": "Dati dimostrativi"}
+
+
+@dataclass
+class TimelineEntry:
+    """One event as the position page shows it."""
+
+    label: str
+    at: datetime
+    actor: str
+    details: list[tuple[str, str]]
+
+
+def sentence(kind: str) -> str:
+    """The Italian sentence of an event kind (a generic one for a kind not known yet)."""
+    return SENTENCES.get(kind, "Evento registrato.")
+
+
+def status_name(value: str) -> str:
+    from portal.ledger.status import LABELS
+
+    try:
+        return LABELS[PositionStatus(value)]
+    except ValueError:
+        return str(value)
+
+
+def detail_value(key: str, value) -> str:
+    """One detail's value in Italian: amounts, dates, notice numbers, statuses and coded values."""
+    if key in ("previous", "position_status"):
+        return status_name(value)
+    if key in VALUES and isinstance(value, str):
+        return VALUES[key].get(value, value if key != "payment_method" else f"{VALUES[key]['other']} ({value})")
+    if key.endswith("_cents") and isinstance(value, int):
+        return format_euro(value)
+    if key.endswith("_at") and isinstance(value, str):
+        try:
+            return format_datetime(datetime.fromisoformat(value))
+        except ValueError:
+            return value
+    if isinstance(value, bool):
+        return "sì" if value else "no"
+    if key.startswith("notice_number") and isinstance(value, list):
+        return ", ".join(format_nav(str(v)) for v in value)
+    if key.startswith("notice_number") and isinstance(value, str):
+        return format_nav(value)
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def actor_name(event: Event, user_names: Mapping[int, str]) -> str:
+    """Who did it: a user's full name when known, an external system, or pagoPA / the system."""
+    if event.actor_user_id is not None and event.actor_user_id in user_names:
+        return user_names[event.actor_user_id]
+    if event.actor.startswith("api:"):
+        return f"Sistema esterno ({event.actor[4:]})"
+    if event.actor.startswith("user:"):
+        return "Utente non più presente"
+    return ACTOR_LABELS.get(event.actor, event.actor)
+
+
+def describe_event(event: Event, user_names: Mapping[int, str]) -> TimelineEntry:
+    """The sentence, its actor and the labelled details of one event."""
+    details = [
+        (DETAIL_LABELS.get(key, key.replace("_", " ").capitalize()), detail_value(key, value))
+        for key, value in (event.details or {}).items()
+        if value not in (None, "", [], {}) and not (key == "stand_in" and value is False)
+    ]
+    return TimelineEntry(label=sentence(event.kind), at=event.at, actor=actor_name(event, user_names),
+                         details=details)

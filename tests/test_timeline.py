@@ -1,0 +1,75 @@
+"""Officers read Italian only: every event kind, detail and coded value of the timeline, and every job result."""
+
+import re
+from datetime import UTC, datetime
+
+import pytest
+
+from portal.ledger.models import Event
+from portal.ledger.status import PositionStatus
+from portal.ledger.sync_state import SweepResult
+from portal.officer.timeline import SENTENCES, VALUES, describe_event
+from portal.pagopa.sync import BatchOutcome, SyncOutcome
+
+#: Words that betray untranslated text (English, or a raw code).
+ENGLISH = re.compile(r"\b(position|synced|noop|busy|missing|retry|rejected|create|update|invalidate|delete|"
+                     r"manual|gpd|invalidated|deleted|absent|single|installment|unknown|mismatch|already|"
+                     r"cancelled|paid|flagged|receipt|published|draft|none|true|false)\b", re.IGNORECASE)
+RAW_CODE = re.compile(r"\b[a-z]+_[a-z_]+\b")
+
+#: Every event kind the code writes, with the details it writes.
+EVENTS = {
+    "created": {"source": "manual", "external_id": None, "amount_cents": 12000,
+                "notice_numbers": ["301000000000000144"]},
+    **{status.value: {"previous": "draft", "channel": "gpd", "reason": "receipt", "option_kind": "installment",
+                      "installment_number": 2, "payment_method": "CP", "psp_name": "Banca", "stand_in": True,
+                      "payment_at": "2027-01-10T10:00:00+00:00", "fee_cents": 150, "source": "paSendRTV2"}
+       for status in PositionStatus},
+    "installment_paid": {"option_kind": "installment", "payment_method": "BBT", "source": "receipts-api"},
+    "receipt_flagged": {"flag": "amount_mismatch", "option_amount_cents": 10000, "position_status": "paid"},
+    "receipt_resolved": {"flag": "unknown_iuv", "note": "Rimborsato"},
+    "notice_issued": {"bill_run_id": 3, "mode": "envelopes"},
+    "reissued": {"reason": "Contenzioso"},
+    "sync_failed": {"action": "create", "status": 400, "title": "Dati non validi", "message": "Rifiutata"},
+    "pagopa_updated": {"version": 2},
+    "pagopa_invalidated": {"how": "invalidated"},
+    "pagopa_deleted": {},
+}
+
+
+def text_of(entry) -> str:
+    return " ".join([entry.label, entry.actor, *(f"{label}: {value}" for label, value in entry.details)])
+
+
+@pytest.mark.parametrize("kind", sorted(EVENTS))
+def test_every_event_reads_as_an_italian_sentence(kind):
+    event = Event(kind=kind, actor="pagopa", at=datetime(2027, 1, 10, tzinfo=UTC), details=EVENTS[kind])
+    entry = describe_event(event, {})
+    assert kind in SENTENCES
+    assert entry.label.endswith(".")
+    text = text_of(entry)
+    assert not ENGLISH.search(text), text
+    assert not RAW_CODE.search(text), text
+
+
+@pytest.mark.parametrize(("key", "code"), [(k, c) for k, values in VALUES.items() for c in values])
+def test_every_coded_value_has_an_italian_text(key, code):
+    event = Event(kind="created", actor="system", at=datetime(2027, 1, 10, tzinfo=UTC), details={key: code})
+    text = text_of(describe_event(event, {}))
+    assert not RAW_CODE.search(text), text
+
+
+def test_an_unknown_payment_method_says_so_in_italian():
+    event = Event(kind="paid", actor="pagopa", at=datetime(2027, 1, 10, tzinfo=UTC), details={"payment_method": "XYZ"})
+    assert ("Metodo di pagamento", "altro metodo (XYZ)") in describe_event(event, {}).details
+
+
+@pytest.mark.parametrize("result", [
+    *(SyncOutcome(1002, r, ("create", "update", "invalidate", "delete")) for r in
+      ("synced", "noop", "busy", "missing", "retry", "rejected")),
+    BatchOutcome(published=[1, 2], retry=[3]), SweepResult(batches=[[1, 2]], singles=[3]),
+])
+def test_every_job_result_reads_in_italian(result):
+    text = str(result)
+    assert not ENGLISH.search(text), text
+    assert not RAW_CODE.search(text), text
