@@ -75,7 +75,7 @@ def matching_ids(creditor_id: int, flt: PositionFilter, today: date) -> sa.Selec
         text = flt.debtor.strip()
         code = normalize_fiscal_code(text)
         debtors = sa.select(Debtor.id).where(Debtor.creditor_id == creditor_id)
-        if len(code) in (11, 16) and code.isalnum() and any(ch.isdigit() for ch in code):
+        if len(code) in (11, 16) and code.isascii() and code.isalnum() and any(ch.isdigit() for ch in code):
             debtors = debtors.where(Debtor.fiscal_code == code)
         else:
             # Any word of the name may start with the text: "rossi" finds "Mario Rossi" and "Rossi Mario".
