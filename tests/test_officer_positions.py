@@ -310,3 +310,12 @@ def test_citizen_page_unknown_and_malformed_codes(client, admin, make_position):
     assert error
     assert "codice fiscale" in error.group(1).lower()
     assert "Nessuna posizione" not in malformed
+
+
+# --- Ids out of range --------------------------------------------------------------------------------------------
+
+
+def test_ids_past_int64_are_404_or_a_filter_message(client, admin, make_position):
+    from tests.test_officer_ids import check_ids_out_of_range
+
+    check_ids_out_of_range(client, make_position().id)

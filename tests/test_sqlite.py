@@ -170,3 +170,19 @@ def test_sqlite_due_dates_and_filters(lite_creditor):
     assert [p.id for p in queries.list_positions(db.session, lite_creditor.id, overdue, today=later).items] == [
         position.id
     ]
+
+
+def test_sqlite_ids_past_int64_are_404_or_a_filter_message(lite, lite_creditor):
+    """SQLite overflows on integers past 2⁶³-1 (OverflowError): the same checks as on PostgreSQL."""
+    from portal.accounts.services import create_user
+    from tests.conftest import PASSWORD, CSRFClient
+    from tests.test_officer_ids import check_ids_out_of_range
+
+    position, _ = ledger.create_position(db.session, lite_creditor, position_input(lite_creditor.services[0]),
+                                         actor="test", enqueue_sync=False)
+    create_user(db.session, lite_creditor, username="admin", full_name="Admin", password=PASSWORD, role="admin")
+    db.session.commit()
+    lite.test_client_class = CSRFClient
+    client = lite.test_client()
+    assert client.post("/officer/login", data={"username": "admin", "password": PASSWORD}).status_code == 302
+    check_ids_out_of_range(client, position.id)
