@@ -141,22 +141,26 @@ class CitizenSummary:
 
 def citizen_summary(session: Session, creditor_id: int, fiscal_code: str, *, scope: set[int] | None = None,
                     today: date | None = None) -> CitizenSummary:
-    """Every position of one fiscal code with what is due, paid and overdue."""
+    """Every position of one fiscal code (on the shared debtor or a version of it) with what is due, paid and
+    overdue. The debtor shown is the shared one if a position in ``scope`` uses it, else the version of the latest
+    position: data of services outside the scope is never shown."""
     today = today or date.today()
     code = normalize_fiscal_code(fiscal_code)
-    debtor = session.scalar(sa.select(Debtor).where(Debtor.creditor_id == creditor_id, Debtor.fiscal_code == code))
-    if debtor is None:
-        return CitizenSummary(None, [], 0, 0, 0)
+    debtors = sa.select(Debtor.id).where(Debtor.creditor_id == creditor_id, Debtor.fiscal_code == code)
     query = (
         sa.select(Position)
         .join(Position.service)
         .options(contains_eager(Position.service))
-        .where(Position.debtor_id == debtor.id)
+        .where(Position.debtor_id.in_(debtors.scalar_subquery()))
         .order_by(Position.due_date.desc(), Position.id.desc())
     )
     if scope is not None:
         query = query.where(Position.service_id.in_(scope or {-1}))
     positions = list(session.scalars(query))
+    if not positions:
+        return CitizenSummary(None, [], 0, 0, 0)
+    shared = [p.debtor for p in positions if p.debtor.version_of_id is None]
+    debtor = shared[0] if shared else max(positions, key=lambda p: p.id).debtor
     due = overdue = paid = 0
     for position in positions:
         paid += position.paid_cents
