@@ -318,3 +318,11 @@ def test_all_zero_debtor_code_is_refused(creditor, service):
     with pytest.raises(ValidationFailed) as info:
         ledger.create_position(db.session, creditor, _bad(service, debtor_fiscal_code="00000000000"), actor="test")
     assert "soli zeri" in info.value.by_field()["debtor.fiscal_code"][0]
+
+
+@pytest.mark.parametrize("code", ["00000000000", "0000000000０"])
+def test_creditor_with_an_all_zero_fiscal_code_is_refused(ctx, code):
+    from portal.ledger.identifiers import IdentifierError
+
+    with pytest.raises(IdentifierError, match="soli zeri"):
+        ledger.create_creditor(db.session, fiscal_code=code, name="Comune Zero", segregation_code="01")
