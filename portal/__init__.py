@@ -4,7 +4,7 @@ import logging
 
 from flask import Flask, render_template
 
-from portal import jobs
+from portal import jobs, routing
 from portal.config import ROOT, load_config
 from portal.extensions import babel, csrf, db, htmx, login_manager, migrate, static_digest
 
@@ -25,6 +25,7 @@ def create_app(config: dict | None = None) -> Flask:
         app.config.update(config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     register_extensions(app)
+    routing.register(app)
     register_blueprints(app)
     register_template_helpers(app)
     register_errorhandlers(app)

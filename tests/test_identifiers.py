@@ -125,3 +125,49 @@ def test_postal_codes():
         with pytest.raises(IdentifierError, match="5 cifre"):
             validate_postal_code(bad)
     assert validate_postal_code(" SW1A 1AA ", country="GB") == "SW1A 1AA"
+
+
+# --- Unicode look-alikes and all-zero numbers (issue 10, item 7) ---------------------------------------------------
+
+
+def test_full_width_characters_are_normalised_to_the_ascii_code():
+    """NFKC first: a full-width ２ typed from a phone is the code itself, never a second spelling of it."""
+    assert validate_debtor_fiscal_code("RSSMRA85T10A56２S") == ("RSSMRA85T10A562S", "F")
+    assert validate_debtor_fiscal_code("ＲＳＳＭＲＡ８５Ｔ１０Ａ５６２Ｓ") == ("RSSMRA85T10A562S", "F")
+    assert validate_debtor_fiscal_code("0074311015７") == ("00743110157", "G")
+    assert validate_creditor_fiscal_code("0074311015７") == "00743110157"
+    assert validate_vat_number("0074311015７") == "00743110157"
+    assert normalize_fiscal_code(" rssmra85t10a56２s ") == "RSSMRA85T10A562S"
+
+
+@pytest.mark.parametrize("code", [
+    "RSSMRA85T10A56٢S",  # an Arabic-Indic two: a digit to Python, not to NFKC
+    "RSSМRA85T10A562S",  # a Cyrillic М
+    "RSSMRÀ85T10A562S",
+    "RSSMRA85T10A562ß",  # upper-cased, ß would become the ASCII "SS"
+    "0074311015٧",
+])
+def test_what_is_not_ascii_after_nfkc_is_refused(code):
+    with pytest.raises(IdentifierError, match="solo lettere e cifre"):
+        validate_debtor_fiscal_code(code)
+
+
+def test_non_ascii_digits_are_refused_for_entes_and_vat_numbers():
+    with pytest.raises(IdentifierError, match="11 cifre"):
+        validate_creditor_fiscal_code("0074311015٧")
+    with pytest.raises(IdentifierError, match="solo lettere e cifre"):
+        validate_vat_number("0074311015٧")
+
+
+def test_all_zero_numbers_are_refused():
+    """Eleven zeros pass the Luhn check; no Ente, company or person holds them."""
+    with pytest.raises(IdentifierError, match="soli zeri"):
+        validate_debtor_fiscal_code("00000000000")
+    with pytest.raises(IdentifierError, match="soli zeri"):
+        validate_debtor_fiscal_code("00000000000", kind="F")
+    with pytest.raises(IdentifierError, match="soli zeri"):
+        validate_creditor_fiscal_code("00000000000")
+    with pytest.raises(IdentifierError, match="soli zeri"):
+        validate_vat_number("IT00000000000")
+    with pytest.raises(IdentifierError, match="soli zeri"):
+        validate_debtor_fiscal_code("０００００００００００")

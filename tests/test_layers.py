@@ -16,7 +16,7 @@ PORTAL = Path(__file__).resolve().parent.parent / "portal"
 #: The layers, bottom first (see shared DESIGN.md §1). An area may import its own layer (without circles) and below.
 LAYERS = (
     # bottom: the outbox, the shared db metadata, money and settings helpers
-    {"portal.outbox", "portal.money", "portal.extensions", "portal.config"},
+    {"portal.outbox", "portal.money", "portal.extensions", "portal.config", "portal.routing"},
     # the domain
     {"portal.ledger", "portal.accounts"},
     # services and adapters

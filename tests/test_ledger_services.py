@@ -280,3 +280,51 @@ def test_create_creditor_validates(ctx):
     db.session.commit()
     assert (comune.fiscal_code, comune.name, comune.segregation_code) == (CF_COMUNE, "Comune", "02")
     assert db.session.get(NumberCounter, comune.id).next_value == 1
+
+
+def test_full_width_fiscal_code_is_the_same_debtor(creditor, service):
+    """A full-width digit is NFKC-normalised: same debtor row, ASCII code (what GPD receives)."""
+    first, _ = ledger.create_position(db.session, creditor, position_input(service), actor="test")
+    wide = CF_PERSON.replace("501", "50１")
+    second, _ = ledger.create_position(db.session, creditor, position_input(service, fiscal_code=wide), actor="test")
+    db.session.commit()
+    assert second.debtor_id == first.debtor_id
+    assert second.debtor.fiscal_code == CF_PERSON
+    assert _counts()["debtors"] == 1
+
+
+@pytest.mark.parametrize(("code", "message"), [
+    ("00000000000", "soli zeri"),
+    ("0074311015٧", "11 cifre"),
+    ("00743110158", "cifra di controllo"),
+])
+def test_beneficiary_fiscal_code_is_an_entes_code(creditor, service, code, message):
+    data = _bad(service, single=OptionInput(amount_cents=10000, due_date=DUE,
+                                            transfers=_tefa(beneficiary_fiscal_code=code)))
+    with pytest.raises(ValidationFailed) as info:
+        ledger.create_position(db.session, creditor, data, actor="test")
+    messages = info.value.by_field()["single.transfers.2.beneficiary_fiscal_code"]
+    assert any(message in m for m in messages)
+
+
+def test_beneficiary_fiscal_code_in_full_width_is_stored_in_ascii(creditor, service):
+    wide = CF_PROVINCIA[:-1] + "７"
+    data = _bad(service, single=OptionInput(amount_cents=10000, due_date=DUE,
+                                            transfers=_tefa(beneficiary_fiscal_code=wide)))
+    position, _ = ledger.create_position(db.session, creditor, data, actor="test")
+    db.session.commit()
+    assert position.options[0].transfers[1].beneficiary_fiscal_code == CF_PROVINCIA
+
+
+def test_all_zero_debtor_code_is_refused(creditor, service):
+    with pytest.raises(ValidationFailed) as info:
+        ledger.create_position(db.session, creditor, _bad(service, debtor_fiscal_code="00000000000"), actor="test")
+    assert "soli zeri" in info.value.by_field()["debtor.fiscal_code"][0]
+
+
+@pytest.mark.parametrize("code", ["00000000000", "0000000000０"])
+def test_creditor_with_an_all_zero_fiscal_code_is_refused(ctx, code):
+    from portal.ledger.identifiers import IdentifierError
+
+    with pytest.raises(IdentifierError, match="soli zeri"):
+        settings_svc.create_creditor(db.session, fiscal_code=code, name="Comune Zero", segregation_code="01")

@@ -141,6 +141,15 @@ def test_filter_by_debtor_code_and_start_of_any_name_word(client, admin, three):
     assert listed(client, "debtor=ossi") == set()  # the start of a word, not any part of it
 
 
+def test_filter_and_citizen_page_normalise_full_width_codes(client, admin, three):
+    """A code typed with full-width characters (NFKC) finds the debtor stored in ASCII."""
+    rossi, verdi, bianchi = three
+    wide = "".join(chr(ord(ch) + 0xFEE0) for ch in CF_VERDI)
+    assert listed(client, f"debtor={wide}") == {verdi.id}
+    html = client.get(f"/officer/citizen?cf={CF_PERSON.replace('501', '50１')}").get_data(as_text=True)
+    assert set(position_ids(html)) == {rossi.id}
+
+
 def test_filter_by_notice_number_with_spaces_and_by_iuv(client, admin, three):
     rossi, verdi, bianchi = three
     installment = verdi.installments[1]
@@ -340,3 +349,12 @@ def test_citizen_page_unknown_and_malformed_codes(client, admin, make_position):
     assert error
     assert "codice fiscale" in error.group(1).lower()
     assert "Nessuna posizione" not in malformed
+
+
+# --- Ids out of range --------------------------------------------------------------------------------------------
+
+
+def test_ids_past_int64_are_404_or_a_filter_message(client, admin, make_position):
+    from tests.test_officer_ids import check_ids_out_of_range
+
+    check_ids_out_of_range(client, make_position().id)

@@ -171,3 +171,50 @@ def test_sqlite_due_dates_and_filters(lite_creditor):
     assert [p.id for p in queries.list_positions(db.session, lite_creditor.id, overdue, today=later).items] == [
         position.id
     ]
+
+
+def test_sqlite_ids_past_int64_are_404_or_a_filter_message(lite, lite_creditor):
+    """SQLite overflows on integers past 2⁶³-1 (OverflowError): the same checks as on PostgreSQL."""
+    from portal.accounts.services import create_user
+    from tests.conftest import PASSWORD, CSRFClient
+    from tests.test_officer_ids import check_ids_out_of_range
+
+    position, _ = ledger.create_position(db.session, lite_creditor, position_input(lite_creditor.services[0]),
+                                         actor="test", enqueue_sync=False)
+    create_user(db.session, lite_creditor, username="admin", full_name="Admin", password=PASSWORD, role="admin")
+    db.session.commit()
+    lite.test_client_class = CSRFClient
+    client = lite.test_client()
+    assert client.post("/officer/login", data={"username": "admin", "password": PASSWORD}).status_code == 302
+    check_ids_out_of_range(client, position.id)
+
+
+def test_sqlite_debtor_versions(lite_creditor):
+    """The partial unique index holds on SQLite: one shared row per fiscal code, any number of versions."""
+    from portal.ledger.models import Debtor
+
+    tari = lite_creditor.services[0]
+    mensa = Service(creditor=lite_creditor, code="MENSA", name="Mensa", taxonomy_code="9/0101101IM/",
+                    account=lite_creditor.accounts[0])
+    db.session.add(mensa)
+    db.session.commit()
+    first, _ = ledger.create_position(db.session, lite_creditor, position_input(tari), actor="test",
+                                      enqueue_sync=False)
+    versions = []
+    for street in ("Via Milano", "Via Torino"):
+        data = position_input(mensa, name="Mario Rossi (genitore)")
+        data.debtor.street = street
+        position, _ = ledger.create_position(db.session, lite_creditor, data, actor="test", enqueue_sync=False,
+                                             visible_service_ids={mensa.id})
+        versions.append(position)
+    db.session.commit()
+    db.session.expire_all()
+    assert db.session.get(Position, first.id).debtor.street == "Via Roma"
+    assert [db.session.get(Position, p.id).debtor.street for p in versions] == ["Via Milano", "Via Torino"]
+    assert all(db.session.get(Position, p.id).debtor.version_of_id == first.debtor_id for p in versions)
+    page = queries.list_positions(db.session, lite_creditor.id, queries.PositionFilter(debtor=first.debtor.fiscal_code))
+    assert {p.id for p in page.items} == {first.id, *(p.id for p in versions)}
+    db.session.add(Debtor(creditor_id=lite_creditor.id, kind="F", fiscal_code=first.debtor.fiscal_code, name="X"))
+    with pytest.raises(sa.exc.IntegrityError):
+        db.session.flush()
+    db.session.rollback()

@@ -4,6 +4,7 @@ Backed by python-stdnum and schwifty; messages are Italian, ready for a form fie
 """
 
 import re
+import unicodedata
 
 from schwifty import IBAN
 from schwifty.exceptions import SchwiftyException
@@ -16,9 +17,28 @@ class IdentifierError(ValueError):
     """An identifier failed validation; the message says why, in Italian."""
 
 
+#: What a normalised fiscal code may contain: ASCII letters and digits only.
+_ASCII_CODE = re.compile(r"[A-Z0-9]+")
+
+
 def normalize_fiscal_code(text: str) -> str:
-    """Trim, drop spaces and upper-case (never map omocodic letters back: they are the person's real code)."""
-    return re.sub(r"\s+", "", text or "").upper()
+    """NFKC (full-width ``２`` is ``2``), drop spaces, upper-case ASCII; never map omocodic letters back (they are
+    the person's real code). Anything still not ASCII is kept as is, for the validators to refuse: upper-casing
+    it could turn it into ASCII (``ß`` is ``SS``)."""
+    code = re.sub(r"\s+", "", unicodedata.normalize("NFKC", text or ""))
+    return code.upper() if code.isascii() else code
+
+
+def _check_characters(code: str, what: str) -> None:
+    """Refuse what NFKC left outside ASCII letters and digits, so one code is never stored under two spellings."""
+    if not _ASCII_CODE.fullmatch(code):
+        raise IdentifierError(f"{what} può contenere solo lettere e cifre (A-Z, 0-9).")
+
+
+def _check_not_all_zeros(code: str, invalid: str) -> None:
+    """Eleven zeros pass the Luhn check, but no Ente, company or person holds them."""
+    if code and not code.strip("0"):
+        raise IdentifierError(f"{invalid}: è composto da soli zeri.")
 
 
 def validate_debtor_fiscal_code(text: str, kind: str | None = None) -> tuple[str, str]:
@@ -32,6 +52,7 @@ def validate_debtor_fiscal_code(text: str, kind: str | None = None) -> tuple[str
     code = normalize_fiscal_code(text)
     if not code:
         raise IdentifierError("Indicare il codice fiscale.")
+    _check_characters(code, "Il codice fiscale")
     if len(code) == 16:
         try:
             codicefiscale.validate(code)
@@ -42,17 +63,23 @@ def validate_debtor_fiscal_code(text: str, kind: str | None = None) -> tuple[str
         return code, "F"
     if len(code) == 11 and code.isdigit():
         # Luhn only: the office-code rule of partite IVA does not hold for every numeric codice fiscale.
+        _check_not_all_zeros(code, f"Codice fiscale/partita IVA {code} non valido")
         if not luhn.is_valid(code):
             raise IdentifierError(f"Codice fiscale/partita IVA {code} non valido: cifra di controllo errata.")
         return code, kind or "G"
     raise IdentifierError("Il codice fiscale deve avere 16 caratteri (persona) o 11 cifre (ente o impresa).")
 
 
-def validate_creditor_fiscal_code(text: str) -> str:
-    """Validate an Ente's fiscal code: exactly 11 digits with a correct check digit."""
+def validate_creditor_fiscal_code(text: str, *, whose: str = "dell'ente") -> str:
+    """Validate an Ente's fiscal code (the creditor's, or a transfer beneficiary's): exactly 11 digits, not all
+    zeros, with a correct check digit.
+
+    :param whose: how the message names the holder (``"del beneficiario"``).
+    """
     code = normalize_fiscal_code(text)
-    if len(code) != 11 or not code.isdigit():
-        raise IdentifierError("Il codice fiscale dell'ente deve essere di 11 cifre.")
+    if len(code) != 11 or not code.isascii() or not code.isdigit():
+        raise IdentifierError(f"Il codice fiscale {whose} deve essere di 11 cifre.")
+    _check_not_all_zeros(code, f"Codice fiscale {code} non valido")
     if not luhn.is_valid(code):
         raise IdentifierError(f"Codice fiscale {code} non valido: cifra di controllo errata.")
     return code
@@ -61,6 +88,9 @@ def validate_creditor_fiscal_code(text: str) -> str:
 def validate_vat_number(text: str) -> str:
     """Validate a partita IVA (Luhn plus office code), as python-stdnum does."""
     code = normalize_fiscal_code(text).removeprefix("IT")
+    if code:
+        _check_characters(code, "La partita IVA")
+    _check_not_all_zeros(code, f"Partita IVA {code} non valida")
     try:
         return iva.validate(code)
     except ValidationError as exc:

@@ -10,6 +10,8 @@ from portal.ledger import taxonomy
 from portal.ledger.errors import FieldError, ValidationFailed
 from portal.ledger.identifiers import (
     IdentifierError,
+    normalize_fiscal_code,
+    validate_creditor_fiscal_code,
     validate_debtor_fiscal_code,
     validate_iban,
     validate_postal_code,
@@ -174,13 +176,16 @@ def _validate_transfer(prefix: str, n: int, transfer: TransferInput, errors: lis
                        creditor_fiscal_code: str, default_iban: str, default_taxonomy: str) -> None:
     if not isinstance(transfer.amount_cents, int) or transfer.amount_cents <= 0:
         errors.append(FieldError(f"{prefix}.amount", "L'importo deve essere maggiore di zero."))
-    beneficiary = (transfer.beneficiary_fiscal_code or "").strip() or creditor_fiscal_code
+    beneficiary = normalize_fiscal_code(transfer.beneficiary_fiscal_code or "") or creditor_fiscal_code
     if n == 1 and beneficiary != creditor_fiscal_code:
         errors.append(FieldError(f"{prefix}.beneficiary_fiscal_code",
                                  "Il primo beneficiario deve essere l'ente titolare della posizione."))
-    if not (beneficiary.isdigit() and len(beneficiary) == 11):
-        errors.append(FieldError(f"{prefix}.beneficiary_fiscal_code",
-                                 "Il codice fiscale del beneficiario deve essere di 11 cifre."))
+    if beneficiary != creditor_fiscal_code:
+        # An Ente's code, as the creditor's own: 11 ASCII digits, not all zeros, with its check digit.
+        try:
+            beneficiary = validate_creditor_fiscal_code(beneficiary, whose="del beneficiario")
+        except IdentifierError as exc:
+            errors.append(FieldError(f"{prefix}.beneficiary_fiscal_code", str(exc)))
     transfer.beneficiary_fiscal_code = beneficiary
     if beneficiary != creditor_fiscal_code:
         if not (transfer.iban or "").strip():

@@ -108,7 +108,13 @@ class Service(db.Model):
 
 
 class Debtor(db.Model):
-    """A person or company owing money to the creditor, with the postal address notices go to."""
+    """A person or company owing money to the creditor, with the postal address notices go to.
+
+    One row per fiscal code is shared by every service (``version_of_id`` empty). An officer who cannot see every
+    service the debtor has positions in does not change it: what they typed is kept on a version of the debtor
+    (a row of its own, ``version_of_id`` pointing to the shared row) used by the new position alone, for its
+    notice and on pagoPA. Versions are never changed afterwards.
+    """
 
     __tablename__ = "debtors"
 
@@ -127,10 +133,18 @@ class Debtor(db.Model):
     email: Mapped[str | None] = mapped_column(sa.String(254))
     pec: Mapped[str | None] = mapped_column(sa.String(254))
     phone: Mapped[str | None] = mapped_column(sa.String(30))
+    #: The shared row this one is a version of (``None``: this is the shared row).
+    version_of_id: Mapped[int | None] = mapped_column(sa.ForeignKey("debtors.id", ondelete=RESTRICT))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
+    version_of: Mapped["Debtor | None"] = relationship(remote_side=[id])
+
     __table_args__ = (
-        sa.UniqueConstraint("creditor_id", "fiscal_code"),
+        # One shared row per fiscal code; its versions repeat the code.
+        sa.Index("uq_debtors_shared_fiscal_code", "creditor_id", "fiscal_code", unique=True,
+                 postgresql_where=sa.text("version_of_id IS NULL"), sqlite_where=sa.text("version_of_id IS NULL")),
+        # Searches by fiscal code find the shared row and its versions.
+        sa.Index("ix_debtors_creditor_fiscal_code", "creditor_id", "fiscal_code"),
         sa.CheckConstraint("kind IN ('F', 'G')", name="kind_f_or_g"),
         # text_pattern_ops: the name-prefix filter (LIKE 'abc%') can use it whatever the database collation.
         sa.Index("ix_debtors_creditor_name", "creditor_id", sa.func.lower(sa.column("name")).label("lower_name"),

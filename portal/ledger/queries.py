@@ -76,7 +76,7 @@ def matching_ids(creditor_id: int, flt: PositionFilter, today: date) -> sa.Selec
         text = flt.debtor.strip()
         code = normalize_fiscal_code(text)
         debtors = sa.select(Debtor.id).where(Debtor.creditor_id == creditor_id)
-        if len(code) in (11, 16) and code.isalnum() and any(ch.isdigit() for ch in code):
+        if len(code) in (11, 16) and code.isascii() and code.isalnum() and any(ch.isdigit() for ch in code):
             debtors = debtors.where(Debtor.fiscal_code == code)
         else:
             # Each word typed starts a word of the name, in any order: "rossi" finds "Mario Rossi" and "Rossi
@@ -173,22 +173,26 @@ def is_kept_draft(position: Position) -> bool:
 
 def citizen_summary(session: Session, creditor_id: int, fiscal_code: str, *, scope: set[int] | None = None,
                     today: date | None = None) -> CitizenSummary:
-    """Every position of one fiscal code with what is due, paid and overdue."""
+    """Every position of one fiscal code (on the shared debtor or a version of it) with what is due, paid and
+    overdue. The debtor shown is the shared one if a position in ``scope`` uses it, else the version of the latest
+    position: data of services outside the scope is never shown."""
     today = today or date.today()
     code = normalize_fiscal_code(fiscal_code)
-    debtor = session.scalar(sa.select(Debtor).where(Debtor.creditor_id == creditor_id, Debtor.fiscal_code == code))
-    if debtor is None:
-        return CitizenSummary(None, [], 0, 0, 0)
+    debtors = sa.select(Debtor.id).where(Debtor.creditor_id == creditor_id, Debtor.fiscal_code == code)
     query = (
         sa.select(Position)
         .join(Position.service)
         .options(contains_eager(Position.service))
-        .where(Position.debtor_id == debtor.id)
+        .where(Position.debtor_id.in_(debtors.scalar_subquery()))
         .order_by(Position.due_date.desc(), Position.id.desc())
     )
     if scope is not None:
         query = query.where(Position.service_id.in_(scope or {-1}))
     positions = list(session.scalars(query))
+    if not positions:
+        return CitizenSummary(None, [], 0, 0, 0)
+    shared = [p.debtor for p in positions if p.debtor.version_of_id is None]
+    debtor = shared[0] if shared else max(positions, key=lambda p: p.id).debtor
     due = overdue = paid = drafts = 0
     for position in positions:
         paid += position.paid_cents

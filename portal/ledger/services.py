@@ -66,22 +66,58 @@ def find_by_external_id(session: Session, creditor_id: int, source: str, externa
     )
 
 
-def upsert_debtor(session: Session, creditor: Creditor, data: DebtorInput) -> Debtor:
-    """Find the debtor by fiscal code and refresh the contact data given, or create it."""
+#: Contact fields of a debtor, refreshed only when given.
+_CONTACT_FIELDS = ("street", "civic_number", "postal_code", "city", "province", "email", "pec", "phone")
+
+
+def upsert_debtor(session: Session, creditor: Creditor, data: DebtorInput, *,
+                  visible_service_ids: set[int] | None = None) -> Debtor:
+    """Find the shared debtor by fiscal code and refresh the contact data given, or create it.
+
+    Only an actor who sees every service the debtor has positions in changes it (``visible_service_ids``: the
+    services the actor sees, ``None`` for all). For anyone else, data that differs is kept on a new version of the
+    debtor (see :class:`Debtor`), returned for the new position alone; the shared row stays as it was.
+    """
     debtor = session.scalar(
-        sa.select(Debtor).where(Debtor.creditor_id == creditor.id, Debtor.fiscal_code == data.fiscal_code)
+        sa.select(Debtor).where(Debtor.creditor_id == creditor.id, Debtor.fiscal_code == data.fiscal_code,
+                                Debtor.version_of_id.is_(None))
     )
     if debtor is None:
         debtor = Debtor(creditor_id=creditor.id, fiscal_code=data.fiscal_code)
         session.add(debtor)
+    elif visible_service_ids is not None and _has_positions_outside(session, debtor, visible_service_ids):
+        typed = _typed_debtor(data)
+        if all((getattr(debtor, name) or None) == value for name, value in typed.items()):
+            return debtor
+        # Exactly what was typed, nothing of the shared row: the actor may not see its other data either.
+        version = Debtor(creditor_id=creditor.id, fiscal_code=data.fiscal_code, version_of=debtor, **typed)
+        session.add(version)
+        return version
     debtor.kind = data.kind
     debtor.name = data.name
-    for name in ("street", "civic_number", "postal_code", "city", "province", "email", "pec", "phone"):
+    for name in _CONTACT_FIELDS:
         value = getattr(data, name)
         if value:
             setattr(debtor, name, value.strip() if isinstance(value, str) else value)
     debtor.country = data.country or "IT"
     return debtor
+
+
+def _typed_debtor(data: DebtorInput) -> dict:
+    """The debtor's fields as typed (blank ones ``None``), in the shape of a :class:`Debtor` row."""
+    typed = {"kind": data.kind, "name": data.name, "country": data.country or "IT"}
+    for name in _CONTACT_FIELDS:
+        value = getattr(data, name)
+        typed[name] = (value.strip() if isinstance(value, str) else value) or None
+    return typed
+
+
+def _has_positions_outside(session: Session, debtor: Debtor, service_ids: set[int]) -> bool:
+    """Whether ``debtor`` has positions in a service not in ``service_ids``."""
+    query = sa.select(Position.id).where(Position.debtor_id == debtor.id)
+    if service_ids:
+        query = query.where(Position.service_id.not_in(service_ids))
+    return session.scalar(query.limit(1)) is not None
 
 
 def new_iupd(creditor: Creditor) -> str:
@@ -91,7 +127,8 @@ def new_iupd(creditor: Creditor) -> str:
 
 def create_position(session: Session, creditor: Creditor, data: PositionInput, *, actor: str,
                     actor_user_id: int | None = None, today: date | None = None,
-                    created_at: datetime | None = None, enqueue_sync: bool = True) -> tuple[Position, bool]:
+                    created_at: datetime | None = None, enqueue_sync: bool = True,
+                    visible_service_ids: set[int] | None = None) -> tuple[Position, bool]:
     """Validate and store a new position with its options, numbers and transfers.
 
     Idempotent on ``(source, external_id)``: a repeated request returns the position already stored.
@@ -100,6 +137,10 @@ def create_position(session: Session, creditor: Creditor, data: PositionInput, *
     keeps new positions as drafts (``draft_first``). A sync job is enqueued for after the commit (it publishes
     it and moves it to "published" within seconds); bulk feeders pass ``enqueue_sync=False`` and let the
     periodic sweep publish their positions in GPD bulk calls.
+
+    ``visible_service_ids`` are the services the actor sees (``None``: all): the shared debtor data is changed only
+    by an actor who sees every service it is used in; otherwise the position gets a version of its own
+    (``position.debtor.version_of_id`` is set: tell the officer).
 
     :return: the position, and whether it was created now.
     :raise ValidationFailed: with every problem found; nothing is stored.
@@ -125,7 +166,7 @@ def create_position(session: Session, creditor: Creditor, data: PositionInput, *
         options.append(("single", None, data.single))
     options += [("installment", n, o) for n, o in enumerate(data.installments, start=1)]
     numbers = allocation.allocate(session, creditor, len(options))
-    debtor = upsert_debtor(session, creditor, data.debtor)
+    debtor = upsert_debtor(session, creditor, data.debtor, visible_service_ids=visible_service_ids)
     created_at = created_at or utcnow()
     position = Position(
         creditor_id=creditor.id,

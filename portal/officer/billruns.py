@@ -23,6 +23,7 @@ from portal.notices.models import BillRun
 from portal.officer import bp
 from portal.officer.access import get_scoped_or_404, roles_required, visible_services
 from portal.officer.forms import EmptyForm
+from portal.routing import parse_id
 
 ANY_ROLE = (Role.ADMIN, Role.OPERATOR, Role.VIEWER)
 EDITORS = (Role.ADMIN, Role.OPERATOR)
@@ -98,8 +99,9 @@ def new_billrun():
     """Choose what to print; "Calcola" counts the notices, "Avvia" starts the run."""
     form = _form()
     counted, status = None, 200
-    if request.method == "GET" and request.args.get("service_id", "").isdigit():
-        form.service_id.data = int(request.args["service_id"])
+    requested = parse_id(request.args.get("service_id")) if request.method == "GET" else None
+    if requested is not None:
+        form.service_id.data = requested
     if request.method == "POST" and not form.validate_on_submit():
         status = 422
     elif request.method == "POST":

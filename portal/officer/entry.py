@@ -10,6 +10,7 @@ swap only the form (or the summary), and each field is checked as it is typed th
 from datetime import date, timedelta
 
 from flask import flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user
 from jinja2_fragments.flask import render_block
 from wtforms.fields.choices import SelectChoice
@@ -121,7 +122,8 @@ def new_position():
         return _render(form, services, errors=draft.errors, draft=draft, status=422)
     try:
         position, created = ledger.create_position(db.session, creditor, draft.data, actor=current_user.actor,
-                                                   actor_user_id=current_user.id)
+                                                   actor_user_id=current_user.id,
+                                                   visible_service_ids=current_user.service_scope())
     except ValidationFailed as exc:
         errors = ErrorBag()
         draft.errors = errors
@@ -133,6 +135,11 @@ def new_position():
         return _render(form, services, errors=errors, draft=draft, status=422)
     if created:
         flash("Posizione creata.", "success")
+        if position.debtor.version_of_id is not None:
+            # The shared debtor was left as it was (see ledger.upsert_debtor): say so, and where the data went.
+            flash(_("I dati anagrafici esistenti del contribuente non sono stati modificati: il codice fiscale ha "
+                    "posizioni in servizi che non gestisci. I dati inseriti valgono solo per questa posizione "
+                    "(avviso e pagoPA)."), "warning")
     else:
         flash(f"Una posizione con identificativo esterno «{position.external_id}» esisteva già: "
               "non ne è stata creata un'altra.", "info")

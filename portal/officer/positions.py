@@ -39,6 +39,7 @@ from portal.officer.access import get_position_or_404, roles_required, visible_s
 from portal.officer.forms import CancelPositionForm, EmptyForm
 from portal.officer.timeline import describe_event
 from portal.reports import exports
+from portal.routing import parse_id
 
 ANY_ROLE = (Role.ADMIN, Role.OPERATOR, Role.VIEWER)
 
@@ -71,9 +72,8 @@ def parse_filter(args: Mapping[str, str], *, scope: set[int] | None) -> FilterFo
     errors: dict[str, str] = {}
 
     if values["service_id"]:
-        if values["service_id"].isdigit():
-            flt.service_id = int(values["service_id"])
-        else:
+        flt.service_id = parse_id(values["service_id"])
+        if flt.service_id is None:
             errors["service_id"] = "Servizio non valido."
     if values["status"]:
         try:
@@ -110,8 +110,8 @@ def parse_filter(args: Mapping[str, str], *, scope: set[int] | None) -> FilterFo
 
 
 def _int_arg(name: str) -> int | None:
-    value = request.args.get(name, "")
-    return int(value) if value.isdigit() else None
+    """A cursor or a count of the query string; ``None`` when it is missing or not one (past int64 too)."""
+    return parse_id(request.args.get(name))
 
 
 # --- The list ---------------------------------------------------------------------------------------------------
