@@ -1,5 +1,7 @@
 """Codici fiscali, partite IVA, IBANs and CAPs: domain-digest §3."""
 
+import re
+
 import pytest
 
 from portal.ledger.identifiers import (
@@ -114,8 +116,16 @@ def test_valid_ibans(text, compact):
     ],
 )
 def test_invalid_ibans(text):
-    with pytest.raises(IdentifierError, match="IBAN non valido"):
+    with pytest.raises(IdentifierError, match="IBAN non valido") as refused:
         validate_iban(text)
+    assert re.fullmatch(r"IBAN non valido: [a-zàèéìòù() ]+\.", str(refused.value)), str(refused.value)  # Italian
+
+
+def test_the_iban_message_says_what_is_wrong_in_italian():
+    with pytest.raises(IdentifierError, match="le cifre di controllo non corrispondono"):
+        validate_iban("IT60X0542811101000000123457")
+    with pytest.raises(IdentifierError, match="lunghezza"):
+        validate_iban("IT60X054281110100000012345")
 
 
 def test_postal_codes():

@@ -97,12 +97,28 @@ def validate_vat_number(text: str) -> str:
         raise IdentifierError(f"Partita IVA {code} non valida: {_why(exc)}.") from exc
 
 
+#: Why schwifty refused an IBAN, in Italian (its own messages are English).
+IBAN_PROBLEMS = {
+    "InvalidChecksumDigits": "le cifre di controllo non corrispondono",
+    "InvalidLength": "la lunghezza non è quella prevista per il paese",
+    "InvalidCountryCode": "il codice del paese non è valido",
+    "InvalidStructure": "contiene caratteri non ammessi o nella posizione sbagliata",
+    "InvalidBBANChecksum": "il codice di controllo nazionale (CIN) non corrisponde",
+    "NationalChecksumNotVerified": "il codice di controllo nazionale (CIN) non corrisponde",
+    "InvalidBankCode": "il codice della banca (ABI) non è valido",
+    "InvalidBranchCode": "il codice dello sportello (CAB) non è valido",
+    "InvalidAccountCode": "il numero di conto non è valido",
+}
+
+
 def validate_iban(text: str) -> str:
     """Validate an IBAN (structure, country rules and check digits); return it compact and upper-case."""
     try:
         return str(IBAN(text or "").compact)
     except SchwiftyException as exc:
-        raise IdentifierError(f"IBAN non valido ({exc}).") from exc
+        why = next((IBAN_PROBLEMS[cls.__name__] for cls in type(exc).__mro__ if cls.__name__ in IBAN_PROBLEMS),
+                   "non è un IBAN")
+        raise IdentifierError(f"IBAN non valido: {why}.") from exc
 
 
 def validate_postal_code(text: str, country: str = "IT") -> str:
