@@ -109,6 +109,18 @@ def open_cart(sb, *notices: dict, version: int = 1):
                                                           "emailNotice": "mario.rossi@example.it"})
 
 
+def refused_at_checkout(sb, *notices: dict) -> str:
+    """Open a cart that cannot be paid: its page (returned) offers no *Paga* and paying ends on the error URL."""
+    response = open_cart(sb, *notices)
+    assert response.status_code == 302, response.get_data(as_text=True)
+    page = urlsplit(response.headers["Location"]).path
+    html = sb.get(page).get_data(as_text=True)
+    assert 'value="pay"' not in html
+    assert "Annulla" in html
+    assert sb.post(page, data={"action": "pay"}).headers["Location"] == RETURN_URLS["returnErrorUrl"]
+    return html
+
+
 def pay_cart(sb, *notices: dict, action: str = "pay"):
     response = open_cart(sb, *notices)
     assert response.status_code == 302, response.get_data(as_text=True)
@@ -211,6 +223,42 @@ def test_requests_are_checked_against_the_spec(sb):
     too_many = sb.delete(f"{V2}/debtpositions", json={"paymentPositionIUPDs": [f"I{i}" for i in range(21)]})
     assert too_many.status_code == 400
     assert sb.get(f"{V1}/nothing-here").status_code == 404
+
+
+NOT_JSON = [b"\x80\xd2\x12\x03", b"{not json", b'{"paymentOption": [}']
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("POST", f"{V1}/debtpositions"), ("PUT", f"{V1}/debtpositions/IUPD-1"),
+    ("PATCH", f"{V1}/debtpositions/transfers?oldIban={IBAN}"), ("POST", f"{V1}/paymentoptions/paids/{'3' * 18}"),
+    ("POST", f"{V2}/debtpositions"), ("PUT", f"{V2}/debtpositions"), ("DELETE", f"{V2}/debtpositions"),
+])
+@pytest.mark.parametrize("body", NOT_JSON, ids=["not-utf8", "not-json", "broken-json"])
+def test_gpd_bodies_that_are_not_json_are_400(sb, method, path, body):
+    """GPD answers an unreadable body (Spring's HttpMessageNotReadableException) 400 BAD REQUEST, never 500."""
+    create(sb, position("IUPD-1"))
+    response = sb.open(path, method=method, data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.get_json() == {"title": "BAD REQUEST", "status": 400, "detail": response.get_json()["detail"]}
+    assert response.get_json()["detail"].startswith("JSON parse error: ")
+
+
+@pytest.mark.parametrize("body", NOT_JSON + [b""], ids=["not-utf8", "not-json", "broken-json", "empty"])
+def test_cart_bodies_that_are_not_json_are_400(sb, body):
+    for version in (1, 2):
+        response = sb.post(f"/checkout/ec/v{version}/carts", data=body, content_type="application/json")
+        assert response.status_code == 400
+        assert response.get_json()["status"] == 400
+
+
+@pytest.mark.parametrize(("method", "action"),
+                         [("GET", ""), ("DELETE", ""), ("POST", "/publish"), ("POST", "/invalidate")])
+def test_an_iupd_outside_its_pattern_is_not_found(sb, method, action):
+    """No position can have an IUPD outside ``[\\w*\\h-]+``; these operations document 404 but no 400."""
+    response = sb.open(f"{V1}/debtpositions/@.@{action}", method=method)
+    assert response.status_code == 404
+    assert response.get_json()["title"] == title("DEBT_POSITION_NOT_FOUND")
+    assert "@.@" in response.get_json()["detail"]
 
 
 def test_subscription_key_is_required(sandbox_app, tmp_path):
@@ -347,12 +395,21 @@ def test_cart_redirects_to_the_payment_page(sb):
     assert open_cart(sb, notice(1), version=2).status_code == 400  # v2 requires returnWaitingUrl
 
 
-def test_cart_refuses_notices_that_are_not_payable(sb):
+@pytest.mark.parametrize(("notices", "problem"), [
+    ([notice(2)], "Avviso non pagabile"),  # DRAFT
+    ([notice(1, amount=1)], "importo indicato non corrisponde"),
+    ([notice(1), notice(77)], "Avviso sconosciuto"),
+], ids=["draft", "wrong-amount", "unknown"])
+def test_a_cart_with_a_notice_that_is_not_payable_opens_but_cannot_be_paid(sb, notices, problem):
+    """Like Checkout, which documents only 302/400/500: the cart opens and its page says what cannot be paid."""
     create(sb, position("IUPD-1", option(1)))
     create(sb, position("IUPD-D", option(2)), to_publish=False)
-    assert open_cart(sb, notice(2)).status_code == 422  # DRAFT
-    assert open_cart(sb, notice(1, amount=1)).status_code == 422  # wrong amount
-    assert open_cart(sb, notice(77)).status_code == 422  # unknown
+    assert problem in refused_at_checkout(sb, *notices)
+    assert status_of(sb, "IUPD-1") == "VALID"
+
+
+def test_cart_refuses_carts_that_break_the_spec(sb):
+    create(sb, position("IUPD-1", option(1)))
     assert open_cart(sb, *[notice(1)] * 6).status_code == 400  # the spec allows 1..5
     assert open_cart(sb, notice(1), notice(1)).status_code == 400
     assert sb.post("/checkout/ec/v1/carts", json={"paymentNotices": [notice(1)]}).status_code == 400
@@ -386,7 +443,7 @@ def test_paying_a_single_option_marks_it_paid_and_issues_the_receipt(sb):
     assert root.findtext("receipt/debtor/uniqueIdentifier/entityUniqueIdentifierType") == "F"
     assert sb.get(f"{RECEIPTS}/{iuv(2)}").status_code == 404
     # Paying again is refused at the cart.
-    assert open_cart(sb, notice(1)).status_code == 422
+    assert "Avviso non pagabile" in refused_at_checkout(sb, notice(1))
 
 
 def test_installments_and_single_option_are_exclusive(sb):
@@ -394,7 +451,7 @@ def test_installments_and_single_option_are_exclusive(sb):
     create(sb, plan)
     pay_cart(sb, notice(2, 100))
     assert status_of(sb, "IUPD-R") == "PARTIALLY_PAID"
-    assert open_cart(sb, notice(1, 300)).status_code == 422  # the single option is no longer payable
+    assert refused_at_checkout(sb, notice(1, 300))  # the single option is no longer payable
     pay_cart(sb, notice(3, 200))
     detail = sb.get(f"{V1}/debtpositions/IUPD-R").get_json()
     assert detail["status"] == "PAID"
@@ -445,6 +502,14 @@ def test_fdr_lists_the_flow_after_publish(sb):
     assert missing.get_json()["appErrorCode"] == "FDR-3001"
     wrong_psp = sb.get(f"{FDR}/{flow['fdr']}/revisions/1/psps/OTHERPSP")
     assert wrong_psp.get_json()["appErrorCode"] == "FDR-3009"
+
+
+def test_fdr_pages_beyond_int32_are_400(sb):
+    """The spec takes ``page``/``size`` as int64 but echoes them in int32 ``metadata``: such a page is a 400."""
+    assert sb.get(f"{FDR}?page={2**31 - 1}").status_code == 200
+    response = sb.get(f"{FDR}?page={2**31}")
+    assert response.status_code == 400
+    assert response.get_json()["appErrorCode"] == "FDR-1001"
 
 
 # --------------------------------------------------------------------------------------------- faults, admin

@@ -9,7 +9,9 @@ its own SQLite file. Run it next to Pay Box::
 It refuses to start when ``PAYBOX_ENV=production``.
 
 What it serves (every API request is validated against the official OpenAPI file in ``portal/pagopa/specs``;
-a request that does not conform gets 400 with the schema errors in ``detail``):
+a request that does not conform gets 400 with the schema errors in ``detail``, a JSON body that cannot be
+read 400 "JSON parse error: …" as GPD answers, and a path value outside its pattern 404 where the operation
+documents no 400; ``tests/test_sandbox_contract.py`` holds the sandbox to the specs with schemathesis):
 
 * GPD v1   ``/gpd/debt-positions-service/v1/organizations/{cf}/debtpositions[/{iupd}[/publish|/invalidate]]``,
   ``.../paymentoptions/paids/{nav}``, ``PATCH .../debtpositions/transfers`` (``gpd/gpd.json``)
@@ -58,7 +60,7 @@ from werkzeug.exceptions import HTTPException
 
 from portal.config import ROOT, ConfigError
 from portal.pagopa.sandbox import store
-from portal.pagopa.sandbox.problems import BAD_REQUEST, ApiError, problem_response, reason
+from portal.pagopa.sandbox.problems import BAD_REQUEST, ApiError, gpd_error, problem_response, reason
 from portal.pagopa.sandbox.validation import match_api, validate_request, validate_response
 
 log = logging.getLogger(__name__)
@@ -133,6 +135,23 @@ def _unauthorized(message: str):
     return response
 
 
+def _refusal(check, api: str) -> ApiError:
+    """The error for a request that breaks the spec: 400, or 404 for a path no resource can have.
+
+    A path parameter that breaks its pattern (an IUPD with a dot, say) names nothing that could exist: where the
+    spec documents 404 but no 400 for the operation (GPD's GET/DELETE/publish/invalidate of a position) the
+    answer is the same "not found" as for any unknown IUPD. (GPD itself, a Spring service, lets that
+    ConstraintViolationException reach its catch-all handler and answers 500, which a sandbox must not copy.)
+    """
+    detail = "; ".join(check.errors)
+    if check.path_only and "400" not in check.documented and "404" in check.documented:
+        args = request.view_args or {}
+        if api == "gpd" and "iupd" in args:
+            return gpd_error("DEBT_POSITION_NOT_FOUND", args.get("org", ""), args["iupd"])
+        return ApiError(404, reason(404), detail, app_code="FDR-3001")
+    return ApiError(400, BAD_REQUEST if api == "gpd" else "Bad Request", detail, app_code="FDR-1000")
+
+
 def _register_hooks(app: Flask) -> None:
     @app.before_request
     def _open_and_check():
@@ -162,14 +181,13 @@ def _register_hooks(app: Flask) -> None:
         if expected and key != expected:
             return _unauthorized("Access denied due to invalid subscription key. Make sure to provide a valid key "
                                  "for an active subscription.")
-        errors, found, query = validate_request(request, prefix, spec_file)
-        if not found:
+        check = validate_request(request, prefix, spec_file)
+        if not check.found:
             return problem_response(ApiError(404, reason(404), f"{request.method} {request.path} is not an operation "
                                                                 f"of {spec_file}"), name)
-        if errors:
-            title = BAD_REQUEST if name == "gpd" else "Bad Request"
-            return problem_response(ApiError(400, title, "; ".join(errors), app_code="FDR-1000"), name)
-        g.query = query
+        if check.errors:
+            return problem_response(_refusal(check, name), name)
+        g.query = check.query
         g.api_spec = (prefix, spec_file)
         return None
 

@@ -3,8 +3,9 @@
 ``POST /checkout/ec/v{1,2}/carts`` answers 302 to ``/checkout/pay/{cart}``: a plain Italian page listing the
 notices with three buttons. *Paga* marks the options paid in the GPD store, stores one receipt per notice,
 queues its paSendRTV2 and redirects to ``returnOkUrl``; *Annulla* → ``returnCancelUrl``;
-*Simula errore* → ``returnErrorUrl``. A notice that is not payable in the sandbox's GPD store makes the cart
-request fail with 422 (the real Checkout would accept the cart and fail on its own page).
+*Simula errore* → ``returnErrorUrl``. As on the real Checkout, any formally valid cart is accepted (the API
+documents only 302, 400 and 500): a notice that is not payable in the sandbox's GPD store is reported on the
+payment page, which then offers no *Paga*, and paying anyway ends on ``returnErrorUrl``.
 """
 
 from __future__ import annotations
@@ -43,16 +44,14 @@ def _check_notice(conn, notice: dict, now) -> tuple[dict, dict]:
 @bp.post("/checkout/ec/v1/carts")
 @bp.post("/checkout/ec/v2/carts")
 def create_cart():
-    body = request.get_json(silent=True) or {}
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):  # the spec does not mark the body required, but a cart is made of it
+        raise ApiError(400, "Bad Request", "The request body must be a CartRequest JSON object")
     version = 2 if request.path.startswith("/checkout/ec/v2") else 1
-    notices = body["paymentNotices"]
-    keys = [(notice["fiscalCode"], notice["noticeNumber"]) for notice in notices]
+    keys = [(notice["fiscalCode"], notice["noticeNumber"]) for notice in body["paymentNotices"]]
     if len(set(keys)) != len(keys):
         raise ApiError(400, "Bad Request", "The same notice appears more than once in the cart")
-    now = store.now_utc()
-    for notice in notices:
-        _check_notice(g.db, notice, now)
-    return redirect(_open_cart(body, version, now), code=302)
+    return redirect(_open_cart(body, version, store.now_utc()), code=302)
 
 
 def _open_cart(body: dict, version: int, now) -> str:
@@ -114,9 +113,29 @@ def payment_page(cart_id: str):
     row, cart = _cart(cart_id)
     notices = cart["paymentNotices"]
     total = sum(notice["amount"] for notice in notices)
+    problems = _problems(notices) if row["status"] == "open" else {}
     return render_template("sandbox/pay.html", cart_id=cart_id, status=row["status"], notices=notices,
                            total=format_euro(total), euro=format_euro, email=cart.get("emailNotice"),
-                           message=request.args.get("msg"))
+                           message=request.args.get("msg"), problems=problems)
+
+
+def _problems(notices: list[dict]) -> dict[str, str]:
+    """Why each notice of the cart cannot be paid now (Italian, for the page), by notice number."""
+    problems: dict[str, str] = {}
+    now = store.now_utc()
+    for notice in notices:
+        try:
+            _check_notice(g.db, notice, now)
+        except ApiError as exc:
+            problems[notice["noticeNumber"]] = _PROBLEM_TEXT.get(exc.title, "Avviso non pagabile.")
+    return problems
+
+
+_PROBLEM_TEXT = {
+    "PAYMENT_NOTICE_UNKNOWN": "Avviso sconosciuto: l'ente non ha una posizione con questo codice avviso.",
+    "PAYMENT_NOTICE_NOT_PAYABLE": "Avviso non pagabile nello stato attuale (bozza, annullato, scaduto o già pagato).",
+    "PAYMENT_NOTICE_AMOUNT_MISMATCH": "L'importo indicato non corrisponde a quello dovuto.",
+}
 
 
 @bp.post("/checkout/pay/<cart_id>")

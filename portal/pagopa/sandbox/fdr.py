@@ -101,6 +101,20 @@ def _fdr_error(status: int, code: str, message: str) -> ApiError:
     return ApiError(status, code, message, app_code=code)
 
 
+#: The spec takes ``page`` and ``size`` as int64 but answers them back in ``metadata`` as int32.
+INT32_MAX = 2**31 - 1
+
+
+def _paging(query: dict) -> tuple[int, int]:
+    """``(page, size)`` of a list request; a value the int32 ``metadata`` cannot echo is a 400 FDR-1001."""
+    page, size = int(query.get("page", 1)), int(query.get("size", 1000))
+    for name, value in (("page", page), ("size", size)):
+        if value > INT32_MAX:
+            raise _fdr_error(400, "FDR-1001", f"Bad request. Field [{name}] is equals to [{value}] but this is not "
+                                              f"a valid value.")
+    return page, size
+
+
 def _lower_bound(value) -> str:
     if value:
         moment = value if isinstance(value, datetime) else gpd.parse_dt(str(value))
@@ -112,7 +126,7 @@ def _lower_bound(value) -> str:
 @bp.get(f"{PREFIX}/organizations/<org>/fdrs")
 def list_flows(org: str):
     query = g.query
-    page, size = int(query.get("page", 1)), int(query.get("size", 1000))
+    page, size = _paging(query)
     clauses, params = ["org = ?", "flow_date >= ?", "published > ?"], [org, _lower_bound(query.get("flowDate")),
                                                                       _lower_bound(query.get("publishedGt"))]
     if query.get("pspId"):
@@ -160,7 +174,7 @@ def get_flow(org: str, fdr: str, revision: int, psp_id: str):
 def get_flow_payments(org: str, fdr: str, revision: int, psp_id: str):
     _flow_row(org, fdr, revision, psp_id)
     query = g.query
-    page, size = int(query.get("page", 1)), int(query.get("size", 1000))
+    page, size = _paging(query)
     key = (fdr, org, psp_id, revision)
     total = g.db.execute("SELECT COUNT(*) FROM flow_payments WHERE fdr = ? AND org = ? AND psp_id = ? AND revision = ?",
                          key).fetchone()[0]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -131,20 +132,93 @@ def describe(error: Exception) -> list[str]:
                 lines.append(f"{where}: {item.message}")
             return lines
         current = current.__cause__ or current.__context__
-    return [str(error) or type(error).__name__]
+    try:
+        return [str(error) or type(error).__name__]
+    except Exception:  # noqa: BLE001 - openapi-core's own __str__ can fail (it decodes the body as UTF-8)
+        return [type(error).__name__]
 
 
-def validate_request(flask_request, prefix: str, spec_file: str) -> tuple[list[str], bool, dict]:
-    """Validate against the spec: ``(errors, operation found, unmarshalled query parameters)``."""
+@dataclass
+class RequestCheck:
+    """The outcome of :func:`validate_request`."""
+
+    errors: list[str]
+    #: the method and path are an operation of the spec
+    found: bool
+    #: the unmarshalled query parameters
+    query: dict
+    #: every error is about a path parameter (a value no resource can have)
+    path_only: bool = False
+    #: the response codes the spec documents for the operation
+    documented: frozenset[str] = frozenset()
+
+
+def json_parse_error(flask_request) -> str | None:
+    """Why a JSON request body cannot be read (GPD's ``HttpMessageNotReadableException`` case), or None.
+
+    openapi-core only reports such a body as undeserializable and, when the bytes are not UTF-8, fails while
+    describing it; we read it first so that any such body is a plain 400.
+    """
+    mimetype = (flask_request.mimetype or "").lower()
+    if flask_request.method in ("GET", "HEAD") or not (mimetype == "application/json" or mimetype.endswith("+json")):
+        return None
+    body = flask_request.get_data(cache=True)
+    if not body:
+        return None
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"JSON parse error: the request body is not UTF-8 text ({exc.reason} at byte {exc.start})"
+    try:
+        json.loads(text)
+    except ValueError as exc:
+        return f"JSON parse error: {exc}"
+    return None
+
+
+def validate_request(flask_request, prefix: str, spec_file: str) -> RequestCheck:
+    """Validate a request against the spec of the API mounted at ``prefix``."""
     from openapi_core.templating.paths.exceptions import OperationNotFound, PathNotFound
+    from openapi_core.validation.request.exceptions import ParameterValidationError
 
     result = load_spec(spec_file).unmarshal_request(_request(flask_request, prefix))
     found = not any(isinstance(err, (PathNotFound, OperationNotFound)) for err in result.errors)
+    query = dict(result.parameters.query) if result.parameters else {}
+    if not found:
+        return RequestCheck([], False, query)
+    documented = documented_responses(spec_file, flask_request.method, flask_request.path[len(prefix):] or "/")
+    parse_error = json_parse_error(flask_request)
+    if parse_error:
+        return RequestCheck([parse_error], True, query, documented=documented)
     errors: list[str] = []
     for err in result.errors:
         errors.extend(describe(err))
-    query = dict(result.parameters.query) if result.parameters else {}
-    return errors, found, query
+    path_only = bool(result.errors) and all(
+        isinstance(err, ParameterValidationError) and err.location == "path" for err in result.errors)
+    return RequestCheck(errors, True, query, path_only=path_only, documented=documented)
+
+
+@cache
+def _operations(spec_file: str) -> list[tuple[re.Pattern, str, frozenset[str]]]:
+    """``(path regex, method, documented response codes)`` of every operation, literal paths first."""
+    with open(SPECS_DIR / spec_file, encoding="utf-8") as handle:
+        paths = json.load(handle)["paths"]
+    operations = []
+    for template, item in sorted(paths.items(), key=lambda pair: pair[0].count("{")):
+        regex = re.compile("".join("[^/]+" if part.startswith("{") else re.escape(part)
+                                   for part in re.split(r"(\{[^}]+\})", template)) + "$")
+        for method, operation in item.items():
+            if isinstance(operation, dict) and "responses" in operation:
+                operations.append((regex, method.upper(), frozenset(operation["responses"])))
+    return operations
+
+
+def documented_responses(spec_file: str, method: str, path: str) -> frozenset[str]:
+    """The response codes ``spec_file`` documents for ``method path`` (a path below the mount prefix)."""
+    for regex, op_method, codes in _operations(spec_file):
+        if op_method == method.upper() and regex.match(path):
+            return codes
+    return frozenset()
 
 
 def validate_response(flask_request, prefix: str, spec_file: str, response) -> list[str]:
