@@ -315,8 +315,18 @@ def test_paid_options_are_left_out_and_nothing_to_pay_is_an_error(make_position,
 # --- Route and CLI ------------------------------------------------------------------------------------------
 
 
+def published(position):
+    from portal.ledger import services as ledger
+    from portal.ledger.status import PositionStatus
+
+    ledger.transition(db.session, position, PositionStatus.PUBLISHED, actor="test")
+    position.pagopa_synced_target = "published"
+    db.session.commit()
+    return position
+
+
 def test_route_downloads_the_notice(client, login, make_user, make_position, tmp_path):
-    position = make_position(amount=15000)
+    position = published(make_position(amount=15000))
     iuv = position.single_option.iuv
     login(make_user(role="viewer"))
     page = client.get(f"/officer/positions/{position.id}")
@@ -364,10 +374,33 @@ def test_format_euro_is_what_the_notice_prints():
 def test_route_refuses_a_position_with_nothing_to_pay(client, login, make_user, make_position):
     from portal.ledger.status import OptionStatus
 
-    position = make_position(amount=15000)
+    position = published(make_position(amount=15000))
     position.single_option.status = OptionStatus.CANCELLED
     db.session.commit()
     login(make_user(role="admin"))
     response = client.get(f"/officer/positions/{position.id}/notice.pdf")
-    assert response.status_code == 409
-    assert "nessun avviso" in response.get_data(as_text=True)
+    assert response.status_code == 302
+    assert "nessun avviso" in client.get(response.headers["Location"]).get_data(as_text=True)
+
+
+@pytest.mark.parametrize(("state", "reason"), [
+    ("draft", "è una bozza"), ("publishing", "in corso di caricamento"), ("cancelled", "è annullata"),
+])
+def test_the_notice_is_offered_only_where_pagopa_collects_it(client, login, make_user, make_position,
+                                                             make_service, state, reason):
+    from portal.ledger import services as ledger
+
+    if state == "draft":
+        position = make_position(service=make_service(code="IMU", name="IMU", draft_first=True))
+    else:
+        position = make_position()
+    if state == "cancelled":
+        ledger.cancel_position(db.session, published(position), reason="Errore", actor="test")
+        db.session.commit()
+    login(make_user(role="admin"))
+    page = client.get(f"/officer/positions/{position.id}").get_data(as_text=True)
+    assert "notice.pdf" not in page
+    assert 'data-testid="notice-email"' not in page
+    assert reason in page.split('data-testid="notice-unavailable"')[1].split("</p>")[0]
+    download = client.get(f"/officer/positions/{position.id}/notice.pdf")
+    assert download.status_code == 302

@@ -16,6 +16,7 @@ from portal import outbox
 from portal.formatting import format_date
 from portal.ledger.models import Creditor, PaymentOption, Position
 from portal.ledger.notice_numbers import format_nav
+from portal.ledger.payability import not_payable_reason
 from portal.ledger.types import utcnow
 from portal.mail import Mailer, MailError
 from portal.money import format_euro
@@ -69,8 +70,9 @@ def request_email(session: Session, position: Position, *, requested_by_id: int 
     """
     if not position.debtor.email:
         raise DeliveryError("Il debitore non ha un indirizzo e-mail.")
-    if not unpaid_options(position):
-        raise DeliveryError("La posizione non ha importi da pagare: nessun avviso da inviare.")
+    reason = not_payable_reason(position)
+    if reason:
+        raise DeliveryError(reason)
     delivery = NoticeDelivery(position_id=position.id, channel="email", recipient=position.debtor.email,
                               status="queued", requested_by_id=requested_by_id)
     session.add(delivery)

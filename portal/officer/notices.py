@@ -6,6 +6,7 @@ from flask_login import current_user
 from portal.accounts.models import Role
 from portal.extensions import db
 from portal.ledger.models import Creditor
+from portal.ledger.payability import not_payable_reason
 from portal.notices import NoticeError, render_notice
 from portal.notices.delivery import DeliveryError, request_email
 from portal.notices.render import notice_filename
@@ -23,6 +24,11 @@ def position_notice(position_id: int):
     bill-run envelopes are.
     """
     position = get_position_or_404(position_id)
+    reason = not_payable_reason(position)
+    if reason:
+        # Offered only where pagoPA collects it; an old link or a stale page gets the reason, not an error page.
+        flash(reason, "warning")
+        return redirect(url_for("officer.position", position_id=position.id))
     creditor = db.session.get(Creditor, position.creditor_id)
     try:
         pdf = render_notice(position, creditor=creditor)

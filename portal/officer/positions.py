@@ -24,12 +24,11 @@ from portal.ledger import services as ledger
 from portal.ledger.identifiers import IdentifierError, validate_debtor_fiscal_code
 from portal.ledger.models import Event, PaymentOption, Receipt
 from portal.ledger.notice_numbers import normalize_nav
+from portal.ledger.payability import not_payable_reason
 from portal.ledger.status import (
     OPEN_STATUSES,
-    PAYABLE_STATUSES,
     TRANSITIONS,
     InvalidTransition,
-    OptionStatus,
     PositionStatus,
 )
 from portal.money import AmountError, parse_euro
@@ -230,8 +229,8 @@ def position(position_id: int):
         ("Annullata", item.cancelled_at),
     ]
     receipts = {r.option_id: r for r in db.session.scalars(sa.select(Receipt).where(Receipt.position_id == item.id))}
-    can_email = (current_user.can_edit and item.debtor.email and item.status in PAYABLE_STATUSES
-                 and any(o.status == OptionStatus.UNPAID for o in options))
+    notice_unavailable = not_payable_reason(item)
+    can_email = current_user.can_edit and item.debtor.email and notice_unavailable is None
     return render_template(
         "officer/position.html",
         position=item,
@@ -240,6 +239,7 @@ def position(position_id: int):
         sandbox_url=current_app.config.get("PAGOPA_SANDBOX_URL"),
         cancel_form=CancelPositionForm() if _cancellable(item) else None,
         email_form=EmptyForm() if can_email else None,
+        notice_unavailable=notice_unavailable,
         deliveries=deliveries_of(db.session, item.id),
         lifecycle=lifecycle,
         timeline=[describe_event(e, user_names) for e in events],
