@@ -34,6 +34,7 @@ EVENTS = {
     "pagopa_updated": {"version": 2},
     "pagopa_invalidated": {"how": "invalidated"},
     "pagopa_deleted": {},
+    "publish_requested": {"selection": True},
 }
 
 

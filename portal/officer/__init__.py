@@ -12,6 +12,7 @@ from portal.officer import (  # noqa: E402,F401
     jobs,  # noqa: E402,F401
     notices,
     positions,
+    publishing,
     settings,
     views,
 )

@@ -25,6 +25,7 @@ from portal.ledger.identifiers import IdentifierError, validate_debtor_fiscal_co
 from portal.ledger.models import Event, PaymentOption, Receipt
 from portal.ledger.notice_numbers import normalize_nav
 from portal.ledger.payability import not_payable_reason
+from portal.ledger.publishing import is_publishable_draft
 from portal.ledger.status import (
     OPEN_STATUSES,
     TRANSITIONS,
@@ -239,6 +240,7 @@ def position(position_id: int):
         sandbox_url=current_app.config.get("PAGOPA_SANDBOX_URL"),
         cancel_form=CancelPositionForm() if _cancellable(item) else None,
         email_form=EmptyForm() if can_email else None,
+        publish_form=EmptyForm() if current_user.can_edit and is_publishable_draft(item) else None,
         notice_unavailable=notice_unavailable,
         deliveries=deliveries_of(db.session, item.id),
         lifecycle=lifecycle,

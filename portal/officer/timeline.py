@@ -28,6 +28,7 @@ SENTENCES = {
     PositionStatus.REMINDED.value: "Al debitore è stato inviato un sollecito.",
     PositionStatus.IN_LITIGATION.value: "La posizione è passata al contenzioso.",
     "created": "La posizione è stata creata.",
+    "publish_requested": "È stata richiesta la pubblicazione su pagoPA.",
     "notice_issued": "L'avviso di pagamento è stato emesso.",
     "installment_paid": "Una rata è stata pagata.",
     "receipt_flagged": "È arrivata una ricevuta di pagamento da verificare.",
@@ -75,6 +76,7 @@ DETAIL_LABELS = {
     "bill_run_id": "Bollettazione n.",
     "mode": "File di stampa",
     "request_id": "Identificativo della richiesta",
+    "selection": "Insieme ad altre bozze selezionate",
 }
 
 #: Coded values, per detail, in Italian.
