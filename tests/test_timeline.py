@@ -15,7 +15,7 @@ from portal.pagopa.sync import BatchOutcome, SyncOutcome
 ENGLISH = re.compile(r"\b(position|synced|noop|busy|missing|retry|rejected|create|update|invalidate|delete|"
                      r"manual|gpd|invalidated|deleted|absent|single|installment|unknown|mismatch|already|"
                      r"cancelled|paid|flagged|receipt|published|draft|none|true|false)\b", re.IGNORECASE)
-RAW_CODE = re.compile(r"\b[a-z]+_[a-z_]+\b")
+RAW_CODE = re.compile(r"\b([a-z]+_[a-z_]+|[A-Z]+_[A-Z_]+)\b")
 
 #: Every event kind the code writes, with the details it writes.
 EVENTS = {
@@ -30,7 +30,8 @@ EVENTS = {
     "receipt_resolved": {"flag": "unknown_iuv", "note": "Rimborsato"},
     "notice_issued": {"bill_run_id": 3, "mode": "envelopes"},
     "reissued": {"reason": "Contenzioso"},
-    "sync_failed": {"action": "create", "status": 400, "title": "Dati non validi", "message": "Rifiutata"},
+    "sync_failed": {"action": "create", "status": 400, "title": "DEBT_POSITION_REQUEST_DATA_ERROR",
+                    "message": "Rifiutata"},
     "pagopa_updated": {"version": 2},
     "pagopa_invalidated": {"how": "invalidated"},
     "pagopa_deleted": {},
