@@ -330,6 +330,7 @@ class Sampler:
         self._backends = [row[0] for row in self._conn.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")]
         self.deadlocks = self._deadlocks()
+        self.checkpoints = self._checkpoints()
         self.load_before = load_average()
         self._before = self._cpu(self._backends)
         self._thread.start()
@@ -338,6 +339,10 @@ class Sampler:
     def _deadlocks(self) -> int:
         return self._conn.execute(
             "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()").fetchone()[0]
+
+    def _checkpoints(self) -> int:
+        # CREATE/DROP DATABASE elsewhere on the server (test suites) force one: COMMITs wait while it syncs.
+        return self._conn.execute("SELECT checkpoints_req + checkpoints_timed FROM pg_stat_bgwriter").fetchone()[0]
 
     def _poll(self) -> None:
         sql = ("SELECT count(*) FILTER (WHERE wait_event_type = 'Lock') FROM pg_stat_activity "
@@ -358,6 +363,7 @@ class Sampler:
         self.cpu = {key: after[key] - self._before[key] for key in after}
         self.backends = len(backends)
         self.deadlocks = self._deadlocks() - self.deadlocks
+        self.checkpoints = self._checkpoints() - self.checkpoints
         self.load_after = load_average()
         self._conn.close()
 
@@ -584,7 +590,8 @@ def main() -> None:
         f"everything else {other * 1000 / done:.2f}   (machine busy {cpu['machine'] / run['elapsed']:.2f} "
         f"of {os.cpu_count()} cores)")
     log(f"lock waits      {sampler.lock_samples} of {sampler.samples} samples of pg_stat_activity saw a backend "
-        f"waiting for a lock (at most {sampler.max_waiting} at once); deadlocks: {sampler.deadlocks}")
+        f"waiting for a lock (at most {sampler.max_waiting} at once); deadlocks: {sampler.deadlocks}; "
+        f"server checkpoints during the run: {sampler.checkpoints}")
     unique = len(set(payloads))
     log(f"database: {database_figures(args.database_url)}; distinct receipts sent: {unique}"
         + (f" (+ {len(warmup)} warm-up)" if warmup else ""))
