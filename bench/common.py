@@ -1,4 +1,7 @@
-"""What the benchmarks share: printing as they go, and a PostgreSQL database of their own."""
+"""What the benchmarks share: printing as they go, a PostgreSQL database of their own, CPU figures from /proc."""
+
+import os
+from pathlib import Path
 
 import psycopg
 
@@ -20,3 +23,37 @@ def recreate_database(url: str) -> None:
     server, name = url.rsplit("/", 1)
     with psycopg.connect(server + "/postgres", autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
+
+
+# --- CPU accounting from /proc (Linux) ------------------------------------------------------------------------------
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds used so far by ``pid`` (user + system; 0 when it is gone), from /proc/<pid>/stat."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def proc_children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    total = sum(values[:8])  # guest time is already counted in user
+    return (total - idle) / TICK, total / TICK
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, as ``uptime`` prints them."""
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())

@@ -1,17 +1,26 @@
 """Benchmark of the receipts endpoint: paSendRTV2 calls at a steady rate against Pay Box under gunicorn.
 
 Creates (drops and re-creates) its own PostgreSQL database, migrates it, inserts one Comune with its pagoPA
-station and N published positions (set-based SQL), starts Pay Box under gunicorn (gthread) on a free loopback
-port, then sends paSendRTV2 requests from a thread pool at a target rate for a bounded time. A fraction of the
-calls re-send a receipt already sent (the node's retries), which must come back as PAA_RECEIPT_DUPLICATA.
+station and N published positions (set-based SQL), starts Pay Box under gunicorn with the repository's
+``gunicorn.conf.py`` (the production settings) on a free loopback port, waits until every worker has warmed up,
+then sends paSendRTV2 requests from a thread pool at a target rate for a bounded time. A fraction of the calls
+re-send a receipt already sent (the node's retries), which must come back as PAA_RECEIPT_DUPLICATA.
 
-    .venv/bin/python bench/receipts.py [--rate 200] [--duration 20] [--workers 4] [--threads 2]
+    .venv/bin/python bench/receipts.py [--rate 200] [--duration 20] [--workers N] [--threads N]
+                                       [--worker-class gthread] [--gunicorn-arg=--keep-alive=2 ...] [--untuned]
                                        [--client-threads 32] [--duplicates 0.05] [--warmup 0]
                                        [--database-url postgresql://postgres@127.0.0.1:5432/paybox_bench_receipts]
 
+``--untuned`` runs the settings the endpoint had before ``gunicorn.conf.py`` (gunicorn's defaults, gthread,
+4 workers x 2 threads, keep-alive, no warm-up): the comparison.
+
 Prints throughput, latency percentiles (service time, and time from the scheduled send, which includes any
-queueing in the client) and errors, then what the database holds. Figures only, no assertions. The gunicorn log
-(one line per call) is kept in a temporary file whose path is printed.
+queueing in the client) and errors; then the breakdown: the server's own timings of every call (the
+``Server-Timing`` header, ``PAGOPA_SERVER_TIMING=1``: time queued before the view, parse and XSD, ledger and its
+SQL, commit, encoding, logging, GC, the view's wall and CPU time), for all calls and for the slowest 1%; where the
+machine's CPU went (client, gunicorn, PostgreSQL, everything else) and the load average; lock waits seen in
+``pg_stat_activity``; then what the database holds. Figures only, no assertions. The gunicorn log is kept in a
+temporary file whose path is printed.
 """
 
 import argparse
@@ -20,6 +29,8 @@ import math
 import os
 import random
 import re
+import resource
+import runpy
 import signal
 import socket
 import statistics
@@ -37,7 +48,8 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import log, recreate_database  # noqa: E402
+from bench.common import load_average, log, machine_cpu, proc_children, process_cpu, recreate_database  # noqa: E402
+from portal import timing  # noqa: E402
 from portal.ledger.payments import ReceiptData, ReceiptTransfer  # noqa: E402
 from portal.pagopa import soap  # noqa: E402
 
@@ -108,7 +120,7 @@ def migrate_and_seed(url: str, positions: int) -> None:
         conn.execute("VACUUM ANALYZE")
 
 
-def options(url: str) -> list[tuple[str, str, int]]:
+def options_of(url: str) -> list[tuple[str, str, int]]:
     with psycopg.connect(url) as conn:
         return conn.execute("SELECT iuv, notice_number, amount_cents FROM payment_options ORDER BY id").fetchall()
 
@@ -169,18 +181,84 @@ def classify(status: int, body: bytes) -> str:
     return f"KO {fault.group(1).decode() if fault else '?'}"
 
 
-def drive(url: str, payloads: list[bytes], *, rate: float, client_threads: int, grace: float) -> dict:
-    """Send ``payloads`` in order, the i-th at ``start + i / rate``, from ``client_threads`` threads."""
+class Call:
+    """One call as the client saw it, with the server's own timings of it (``Server-Timing``, milliseconds)."""
+
+    __slots__ = ("index", "kind", "service", "lagged", "server")
+
+    def __init__(self, index: int, kind: str, service: float, lagged: float, server: dict[str, float]):
+        self.index, self.kind, self.service, self.lagged = index, kind, service, lagged
+        self.server = server
+
+
+class Connection:
+    """A minimal HTTP/1.1 client on one socket, kept open while the server keeps it (keep-alive), else re-opened.
+
+    ``requests`` and ``http.client`` parse headers with the e-mail parser: a few hundred microseconds of CPU a
+    call, on the same two cores as the server being measured. This sends a prepared request and reads the status,
+    headers and ``Content-Length`` bytes of the answer.
+    """
+
+    def __init__(self, port: int, timeout: float):
+        self.port, self.timeout, self.sock = port, timeout, None
+
+    def post(self, head: bytes, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        if self.sock is None:
+            self.sock = socket.create_connection((HOST, self.port), self.timeout)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            self.sock.sendall(head + body)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("connection closed before the answer")
+                data += chunk
+            blob, _, content = data.partition(b"\r\n\r\n")
+            status_line, *lines = blob.decode("latin-1").split("\r\n")
+            headers = {name.strip().lower(): value.strip()
+                       for name, _, value in (line.partition(":") for line in lines)}
+            length = int(headers.get("content-length", "0"))
+            while len(content) < length:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("connection closed in the middle of the answer")
+                content += chunk
+        except BaseException:
+            self.close()
+            raise
+        if headers.get("connection", "").lower() == "close" or status_line.startswith("HTTP/1.0"):
+            self.close()
+        return int(status_line.split()[1]), headers, content
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+def request_head(port: int, length: int, sent_at: float) -> bytes:
+    return (f"POST /pagopa/paForNode HTTP/1.1\r\nHost: {HOST}:{port}\r\nSOAPAction: paSendRTV2\r\n"
+            f"Content-Type: text/xml; charset=utf-8\r\nContent-Length: {length}\r\n"
+            f"X-Request-Start: t={sent_at:.6f}\r\n\r\n").encode()
+
+
+def drive(port: int, payloads: list[bytes], *, rate: float, client_threads: int, grace: float) -> dict:
+    """Send ``payloads`` in order, the i-th at ``start + i / rate``, from ``client_threads`` threads.
+
+    Each thread has one :class:`Connection`, kept alive when the server allows it (as the node's connection pool
+    would). Each call carries ``X-Request-Start`` (the wall clock at sending), so the server can say how long it
+    waited before its view ran.
+    """
     counter = itertools.count()
     start = time.perf_counter() + 0.5
     deadline = start + len(payloads) / rate + grace
-    results: list[tuple[str, float, float]] = []
+    results: list[Call] = []
     skipped = [0]
     lock = threading.Lock()
 
     def worker():
-        session = requests.Session()
-        headers = {"SOAPAction": "paSendRTV2", "Content-Type": "text/xml; charset=utf-8"}
+        conn = Connection(port, timeout=15)
         while True:
             index = next(counter)
             if index >= len(payloads):
@@ -194,15 +272,18 @@ def drive(url: str, payloads: list[bytes], *, rate: float, client_threads: int, 
                     skipped[0] += 1
                 continue
             sent = time.perf_counter()
+            server: dict[str, float] = {}
+            body = payloads[index]
             try:
-                response = session.post(url, data=payloads[index], headers=headers, timeout=15)
-                kind = classify(response.status_code, response.content)
-            except requests.RequestException as exc:
+                status, headers, content = conn.post(request_head(port, len(body), time.time()), body)
+                kind = classify(status, content)
+                server = timing.parse_header(headers.get("server-timing", ""))
+            except OSError as exc:
                 kind = f"exception {type(exc).__name__}"
             done = time.perf_counter()
             with lock:
-                results.append((kind, done - sent, done - scheduled))
-        session.close()
+                results.append(Call(index, kind, (done - sent) * 1000, (done - scheduled) * 1000, server))
+        conn.close()
 
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(client_threads)]
     for thread in threads:
@@ -221,7 +302,76 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[rank]
 
 
+# --- What the machine and the database did meanwhile ---------------------------------------------------------------
+
+
+class Sampler:
+    """CPU seconds of the client, gunicorn and the PostgreSQL backends, and lock waits, over the measured run.
+
+    ``pg_stat_activity`` is polled every ``interval`` seconds from one connection: how often a backend of the
+    benchmark database was waiting for a lock (``wait_event_type = 'Lock'``), and the most at once.
+    """
+
+    def __init__(self, url: str, gunicorn_pid: int, interval: float = 0.05):
+        self.url, self.gunicorn_pid, self.interval = url, gunicorn_pid, interval
+        self.samples = self.lock_samples = self.max_waiting = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _cpu(self, backends: list[int]) -> dict[str, float]:
+        gunicorn = [self.gunicorn_pid, *proc_children(self.gunicorn_pid)]
+        busy, _ = machine_cpu()
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return {"client": usage.ru_utime + usage.ru_stime, "gunicorn": sum(map(process_cpu, gunicorn)),
+                "postgres": sum(map(process_cpu, backends)), "machine": busy}
+
+    def __enter__(self) -> "Sampler":
+        self._conn = psycopg.connect(self.url, autocommit=True)
+        self._backends = [row[0] for row in self._conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")]
+        self.deadlocks = self._deadlocks()
+        self.checkpoints = self._checkpoints()
+        self.load_before = load_average()
+        self._before = self._cpu(self._backends)
+        self._thread.start()
+        return self
+
+    def _deadlocks(self) -> int:
+        return self._conn.execute(
+            "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()").fetchone()[0]
+
+    def _checkpoints(self) -> int:
+        # CREATE/DROP DATABASE elsewhere on the server (test suites) force one: COMMITs wait while it syncs.
+        return self._conn.execute("SELECT checkpoints_req + checkpoints_timed FROM pg_stat_bgwriter").fetchone()[0]
+
+    def _poll(self) -> None:
+        sql = ("SELECT count(*) FILTER (WHERE wait_event_type = 'Lock') FROM pg_stat_activity "
+               "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        while not self._stop.wait(self.interval):
+            waiting = self._conn.execute(sql).fetchone()[0]
+            self.samples += 1
+            self.lock_samples += waiting > 0
+            self.max_waiting = max(self.max_waiting, waiting)
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        # Backends opened during the run (a worker's pool growing) are counted from their start.
+        backends = [row[0] for row in self._conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")]
+        after = self._cpu(backends)
+        self.cpu = {key: after[key] - self._before[key] for key in after}
+        self.backends = len(backends)
+        self.deadlocks = self._deadlocks() - self.deadlocks
+        self.checkpoints = self._checkpoints() - self.checkpoints
+        self.load_after = load_average()
+        self._conn.close()
+
+
 # --- gunicorn ------------------------------------------------------------------------------------------------------
+
+#: The settings before gunicorn.conf.py existed: gthread, 4 workers x 2 threads, gunicorn's defaults otherwise.
+UNTUNED = ["--worker-class", "gthread", "--workers", "4", "--threads", "2"]
 
 
 def free_port() -> int:
@@ -230,7 +380,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_gunicorn(url: str, port: int, workers: int, threads: int, logfile) -> subprocess.Popen:
+def configured_workers(config: Path, override: int | None) -> int:
+    """How many workers gunicorn will start: ``--workers``, else what the config file computes."""
+    if override is not None:
+        return override
+    return int(runpy.run_path(str(config)).get("workers", 1))
+
+
+def start_gunicorn(url: str, port: int, *, config: Path, options: list[str], workers: int, warmed: bool,
+                   logfile) -> subprocess.Popen:
+    """gunicorn with ``config`` and ``options`` on ``port``; returns once every worker answers (or has warmed up)."""
     env = {
         **os.environ,
         "PAYBOX_ENV": "development",
@@ -238,24 +397,30 @@ def start_gunicorn(url: str, port: int, workers: int, threads: int, logfile) -> 
         "SECRET_KEY": "bench-receipts",
         "PAGOPA_BROKER_ID": BROKER,
         "PAGOPA_STATION_ID": STATION,
+        "PAGOPA_SERVER_TIMING": "1",
         # As in production: jobs go to Redis (none are enqueued by receipts), no in-process job threads.
         "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13"),
     }
-    command = [str(ROOT / ".venv" / "bin" / "gunicorn"), "--workers", str(workers), "--worker-class", "gthread",
-               "--threads", str(threads), "--bind", f"{HOST}:{port}", "--graceful-timeout", "5", "wsgi:app"]
+    if "--workers" in options:
+        env.pop("WEB_CONCURRENCY", None)
+    command = [str(ROOT / ".venv" / "bin" / "gunicorn"), "--config", str(config), *options,
+               "--bind", f"{HOST}:{port}", "--graceful-timeout", "5", "wsgi:app"]
     # Our own venv binary and fixed arguments: no shell, nothing from outside.
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=logfile, stderr=subprocess.STDOUT)  # noqa: S603
     probe = f"http://{HOST}:{port}/pagopa/paForNode"
-    for _ in range(300):
+    for _ in range(600):
         if process.poll() is not None:
             raise RuntimeError(f"gunicorn exited with {process.returncode}; see {logfile.name}")
         try:
             requests.get(probe, timeout=1)  # 405: the app answers
-            return process
         except (requests.ConnectionError, requests.Timeout):
             time.sleep(0.1)
+            continue
+        if not warmed or Path(logfile.name).read_text().count(" warmed up: ") >= workers:
+            return process
+        time.sleep(0.1)
     process.terminate()
-    raise RuntimeError("gunicorn did not start in 30 s")
+    raise RuntimeError("gunicorn did not start (or its workers did not warm up) in 60 s")
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -268,6 +433,53 @@ def stop(process: subprocess.Popen) -> None:
             process.wait()
 
 
+# --- Report --------------------------------------------------------------------------------------------------------
+
+#: The Server-Timing metrics, in the order printed, with what each one covers.
+PHASES = (
+    ("queue", "sent -> view starts (connect, listen queue, gunicorn)"),
+    ("read", "request body read"),
+    ("parse", "XML parse + checks, incl. xsd"),
+    ("xsd", "XSD validation"),
+    ("ledger", "caller ids, receipt fields, record_receipt, incl. sql"),
+    ("sql", "SQL statements (lock waits included)"),
+    ("commit", "COMMIT (WAL flush)"),
+    ("encode", "SOAP answer built"),
+    ("log", "the call's log line"),
+    ("gc", "garbage collection pauses"),
+    ("app", "the view, wall time"),
+    ("cpu", "the view, CPU time of its thread"),
+)
+
+
+def breakdown(calls: list[Call]) -> list[str]:
+    """One line per phase: percentiles over every call, and the mean over the slowest 1% of calls."""
+    measured = [c for c in calls if c.server]
+    if not measured:
+        return ["no Server-Timing header in the answers: breakdown unavailable"]
+    threshold = percentile([c.service for c in measured], 99)
+    slowest = [c for c in measured if c.service >= threshold]
+    lines = [f"{'server-side, ms':<16}{'p50':>7}{'p95':>7}{'p99':>7}{'max':>8}{'mean':>7}"
+             f"{'slowest 1%':>12}   ({len(measured)} calls; slowest 1%: {len(slowest)} calls >= {threshold:.1f} ms)"]
+
+    def row(name: str, values: list[float], tail: list[float], note: str) -> str:
+        return (f"  {name:<14}{percentile(values, 50):7.1f}{percentile(values, 95):7.1f}"
+                f"{percentile(values, 99):7.1f}{max(values):8.1f}{statistics.fmean(values):7.2f}"
+                f"{statistics.fmean(tail) if tail else float('nan'):12.1f}   {note}")
+
+    for name, note in PHASES:
+        if not any(name in c.server for c in measured):
+            continue
+        lines.append(row(name, [c.server.get(name, 0.0) for c in measured],
+                         [c.server.get(name, 0.0) for c in slowest], note))
+    outside = lambda c: c.service - c.server.get("queue", 0.0) - c.server.get("app", 0.0)  # noqa: E731
+    lines.append(row("rest", [outside(c) for c in measured], [outside(c) for c in slowest],
+                     "client total - queue - app (Flask around the view, answer sent, client)"))
+    lines.append(row("client total", [c.service for c in measured], [c.service for c in slowest],
+                     "what the client measured"))
+    return lines
+
+
 # --- Main ----------------------------------------------------------------------------------------------------------
 
 
@@ -275,53 +487,77 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=float, default=200.0, help="target calls per second (default 200)")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of load (default 20)")
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes (default 4)")
-    parser.add_argument("--threads", type=int, default=2, help="threads per gunicorn worker (default 2)")
+    parser.add_argument("--workers", type=int, help="gunicorn worker processes (default: gunicorn.conf.py's)")
+    parser.add_argument("--threads", type=int, help="threads per gunicorn worker (default: gunicorn.conf.py's)")
+    parser.add_argument("--worker-class", help="gunicorn worker class (default: gunicorn.conf.py's)")
+    parser.add_argument("--gunicorn-arg", action="append", default=[], metavar="ARG",
+                        help="one more gunicorn option, e.g. --gunicorn-arg=--keep-alive=2 (repeatable)")
+    parser.add_argument("--untuned", action="store_true",
+                        help="gunicorn's defaults with gthread 4x2, no config file, no warm-up: the comparison")
     parser.add_argument("--client-threads", type=int, default=32, help="sending threads (default 32)")
     parser.add_argument("--duplicates", type=float, default=0.05, help="share of re-sent receipts (default 0.05)")
     parser.add_argument("--grace", type=float, default=15.0, help="seconds allowed past the schedule (default 15)")
     parser.add_argument("--warmup", type=int, default=0,
-                        help="receipts sent at the target rate before the measured run and not counted: the "
-                             "workers' first calls (database connections, compiled statements) excluded "
-                             "(default 0: the cold start is measured)")
+                        help="receipts sent at the target rate before the measured run and not counted "
+                             "(default 0: the workers' first real calls are measured; gunicorn.conf.py warms "
+                             "each worker up before it takes a call)")
     parser.add_argument("--database-url", default=DEFAULT_URL)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     if args.rate <= 0 or args.duration <= 0 or args.rate * args.duration > 1_000_000:
         parser.error("rate and duration must be positive, and at most 1,000,000 calls in all")
 
+    options = list(UNTUNED) if args.untuned else []
+    for flag, value in (("--workers", args.workers), ("--threads", args.threads),
+                        ("--worker-class", args.worker_class)):
+        if value is not None:
+            options += [flag, str(value)]
+    options += args.gunicorn_arg
     calls = int(args.rate * args.duration)
     log(f"{calls} paSendRTV2 calls at {args.rate:g}/s for {args.duration:g} s, {args.duplicates:.0%} re-sent; "
-        f"gunicorn {args.workers} workers x {args.threads} threads (gthread); {os.cpu_count()} CPUs")
+        f"{os.cpu_count()} CPUs, load average {load_average()}")
     step = time.perf_counter()
     recreate_database(args.database_url)
     migrate_and_seed(args.database_url, calls + args.warmup)
     log(f"database {args.database_url.rsplit('/', 1)[1]}: migrated, {calls} published positions "
         f"({time.perf_counter() - step:.1f} s)")
-    rows = options(args.database_url)
+    rows = options_of(args.database_url)
     payloads = build_payloads(rows[args.warmup:], calls, args.duplicates, args.seed)
     warmup = build_payloads(rows[:args.warmup], args.warmup, 0.0, args.seed + 1) if args.warmup else []
     log(f"{len(payloads)} requests built ({sum(map(len, payloads)) / len(payloads):.0f} bytes each on average)")
 
-    with tempfile.NamedTemporaryFile("w", prefix="bench_receipts_gunicorn_", suffix=".log", delete=False) as logfile:
-        process = start_gunicorn(args.database_url, free_port(), args.workers, args.threads, logfile)
-        port = process.args[process.args.index("--bind") + 1].rsplit(":", 1)[1]
-        try:
-            if warmup:
-                drive(f"http://{HOST}:{port}/pagopa/paForNode", warmup, rate=args.rate,
-                      client_threads=args.client_threads, grace=args.grace)
-                log(f"warm-up: {len(warmup)} receipts sent, not counted")
-            run = drive(f"http://{HOST}:{port}/pagopa/paForNode", payloads, rate=args.rate,
-                        client_threads=args.client_threads, grace=args.grace)
-        finally:
-            stop(process)
+    with tempfile.TemporaryDirectory(prefix="bench_receipts_") as scratch:
+        config = ROOT / "gunicorn.conf.py"
+        if args.untuned:
+            # An empty config file: gunicorn would otherwise read ./gunicorn.conf.py by itself.
+            config = Path(scratch) / "untuned.conf.py"
+            config.write_text("")
+        workers = configured_workers(config, next((int(options[i + 1]) for i in range(len(options) - 1)
+                                                   if options[i] == "--workers"), None))
+        log(f"gunicorn --config {config.relative_to(ROOT) if config.is_relative_to(ROOT) else 'empty'} "
+            f"{' '.join(options)} ({workers} workers)")
+        with tempfile.NamedTemporaryFile("w", prefix="bench_receipts_gunicorn_", suffix=".log",
+                                         delete=False) as logfile:
+            port = free_port()
+            process = start_gunicorn(args.database_url, port, config=config, options=options, workers=workers,
+                                     warmed=not args.untuned, logfile=logfile)
+            try:
+                if warmup:
+                    drive(port, warmup, rate=args.rate, client_threads=args.client_threads, grace=args.grace)
+                    log(f"warm-up: {len(warmup)} receipts sent, not counted")
+                with Sampler(args.database_url, process.pid) as sampler:
+                    run = drive(port, payloads, rate=args.rate, client_threads=args.client_threads,
+                                grace=args.grace)
+            finally:
+                stop(process)
 
-    results = run["results"]
+    results: list[Call] = run["results"]
+    results_in_order = sorted(results, key=lambda c: c.index)
     kinds: dict[str, int] = {}
-    for kind, _, _ in results:
-        kinds[kind] = kinds.get(kind, 0) + 1
-    service = [r[1] * 1000 for r in results]
-    lagged = [r[2] * 1000 for r in results]
+    for call in results:
+        kinds[call.kind] = kinds.get(call.kind, 0) + 1
+    service = [c.service for c in results]
+    lagged = [c.lagged for c in results]
     expected = {"OK", "KO PAA_RECEIPT_DUPLICATA"}
     errors = sum(count for kind, count in kinds.items() if kind not in expected)
     log("")
@@ -335,6 +571,27 @@ def main() -> None:
         f"mean {statistics.fmean(service) if service else float('nan'):.1f}")
     log(f"from schedule   p50 {percentile(lagged, 50):7.1f}   p95 {percentile(lagged, 95):7.1f}   "
         f"p99 {percentile(lagged, 99):7.1f}   max {max(lagged, default=float('nan')):7.1f}")
+    log(f"load average    {sampler.load_before} before, {sampler.load_after} after")
+    log("")
+    log("by time (calls in order of sending, in slices of 2 s): p50 / p99 / max ms")
+    width = max(1, int(args.rate * 2))
+    slices = [results_in_order[i:i + width] for i in range(0, len(results_in_order), width)]
+    log("  " + "  ".join(f"{percentile(s_, 50):.0f}/{percentile(s_, 99):.0f}/{max(s_):.0f}"
+                         for s_ in ([c.service for c in chunk] for chunk in slices) if s_))
+    log("")
+    for line in breakdown(results):
+        log(line)
+    log("")
+    done = max(len(results), 1)
+    cpu = sampler.cpu
+    other = cpu["machine"] - cpu["client"] - cpu["gunicorn"] - cpu["postgres"]
+    log(f"CPU ms per call  client {cpu['client'] * 1000 / done:.2f}   gunicorn {cpu['gunicorn'] * 1000 / done:.2f}   "
+        f"postgres ({sampler.backends} backends) {cpu['postgres'] * 1000 / done:.2f}   "
+        f"everything else {other * 1000 / done:.2f}   (machine busy {cpu['machine'] / run['elapsed']:.2f} "
+        f"of {os.cpu_count()} cores)")
+    log(f"lock waits      {sampler.lock_samples} of {sampler.samples} samples of pg_stat_activity saw a backend "
+        f"waiting for a lock (at most {sampler.max_waiting} at once); deadlocks: {sampler.deadlocks}; "
+        f"server checkpoints during the run: {sampler.checkpoints}")
     unique = len(set(payloads))
     log(f"database: {database_figures(args.database_url)}; distinct receipts sent: {unique}"
         + (f" (+ {len(warmup)} warm-up)" if warmup else ""))

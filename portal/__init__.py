@@ -6,7 +6,7 @@ from flask import Flask, render_template
 
 from portal import jobs, routing
 from portal.config import ROOT, load_config
-from portal.extensions import babel, csrf, db, htmx, login_manager, migrate, static_digest
+from portal.extensions import babel, csrf, db, htmx, login_manager, migrate, ping_idle_connections, static_digest
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -39,6 +39,9 @@ def register_extensions(app: Flask) -> None:
     from portal import models  # noqa: F401  (every table registered before Migrate looks at metadata)
 
     db.init_app(app)
+    with app.app_context():
+        for engine in db.engines.values():
+            ping_idle_connections(engine)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True, compare_type=True)
     csrf.init_app(app)
     login_manager.init_app(app)

@@ -142,6 +142,9 @@ def load_config(env: dict | None = None) -> dict:
         "PAGOPA_SOAP_REQUIRED_HEADER": env.get("PAGOPA_SOAP_REQUIRED_HEADER") or None,
         # Seconds a creditor looked up for the node's calls is reused in a process (0: no cache).
         "PAGOPA_CREDITOR_CACHE_SECONDS": _float(env, "PAGOPA_CREDITOR_CACHE_SECONDS", 60.0),
+        # A Server-Timing header on the node's calls (where the time went: parse, XSD, SQL, commit...), for
+        # bench/receipts.py and for diagnosing a slow installation; off by default.
+        "PAGOPA_SERVER_TIMING": _bool(env.get("PAGOPA_SERVER_TIMING")),
         # Bill runs: where chunks and packages are written (a volume every worker and web node shares when they
         # run on several machines), notices per chunk job, and what the print index says.
         "NOTICES_DIR": env.get("NOTICES_DIR") or str(ROOT / "instance" / "notices"),
@@ -176,4 +179,6 @@ def _engine_options(database_url: str) -> dict:
     if database_url.startswith("sqlite"):
         # Wait for the writer instead of failing at once when a job and a request overlap.
         return {"connect_args": {"timeout": 30}}
-    return {"pool_pre_ping": True}
+    # No pool_pre_ping: a round trip on every checkout. create_app pings only connections that sat idle (see
+    # portal.extensions.ping_idle_connections).
+    return {}

@@ -15,8 +15,8 @@ PORTAL = Path(__file__).resolve().parent.parent / "portal"
 
 #: The layers, bottom first (see shared DESIGN.md §1). An area may import its own layer (without circles) and below.
 LAYERS = (
-    # bottom: the outbox, the shared db metadata, money and settings helpers
-    {"portal.outbox", "portal.money", "portal.extensions", "portal.config", "portal.routing"},
+    # bottom: the outbox, the shared db metadata, money and settings helpers, URL converters, request timings
+    {"portal.outbox", "portal.money", "portal.extensions", "portal.config", "portal.routing", "portal.timing"},
     # the domain
     {"portal.ledger", "portal.accounts"},
     # services and adapters
@@ -28,7 +28,7 @@ LAYERS = (
 )
 RANK = {area: rank for rank, areas in enumerate(LAYERS) for area in areas}
 #: Areas that must not import Flask (or a Flask extension) themselves; they reach ``db`` through portal.extensions.
-NO_FLASK = {"portal.ledger", "portal.accounts", "portal.outbox", "portal.money", "portal.settings"}
+NO_FLASK = {"portal.ledger", "portal.accounts", "portal.outbox", "portal.money", "portal.settings", "portal.timing"}
 
 
 def module_name(path: Path) -> str:

@@ -269,23 +269,30 @@ def _lock_option(session: Session, creditor: Creditor | CreditorRef, data: Recei
     # position, so the position is always locked first; the options follow in id order (the locking happens
     # above the sort). A row changed by a transaction we waited for is re-read at its newest version, and
     # populate_existing puts that version in the session even if an older one was loaded earlier.
-    target = (sa.select(PaymentOption.position_id)
-              .where(PaymentOption.creditor_id == creditor.id, PaymentOption.iuv == data.iuv)
-              .scalar_subquery())
-    rows = session.execute(
-        sa.select(Position, PaymentOption)
-        .join(PaymentOption, PaymentOption.position_id == Position.id)
-        .where(Position.id == target)
-        .order_by(PaymentOption.id)
-        .with_for_update(of=[Position, PaymentOption])
-        .execution_options(populate_existing=True)
-    ).all()
+    rows = session.execute(_lock_statement(), {"creditor_id": creditor.id, "iuv": data.iuv}).all()
     if not rows:
         return None, None, []
     position = rows[0][0]
     options = [row[1] for row in rows]
     option = next(o for o in options if o.iuv == data.iuv)
     return position, option, options
+
+
+@cache
+def _lock_statement() -> sa.Select:
+    """The statement of :func:`_lock_option`, built once: building it anew cost about a tenth of a receipt's CPU."""
+    target = (sa.select(PaymentOption.position_id)
+              .where(PaymentOption.creditor_id == sa.bindparam("creditor_id"),
+                     PaymentOption.iuv == sa.bindparam("iuv"))
+              .scalar_subquery())
+    return (
+        sa.select(Position, PaymentOption)
+        .join(PaymentOption, PaymentOption.position_id == Position.id)
+        .where(Position.id == target)
+        .order_by(PaymentOption.id)
+        .with_for_update(of=[Position, PaymentOption])
+        .execution_options(populate_existing=True)
+    )
 
 
 def _flag(position: Position | None, option: PaymentOption | None, options: list[PaymentOption],

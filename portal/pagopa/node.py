@@ -18,9 +18,11 @@ How each outcome is answered:
 import hmac
 import ipaddress
 import logging
+import os
 import threading
 import time
 import weakref
+from datetime import UTC, date, datetime
 from functools import lru_cache
 
 import sqlalchemy as sa
@@ -28,9 +30,11 @@ from flask import Blueprint, Flask, Response, current_app, request
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from portal import timing
 from portal.extensions import csrf, db
-from portal.ledger.models import Creditor
-from portal.ledger.payments import CreditorRef, ReceiptRejected, record_receipt
+from portal.ledger.models import Creditor, PaymentOption
+from portal.ledger.payments import CreditorRef, ReceiptData, ReceiptRejected, ReceiptTransfer, record_receipt
+from portal.ledger.status import OptionStatus
 from portal.pagopa import soap
 
 log = logging.getLogger("portal.pagopa.node")
@@ -48,16 +52,59 @@ CREDITOR_CACHE_SECONDS = 60.0
 
 @bp.post("/paForNode")
 def pa_for_node():
-    """Answer one paForNode SOAP call."""
+    """Answer one paForNode SOAP call (with a ``Server-Timing`` header when ``PAGOPA_SERVER_TIMING`` is on)."""
+    if not current_app.config.get("PAGOPA_SERVER_TIMING"):
+        return _answer()
+    start, cpu_start = time.perf_counter(), time.thread_time()
+    timing.install_hooks()
+    timings = timing.Timings()
+    queued = _queued_seconds(request.headers.get("X-Request-Start"), time.time())
+    if queued is not None:
+        timings.add("queue", queued)
+    with timing.collecting(timings):
+        response = _answer()
+    # "app" is the view's wall time, "cpu" the CPU this thread used meanwhile: the gap is waiting (SQL, the GIL,
+    # another process holding the core).
+    timings.add("cpu", time.thread_time() - cpu_start)
+    timings.add("app", time.perf_counter() - start)
+    response.headers["Server-Timing"] = timings.header()
+    return response
+
+
+def _queued_seconds(value: str | None, now: float) -> float | None:
+    """Seconds since ``X-Request-Start`` (``t=<epoch seconds>``, as a proxy or the benchmark sets it), if sent.
+
+    What the call waited before the view ran: the connection, the listen queue, gunicorn's parsing. Values in
+    milliseconds or microseconds (other proxies' habit) are recognised by their size.
+    """
+    if not value:
+        return None
+    raw = value.strip().removeprefix("t=")
+    try:
+        stamp = float(raw)
+    except ValueError:
+        return None
+    if stamp > 1e14:
+        stamp /= 1e6
+    elif stamp > 1e11:
+        stamp /= 1e3
+    waited = now - stamp
+    return waited if 0 <= waited < 3600 else None
+
+
+def _answer() -> Response:
     if not _caller_allowed():
         log.warning("paForNode refused: caller %s not allowed", request.remote_addr)
         return Response("Forbidden\n", status=403, mimetype="text/plain")
-    body = request.stream.read(MAX_REQUEST_BYTES + 1)
+    with timing.phase("read"):
+        body = request.stream.read(MAX_REQUEST_BYTES + 1)
     if len(body) > MAX_REQUEST_BYTES:
         return Response("Request too large\n", status=413, mimetype="text/plain")
     action = request.headers.get("SOAPAction")
     try:
-        parsed = soap.parse_request(body, action)
+        # "parse" includes the XSD validation, which soap.validate times on its own as "xsd".
+        with timing.phase("parse"):
+            parsed = soap.parse_request(body, action)
     except soap.SoapFault as fault:
         log.warning("paForNode %s from %s: %s", soap.normalize_action(action) or "-", request.remote_addr, fault)
         return _fault_response(fault, fault_id=_default_fault_id())
@@ -81,14 +128,16 @@ def _send_rt(session: Session, parsed: soap.SoapRequest) -> Response:
     operation = parsed.operation
     data = None
     try:
-        creditor = _check_caller_ids(session, parsed)
-        data = soap.receipt_data(parsed)
-        # The ledger the receipt belongs to is the notice's creditor (``fiscalCode``); with broadcast it can be
-        # another creditor of this installation than the receiving one (idPA).
-        owner = creditor
-        if data.org_fiscal_code != creditor.fiscal_code:
-            owner = creditor_ref(session, data.org_fiscal_code) or creditor
-        outcome = record_receipt(session, owner, data, source=operation.name, raw_xml=parsed.payload_xml())
+        # "ledger" includes its SQL statements, which the SQL timing adds up as "sql".
+        with timing.phase("ledger"):
+            creditor = _check_caller_ids(session, parsed)
+            data = soap.receipt_data(parsed)
+            # The ledger the receipt belongs to is the notice's creditor (``fiscalCode``); with broadcast it can be
+            # another creditor of this installation than the receiving one (idPA).
+            owner = creditor
+            if data.org_fiscal_code != creditor.fiscal_code:
+                owner = creditor_ref(session, data.org_fiscal_code) or creditor
+            outcome = record_receipt(session, owner, data, source=operation.name, raw_xml=parsed.payload_xml())
     except soap.SoapFault as fault:
         _log_call(parsed, data, fault.code)
         session.rollback()
@@ -107,7 +156,8 @@ def _send_rt(session: Session, parsed: soap.SoapRequest) -> Response:
     # The one place a view commits: the node may forget a receipt as soon as we answer OK, so it must be durably
     # stored *before* the answer is built. A failing commit raises here and becomes a 500 the node retries, never
     # an OK for a receipt we lost. (The after_request commit that follows finds nothing left to do.)
-    session.commit()
+    with timing.phase("commit"):
+        session.commit()
     _log_call(parsed, data, "OK", flag=outcome.flag)
     return _xml(soap.build_response(operation))
 
@@ -231,6 +281,7 @@ def creditor_ref(session: Session, fiscal_code: str | None) -> CreditorRef | Non
     return ref
 
 
+@timing.timed("log")
 def _log_call(parsed: soap.SoapRequest, data, outcome: str, *, flag: str | None = None) -> None:
     log.info("%s idPA=%s receiptId=%s iuv=%s outcome=%s%s", parsed.operation.name, parsed.id_pa,
              data.receipt_id if data else "-", data.iuv if data else "-", outcome, f" flag={flag}" if flag else "")
@@ -293,3 +344,113 @@ def _caller_allowed() -> bool:
         if got is None or not hmac.compare_digest(got.strip().encode(), expected.strip().encode()):
             return False
     return True
+
+
+# --- Warm-up of a fresh worker process ----------------------------------------------------------------------------
+
+#: The idPA of the warm-up call: a valid fiscal-code shape that no creditor has, so the call stores nothing.
+WARM_UP_ID_PA = "00000000000"
+
+
+def _warm_up_receipt(*, fiscal_code: str, iuv: str, notice_number: str, amount_cents: int) -> ReceiptData:
+    return ReceiptData(
+        receipt_id="paybox-warm-up", notice_number=notice_number, iuv=iuv, org_fiscal_code=fiscal_code,
+        outcome="OK", amount_cents=amount_cents, description="warm-up", company_name="warm-up", fee_cents=0,
+        psp_id="WARMUP", psp_name="warm-up", channel_id="WARMUP", channel_description="warm-up",
+        payment_method="PO", payment_at=datetime(2000, 1, 1, tzinfo=UTC), application_date=date(2000, 1, 1),
+        debtor_fiscal_code=WARM_UP_ID_PA, debtor_name="warm-up",
+        transfers=(ReceiptTransfer(index=1, amount_cents=amount_cents, fiscal_code=fiscal_code,
+                                   iban="IT60X0542811101000000123456", remittance="warm-up", category="9/0101101IM/"),),
+    )
+
+
+def warm_up_request() -> bytes:
+    """A paSendRTV2 request for :data:`WARM_UP_ID_PA`: valid against the XSD, answered KO PAA_ID_DOMINIO_ERRATO."""
+    data = _warm_up_receipt(fiscal_code=WARM_UP_ID_PA, iuv="0" * 17, notice_number="3" + "0" * 17, amount_cents=100)
+    return soap.build_send_rt_request(data, id_pa=WARM_UP_ID_PA, id_broker_pa="00000000000",
+                                      id_station="00000000000_01")
+
+
+def warm_up(app: Flask, *, connections: int = 1) -> dict[str, float]:
+    """Do once, before the first real call, what a process's first receipt would otherwise pay for.
+
+    1. open ``connections`` database connections (kept in the pool);
+    2. load the XSD schema in this thread (the caller loads it in its other threads);
+    3. send one paSendRTV2 for an unknown idPA through the whole app (routing, caller checks, parsing,
+       validation, the creditor query, the KO answer): nothing is stored;
+    4. apply a receipt to one unpaid option in a transaction that is rolled back (the ledger's statements and
+       ORM flush compiled once): nothing is kept. Skipped when there is no unpaid option, or its row is locked.
+
+    Log lines are held back meanwhile (the process serves nothing yet). Returns the milliseconds of each step.
+    Called by ``gunicorn.conf.py`` in every worker before it takes a call.
+    """
+    took: dict[str, float] = {}
+    start = time.perf_counter()
+    with app.app_context():
+        engine = db.engine
+        held = [engine.connect() for _ in range(max(1, connections))]
+        for conn in held:
+            conn.execute(sa.text("SELECT 1"))
+        for conn in held:
+            conn.close()
+    took["connect"] = (time.perf_counter() - start) * 1000
+    start = time.perf_counter()
+    soap.schema()
+    took["schema"] = (time.perf_counter() - start) * 1000
+    headers, remote_addr = _warm_up_caller(app)
+    previous = logging.root.manager.disable
+    logging.disable(logging.INFO)
+    try:
+        start = time.perf_counter()
+        response = app.test_client().post("/pagopa/paForNode", data=warm_up_request(), headers=headers,
+                                          environ_base={"REMOTE_ADDR": remote_addr})
+        took["call"] = (time.perf_counter() - start) * 1000
+        start = time.perf_counter()
+        with app.app_context():
+            applied = _warm_up_ledger(db.session)
+        took["ledger" if applied else "ledger skipped"] = (time.perf_counter() - start) * 1000
+    finally:
+        logging.disable(previous)
+    if soap.PAA_ID_DOMINIO_ERRATO.encode() not in response.data:
+        log.warning("warm-up call answered HTTP %s without PAA_ID_DOMINIO_ERRATO", response.status_code)
+    return took
+
+
+def _warm_up_ledger(session: Session) -> bool:
+    """Record a receipt for one unpaid option and roll it back; ``False`` when there was nothing to use."""
+    try:
+        if session.get_bind().dialect.name == "postgresql":
+            # Never wait behind a real receipt for the same position: give up instead.
+            session.execute(sa.text("SET LOCAL lock_timeout = '200ms'"))
+        candidates = (sa.select(PaymentOption.iuv, PaymentOption.notice_number, PaymentOption.amount_cents,
+                                Creditor.id, Creditor.fiscal_code)
+                      .join(Creditor, Creditor.id == PaymentOption.creditor_id)
+                      .where(PaymentOption.status == OptionStatus.UNPAID)
+                      .limit(1))
+        # Workers start together: each takes another option (and receipt id), so they do not queue on one row.
+        row = (session.execute(candidates.offset(os.getpid() % 16)).first()
+               or session.execute(candidates).first())
+        if row is None:
+            return False
+        data = _warm_up_receipt(fiscal_code=row.fiscal_code, iuv=row.iuv, notice_number=row.notice_number,
+                                amount_cents=row.amount_cents)
+        data.receipt_id = f"paybox-warm-up-{os.getpid()}"
+        record_receipt(session, CreditorRef(id=row.id, fiscal_code=row.fiscal_code), data, source="paSendRTV2",
+                       raw_xml="<warm-up/>")
+        return True
+    except sa.exc.DBAPIError:
+        return False
+    finally:
+        session.rollback()
+        session.close()
+
+
+def _warm_up_caller(app: Flask) -> tuple[dict[str, str], str]:
+    """Headers and peer address that pass :func:`_caller_allowed` (an in-process call, never on the network)."""
+    headers = {"SOAPAction": "paSendRTV2", "Content-Type": soap.CONTENT_TYPE}
+    required = app.config.get("PAGOPA_SOAP_REQUIRED_HEADER")
+    if required and ":" in required:
+        name, _, value = required.partition(":")
+        headers[name.strip()] = value.strip()
+    networks = _networks(tuple(app.config.get("PAGOPA_SOAP_ALLOWED_IPS") or ()))
+    return headers, str(networks[0].network_address) if networks else "127.0.0.1"

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 from lxml import etree
 
+from portal import timing
 from portal.ledger.payments import ReceiptData, ReceiptTransfer
 from portal.money import cents_to_decimal_text
 from portal.pagopa import SPECS_DIR
@@ -154,9 +155,15 @@ def envelope_schema() -> etree.XMLSchema:
     return _load_schema(str(ENVELOPE_XSD))
 
 
+#: Compiling schemas is not thread-safe in libxml2 (its built-in types are set up on first use: threads compiling
+#: at once fail with "xmlSchemaPValAttrNodeValue, the given type is not a built-in type"); validating is.
+_load_lock = threading.Lock()
+
+
 def _load_schema(path: str) -> etree.XMLSchema:
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
-    return etree.XMLSchema(etree.parse(path, parser))
+    with _load_lock:
+        return etree.XMLSchema(etree.parse(path, parser))
 
 
 def normalize_action(value: str | None) -> str | None:
@@ -193,7 +200,9 @@ def validate(element: etree._Element, *, operation: Operation | None = None) -> 
     :raise SoapFault: ``PAA_SINTASSI_XSD`` with the first violation as description.
     """
     compiled = schema()
-    if compiled.validate(element):
+    with timing.phase("xsd"):
+        valid = compiled.validate(element)
+    if valid:
         return
     errors = [f"line {e.line}: {e.message}" for e in compiled.error_log]
     raise SoapFault(PAA_SINTASSI_XSD, "; ".join(errors)[:_DESCRIPTION_MAX], operation=operation)
@@ -423,6 +432,7 @@ def response_element(operation: Operation, fault: SoapFault | None = None, *, fa
     return element
 
 
+@timing.timed("encode")
 def build_response(operation: Operation, fault: SoapFault | None = None, *, fault_id: str = "") -> bytes:
     """The SOAP answer to ``operation``: outcome OK, or outcome KO with ``fault`` (an HTTP 200 business answer).
 
@@ -433,6 +443,7 @@ def build_response(operation: Operation, fault: SoapFault | None = None, *, faul
     return _serialize(envelope)
 
 
+@timing.timed("encode")
 def build_soap_fault(fault: SoapFault, *, server: bool = True, fault_id: str = "") -> bytes:
     """A SOAP 1.1 ``Fault`` (sent with HTTP 500): for errors on our side, so the node keeps the receipt and retries.
 
