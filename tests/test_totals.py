@@ -20,7 +20,8 @@ S = PositionStatus
 
 def churn(session, creditor, service) -> None:
     """Every kind of change a position goes through: create, publish, pay, pay in part, cancel, bulk updates,
-    an update of nothing counted, a rolled-back change. (Positions are never deleted: their events refer to them.)"""
+    an update of nothing counted, a rolled-back change; then the bulk paths of imports and scripts (see
+    :func:`bulk_churn`)."""
     made = []
     for n in range(6):
         position, _ = ledger.create_position(session, creditor, position_input(service, amount=1000 * (n + 1),
@@ -47,6 +48,35 @@ def churn(session, creditor, service) -> None:
     made[5].amount_cents = 1
     session.flush()
     session.rollback()  # a change rolled back takes its delta rows with it
+    bulk_churn(session, creditor, service, made)
+
+
+def bulk_churn(session, creditor, service, made) -> None:
+    """Statements that bypass the ORM's unit of work: a multi-row INSERT (as the demo and bench load), one UPDATE
+    moving several positions between statuses, services and due dates at once, and a DELETE (positions without
+    events: the ledger itself never deletes, but a script may)."""
+    from portal.ledger.models import Service
+
+    other = Service(creditor_id=creditor.id, code="IMU", name="IMU", taxonomy_code="9/0101100IM/",
+                    account_id=service.account_id)
+    session.add(other)
+    session.flush()
+    debtor_id = made[0].debtor_id
+    rows = [{"creditor_id": creditor.id, "service_id": service.id, "debtor_id": debtor_id, "iupd": f"BULK-{n}",
+             "subject": f"Import {n}", "status": S.PUBLISHED, "amount_cents": 500 + n, "paid_cents": 0,
+             "due_date": date.today() + timedelta(days=n - 2)} for n in range(4)]
+    session.execute(sa.insert(Position), rows)
+    session.commit()
+    bulk = sa.select(Position.id).where(Position.iupd.like("BULK-%")).order_by(Position.id)
+    ids = list(session.scalars(bulk))
+    session.execute(sa.update(Position).where(Position.id.in_(ids[:3])).values(
+        status=S.EXPIRED, service_id=other.id, due_date=date.today() - timedelta(days=20)))
+    session.execute(sa.update(Position).where(Position.id.in_(ids[1:])).values(paid_cents=Position.amount_cents))
+    session.execute(sa.update(Position).where(Position.id == ids[0]).values(service_id=service.id))  # service only
+    session.commit()
+    session.execute(sa.delete(Position).where(Position.id.in_(ids[2:])))
+    session.commit()
+    assert session.scalar(sa.select(sa.func.count()).select_from(bulk.subquery())) == 2
 
 
 def test_totals_follow_every_change_on_postgresql(ctx, creditor, service):
