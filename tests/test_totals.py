@@ -16,6 +16,8 @@ from tests.test_ledger_payments import receipt_for
 from tests.test_sqlite import sqlite_app
 
 S = PositionStatus
+#: The migration that creates the totals and their triggers.
+TOTALS_REVISION = "7a3c5e9d1f20"
 
 
 def churn(session, creditor, service) -> None:
@@ -137,3 +139,33 @@ def test_scope_limits_the_totals(ctx, creditor, make_position, scope):
     make_position(amount=1000)
     figures = queries.dashboard_totals(db.session, creditor.id, scope=scope)
     assert sum(t.count for t in figures["by_status"].values()) == (0 if scope == set() else 1)
+
+
+def test_the_migration_sums_the_positions_already_there(tmp_path):
+    """Upgrading a database that already holds positions fills the totals from them (nothing is lost)."""
+    from flask_migrate import downgrade, upgrade
+
+    from portal.ledger.models import Creditor, Service
+    from tests.test_concurrent_receipts import seed
+    from tests.test_migrations import _script
+    from tests.test_sqlite import _logging_kept
+
+    before = _script().get_revision(TOTALS_REVISION).down_revision
+    with sqlite_app(tmp_path / "paybox.db"):
+        with _logging_kept():
+            downgrade(revision=before)
+        assert "position_totals" not in sa.inspect(db.engine).get_table_names()
+        ids = seed(db.session)
+        creditor = db.session.scalar(sa.select(Creditor))
+        first, second = (db.session.get(Position, i) for i in ids[:2])
+        record_receipt(db.session, CreditorRef.of(creditor), receipt_for(first.installments[0]),
+                       source="paSendRTV2", raw_xml="<r/>")
+        ledger.cancel_position(db.session, second, reason="Errore", actor="test")
+        ledger.create_position(db.session, creditor, position_input(db.session.scalar(sa.select(Service)),
+                                                                    amount=4321), actor="test", enqueue_sync=False)
+        db.session.commit()
+        db.session.remove()
+        with _logging_kept():
+            upgrade()
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(PositionTotal)) > 0
+        assert totals.matches_positions(db.session)
