@@ -81,9 +81,38 @@ def bulk_churn(session, creditor, service, made) -> None:
     assert session.scalar(sa.select(sa.func.count()).select_from(bulk.subquery())) == 2
 
 
+def figures_from_positions(session, creditor_id, today) -> tuple:
+    """The dashboard's figures computed straight from the positions, as the dashboard did before the totals."""
+    from portal.ledger.status import OPEN_STATUSES
+
+    rows = session.execute(sa.select(Position.service_id, Position.status, sa.func.count(),
+                                     sa.func.sum(Position.amount_cents))
+                           .where(Position.creditor_id == creditor_id).group_by(Position.service_id, Position.status))
+    groups = {(service_id, S(status)): (count, int(amount)) for service_id, status, count, amount in rows}
+    late = session.execute(sa.select(sa.func.count(), sa.func.sum(Position.amount_cents - Position.paid_cents))
+                           .where(Position.creditor_id == creditor_id, Position.status.in_(OPEN_STATUSES),
+                                  Position.due_date < today)).one()
+    return groups, (late[0], int(late[1] or 0))
+
+
+def figures_from_totals(session, creditor_id, today) -> tuple:
+    figures = queries.dashboard_totals(session, creditor_id, today=today)
+    groups = {(service.id, status): (t.count, t.amount_cents)
+              for service, by_status in figures["by_service"].items() for status, t in by_status.items()}
+    by_status = {}
+    for (_, status), (count, amount) in groups.items():
+        by_status[status] = tuple(map(sum, zip(by_status.get(status, (0, 0)), (count, amount), strict=True)))
+    assert {s: (t.count, t.amount_cents) for s, t in figures["by_status"].items()} == by_status
+    return groups, (figures["overdue_count"], figures["overdue_cents"])
+
+
 def test_totals_follow_every_change_on_postgresql(ctx, creditor, service):
     churn(db.session, creditor, service)
     assert totals.matches_positions(db.session)
+    for today in (date.today(), date.today() + timedelta(days=45), date.today() + timedelta(days=400)):
+        assert figures_from_totals(db.session, creditor.id, today) == figures_from_positions(
+            db.session, creditor.id, today)
+    assert figures_from_positions(db.session, creditor.id, date.today())[1][0] > 0  # some are overdue today
     rows = db.session.scalar(sa.select(sa.func.count()).select_from(PositionTotal))
     folded = totals.compact(db.session)
     db.session.commit()
@@ -103,6 +132,9 @@ def test_totals_follow_every_change_on_sqlite(tmp_path):
         service = db.session.scalar(sa.select(Service))
         churn(db.session, creditor, service)
         assert totals.matches_positions(db.session)
+        for today in (date.today(), date.today() + timedelta(days=45)):
+            assert figures_from_totals(db.session, creditor.id, today) == figures_from_positions(
+                db.session, creditor.id, today)
         totals.compact(db.session)
         db.session.commit()
         assert totals.matches_positions(db.session)
@@ -169,3 +201,31 @@ def test_the_migration_sums_the_positions_already_there(tmp_path):
             upgrade()
         assert db.session.scalar(sa.select(sa.func.count()).select_from(PositionTotal)) > 0
         assert totals.matches_positions(db.session)
+
+
+def _rows_by_id(session) -> dict[int, tuple]:
+    return {r.id: (r.service_id, r.status, r.due_date) for r in session.scalars(sa.select(PositionTotal))}
+
+
+def test_folding_rewrites_only_the_keys_that_changed(ctx, creditor, service, make_position):
+    """A fold every minute must not rewrite the whole table (a dead row per key each time, on a table that grows
+    with the days of history): keys already down to one row keep it."""
+    quiet = make_position(amount=1000, due=date.today() + timedelta(days=5))
+    moving = make_position(amount=2000, due=date.today() + timedelta(days=9))
+    totals.compact(db.session)
+    db.session.commit()
+    folded = _rows_by_id(db.session)
+    assert len(folded) == 2
+    assert totals.compact(db.session) == 0
+    db.session.commit()
+    assert _rows_by_id(db.session) == folded  # nothing to fold: nothing rewritten
+
+    ledger.transition(db.session, moving, S.PUBLISHED, actor="test")
+    db.session.commit()
+    assert totals.compact(db.session) == 2  # the draft key's +1 and -1 go; the published key keeps its one row
+    db.session.commit()
+    after = _rows_by_id(db.session)
+    quiet_row = next(i for i, (_, status, due) in folded.items() if due == quiet.due_date)
+    assert after[quiet_row] == folded[quiet_row]
+    assert sorted(after.values()) == sorted([folded[quiet_row], (service.id, "published", moving.due_date)])
+    assert totals.matches_positions(db.session)
