@@ -2,7 +2,7 @@
 
 Database triggers append a delta row for every change of a position (see :class:`~portal.ledger.models.PositionTotal`),
 in the same transaction as the change, so the totals are always exact; reading them sums one row per service,
-status and due date (46,000 rows for 1M positions over three years: 24 ms, bench/positions_list.py) whatever the
+status and due date (46,000 rows for 1M positions over three years: 21 ms, bench/positions_list.py) whatever the
 number of positions. :func:`compact` (a periodic job) folds the deltas into one row per key.
 """
 
