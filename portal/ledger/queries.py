@@ -223,12 +223,15 @@ def dashboard_totals(session: Session, creditor_id: int, *, scope: set[int] | No
     today = today or date.today()
     by_status: dict[PositionStatus, StatusTotal] = {}
     by_service: dict[int, dict[PositionStatus, StatusTotal]] = {}
-    for service_id, status, count, amount in totals.by_service_and_status(session, creditor_id, scope=scope):
-        total = by_status.setdefault(status, StatusTotal(status, 0, 0))
-        total.count += count
-        total.amount_cents += amount
-        by_service.setdefault(service_id, {})[status] = StatusTotal(status, count, amount, service_id)
-    overdue_count, overdue_cents = totals.overdue(session, creditor_id, today=today, scope=scope)
+    overdue_count = overdue_cents = 0
+    for group in totals.groups(session, creditor_id, today=today, scope=scope):
+        total = by_status.setdefault(group.status, StatusTotal(group.status, 0, 0))
+        total.count += group.count
+        total.amount_cents += group.amount_cents
+        by_service.setdefault(group.service_id, {})[group.status] = StatusTotal(
+            group.status, group.count, group.amount_cents, group.service_id)
+        overdue_count += group.overdue_count
+        overdue_cents += group.overdue_cents
     services = {s.id: s for s in session.scalars(sa.select(Service).where(Service.creditor_id == creditor_id))}
     return {
         "by_status": by_status,

@@ -1,13 +1,15 @@
 """The dashboard's figures from ``position_totals``, never from the positions table itself.
 
 Database triggers append a delta row for every change of a position (see :class:`~portal.ledger.models.PositionTotal`),
-in the same transaction as the change, so the totals are always exact; reading them sums a few thousand rows
-whatever the number of positions. :func:`compact` (a periodic job) folds the deltas into one row per key.
+in the same transaction as the change, so the totals are always exact; reading them sums one row per service,
+status and due date (46,000 rows for 1M positions over three years: 21 ms, bench/positions_list.py) whatever the
+number of positions. :func:`compact` (a periodic job) folds the deltas into one row per key.
 """
 
 from __future__ import annotations
 
 from datetime import date
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -23,12 +25,21 @@ _T = PositionTotal.__table__
 _KEYS, _SUMS = ", ".join(KEY), ", ".join(SUMS)
 _SUMMED = f"SELECT {_KEYS}, " + ", ".join(f"sum({n})" for n in SUMS)
 _NONZERO = " OR ".join(f"sum({n}) <> 0" for n in SUMS)
+#: The keys that have more than one row: only these are folded (a key down to one row is left as it is, so a fold
+#: does not rewrite the whole table each minute).
+_SEVERAL = f"SELECT {_KEYS} FROM position_totals WHERE id <= :last GROUP BY {_KEYS} HAVING count(*) > 1"  # noqa: S608
+_SAME_KEY = " AND ".join(f"t.{n} = k.{n}" for n in KEY)
 _COMPACT_POSTGRESQL = sa.text(
-    f"WITH moved AS (DELETE FROM position_totals WHERE id <= :last RETURNING {_KEYS}, {_SUMS}) "  # noqa: S608
-    f"INSERT INTO position_totals ({_KEYS}, {_SUMS}) {_SUMMED} FROM moved GROUP BY {_KEYS} HAVING {_NONZERO}")
-_COMPACT_SQLITE = sa.text(
+    f"WITH several AS ({_SEVERAL}), "  # noqa: S608
+    f"moved AS (DELETE FROM position_totals t USING several k WHERE t.id <= :last AND {_SAME_KEY} RETURNING t.*), "
+    f"folded AS (INSERT INTO position_totals ({_KEYS}, {_SUMS}) {_SUMMED} FROM moved GROUP BY {_KEYS} "
+    f"HAVING {_NONZERO} RETURNING id) "
+    "SELECT (SELECT count(*) FROM moved) - (SELECT count(*) FROM folded)")
+_FOLD_SQLITE = sa.text(
     f"INSERT INTO position_totals ({_KEYS}, {_SUMS}) {_SUMMED} FROM position_totals "  # noqa: S608
-    f"WHERE id <= :last GROUP BY {_KEYS} HAVING {_NONZERO}")
+    f"WHERE id <= :last GROUP BY {_KEYS} HAVING count(*) > 1 AND ({_NONZERO})")
+_DROP_FOLDED_SQLITE = sa.text(
+    f"DELETE FROM position_totals WHERE id <= :last AND ({_KEYS}) IN ({_SEVERAL})")  # noqa: S608
 
 
 def _scoped(creditor_id: int, scope: set[int] | None) -> list:
@@ -38,32 +49,37 @@ def _scoped(creditor_id: int, scope: set[int] | None) -> list:
     return conditions
 
 
-def by_service_and_status(session: Session, creditor_id: int, *, scope: set[int] | None = None
-                          ) -> list[tuple[int, PositionStatus, int, int]]:
-    """``(service_id, status, count, amount_cents)`` of every non-empty group."""
+class GroupTotal(NamedTuple):
+    """One service and status: how many positions and their amount, and how many of them are overdue (open and
+    due before today) with what is left to pay on those."""
+
+    service_id: int
+    status: PositionStatus
+    count: int
+    amount_cents: int
+    overdue_count: int
+    overdue_cents: int
+
+
+def groups(session: Session, creditor_id: int, *, today: date, scope: set[int] | None = None) -> list[GroupTotal]:
+    """Every non-empty (service, status) group, read in one pass over the totals (one snapshot, one scan)."""
+    t = PositionTotal
+    late = sa.and_(t.status.in_([s.value for s in OPEN_STATUSES]), t.due_date < today)
     rows = session.execute(
-        sa.select(PositionTotal.service_id, PositionTotal.status, sa.func.sum(PositionTotal.count),
-                  sa.func.sum(PositionTotal.amount_cents))
+        sa.select(t.service_id, t.status, sa.func.sum(t.count), sa.func.sum(t.amount_cents),
+                  sa.func.coalesce(sa.func.sum(t.count).filter(late), 0),
+                  sa.func.coalesce(sa.func.sum(t.amount_cents - t.paid_cents).filter(late), 0))
         .where(*_scoped(creditor_id, scope))
-        .group_by(PositionTotal.service_id, PositionTotal.status)
-        .having(sa.func.sum(PositionTotal.count) != 0)
+        .group_by(t.service_id, t.status)
+        .having(sa.func.sum(t.count) != 0)
     )
-    return [(service_id, PositionStatus(status), int(count), int(amount)) for service_id, status, count, amount in rows]
-
-
-def overdue(session: Session, creditor_id: int, *, today: date, scope: set[int] | None = None) -> tuple[int, int]:
-    """Open positions due before ``today``: how many, and how much is left to pay on them."""
-    count, left = session.execute(
-        sa.select(sa.func.coalesce(sa.func.sum(PositionTotal.count), 0),
-                  sa.func.coalesce(sa.func.sum(PositionTotal.amount_cents - PositionTotal.paid_cents), 0))
-        .where(*_scoped(creditor_id, scope), PositionTotal.status.in_([s.value for s in OPEN_STATUSES]),
-               PositionTotal.due_date < today)
-    ).one()
-    return int(count), int(left)
+    return [GroupTotal(service_id, PositionStatus(status), *(int(v) for v in sums))
+            for service_id, status, *sums in rows]
 
 
 def compact(session: Session) -> int:
-    """Fold every delta row into one row per key (keys summing to nothing go); returns how many rows fewer.
+    """Fold the rows of every key that has several into one (keys summing to nothing go); returns how many rows
+    fewer.
 
     One statement on PostgreSQL (its single snapshot never folds a row it does not delete, or the reverse, while
     writers keep appending); on SQLite the write lock keeps writers out between the two statements.
@@ -72,13 +88,10 @@ def compact(session: Session) -> int:
     last = session.scalar(sa.select(sa.func.max(PositionTotal.id)))
     if last is None:
         return 0
-    before = session.scalar(sa.select(sa.func.count()).select_from(_T).where(_T.c.id <= last))
     if session.get_bind().dialect.name == "postgresql":
-        inserted = session.execute(_COMPACT_POSTGRESQL, {"last": last}).rowcount
-    else:
-        inserted = session.execute(_COMPACT_SQLITE, {"last": last}).rowcount
-        session.execute(sa.delete(_T).where(_T.c.id <= last))
-    return max(before - inserted, 0)
+        return session.execute(_COMPACT_POSTGRESQL, {"last": last}).scalar_one()
+    inserted = session.execute(_FOLD_SQLITE, {"last": last}).rowcount
+    return session.execute(_DROP_FOLDED_SQLITE, {"last": last}).rowcount - inserted
 
 
 def rebuild(session: Session) -> None:
