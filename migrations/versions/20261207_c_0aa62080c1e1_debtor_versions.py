@@ -8,7 +8,7 @@ On SQLite the batch rebuilds the table, and SQLite cannot reflect expression ind
 are dropped before it and built again after.
 
 Revision ID: 0aa62080c1e1
-Revises: 7a3c5e9d1f20
+Revises: 2e8f6a1c9b47
 Create Date: 2026-12-07 10:00:00.000000
 
 """
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0aa62080c1e1'
-down_revision = '7a3c5e9d1f20'
+down_revision = '2e8f6a1c9b47'
 branch_labels = None
 depends_on = None
 

@@ -8,7 +8,7 @@ On SQLite, a later batch migration that *recreates* the positions table drops th
 must create them again (tests/test_sqlite.py checks they exist at head).
 
 Revision ID: 7a3c5e9d1f20
-Revises: 2e8f6a1c9b47
+Revises: 0aa62080c1e1
 Create Date: 2026-12-07 12:10:00
 
 """
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '7a3c5e9d1f20'
-down_revision = '2e8f6a1c9b47'
+down_revision = '0aa62080c1e1'
 branch_labels = None
 depends_on = None
 
