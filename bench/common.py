@@ -30,13 +30,14 @@ def recreate_database(url: str) -> None:
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def process_cpu(pid: int) -> float:
-    """CPU seconds used so far by ``pid`` (user + system; 0 when it is gone), from /proc/<pid>/stat."""
+def process_cpu(pid: int, *, children: bool = False) -> float:
+    """CPU seconds used so far by ``pid`` (user + system; 0 when it is gone), from /proc/<pid>/stat; with
+    ``children``, also those of the children it has waited for (RQ's work horses)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICK
+    return sum(int(v) for v in fields[11:15 if children else 13]) / TICK  # utime, stime[, cutime, cstime]
 
 
 def proc_children(pid: int) -> list[int]:

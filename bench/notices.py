@@ -66,7 +66,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import drop_database, log, recreate_database  # noqa: E402
+from bench.common import TICK, drop_database, log, process_cpu, recreate_database  # noqa: E402
 from portal import create_app, demo  # noqa: E402
 from portal.extensions import db  # noqa: E402
 from portal.ledger import queries  # noqa: E402
@@ -324,18 +324,6 @@ def proc_children(pid: int) -> list[int]:
         return []
 
 
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def process_cpu(pid: int) -> float:
-    """CPU seconds of ``pid`` and of the children it has waited for (the work horses), from /proc/<pid>/stat."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return sum(int(v) for v in fields[11:15]) / TICK  # utime, stime, cutime, cstime
-
-
 def machine_cpu() -> tuple[float, float]:
     """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -588,7 +576,7 @@ def measure(app, args, loaded: Loaded, size: int, workers_count: int, mode: str,
     sampler.start()
     run_id = None
     result.load_before = wait_until_quiet(args.quiet_cores, args.wait_quiet)
-    cpu_before = {w.pid: process_cpu(w.pid) for w in workers}
+    cpu_before = {w.pid: process_cpu(w.pid, children=True) for w in workers}
     machine_before = machine_cpu()[0]
     try:
         with psycopg.connect(args.database_url, autocommit=True) as conn:
@@ -643,7 +631,7 @@ def measure(app, args, loaded: Loaded, size: int, workers_count: int, mode: str,
                 time.sleep(0.02)
             result.cpu_window_s = time.perf_counter() - started
             result.machine_cpu_s = machine_cpu()[0] - machine_before
-            result.workers_cpu_s = sum(process_cpu(w.pid) - cpu_before[w.pid] for w in workers)
+            result.workers_cpu_s = sum(process_cpu(w.pid, children=True) - cpu_before[w.pid] for w in workers)
     except Exception as exc:  # noqa: BLE001 - reported in the table, the other configurations still run
         result.error = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         for worker in workers:

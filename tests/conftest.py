@@ -26,6 +26,9 @@ PASSWORD = "password-di-prova"
 CF_PERSON = "RSSMRA80A01H501U"
 CF_COMUNE = "80015010723"
 IBAN_COMUNE = "IT60X0542811101000000123456"
+#: The pagoPA intermediary and station ids the node presents with a receipt.
+BROKER = "15376371009"
+STATION = "15376371009_01"
 
 
 def _recreate_database(url: str) -> None:
@@ -170,6 +173,29 @@ def login(client):
         return user
 
     return do_login
+
+
+@pytest.fixture
+def station(creditor):
+    """The test creditor with its pagoPA intermediary and station ids."""
+    creditor.broker_id = BROKER
+    creditor.station_id = STATION
+    db.session.commit()
+    return creditor
+
+
+@pytest.fixture
+def published(make_position, station):
+    """Make positions already loaded on pagoPA (status "published"), of the station's creditor."""
+    from portal.ledger.status import PositionStatus
+
+    def make(**kwargs):
+        position = make_position(**kwargs)
+        ledger.transition(db.session, position, PositionStatus.PUBLISHED, actor="test")
+        db.session.commit()
+        return position
+
+    return make
 
 
 def position_input(service, *, fiscal_code=CF_PERSON, name="Mario Rossi", amount=10000, installments=(),

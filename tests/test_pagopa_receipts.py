@@ -25,33 +25,11 @@ from portal.ledger.status import OptionStatus, PositionStatus
 from portal.pagopa import node, soap
 from portal.pagopa.receipt_poller import poll_receipts
 from portal.pagopa.receipts_api import ReceiptsClient
-from tests.conftest import CF_COMUNE
+from tests.conftest import BROKER, CF_COMUNE, STATION
 from tests.test_ledger_payments import receipt_for
 
 URL = "/pagopa/paForNode"
-BROKER = "15376371009"
-STATION = "15376371009_01"
 S = PositionStatus
-
-
-@pytest.fixture
-def station(creditor):
-    """The test creditor with its pagoPA intermediary and station ids."""
-    creditor.broker_id = BROKER
-    creditor.station_id = STATION
-    db.session.commit()
-    return creditor
-
-
-@pytest.fixture
-def published(make_position, station):
-    def make(**kwargs):
-        position = make_position(**kwargs)
-        ledger.transition(db.session, position, S.PUBLISHED, actor="test")
-        db.session.commit()
-        return position
-
-    return make
 
 
 def rt_request(data: ReceiptData, *, version: int = 2, id_pa: str = CF_COMUNE, id_broker_pa: str = BROKER,
