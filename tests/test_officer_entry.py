@@ -561,6 +561,20 @@ def test_live_validation_of_amounts_and_beneficiaries(client, operator, service)
     assert "non esiste nella tassonomia" in response.get_data(as_text=True)
 
 
+@pytest.mark.parametrize(("typed", "read"), [("1.050", "1.050,00"), ("10.5", "10,50"), ("1.234,5", "1.234,50"),
+                                             ("1050", "1.050,00")])
+def test_live_validation_says_how_an_amount_was_read(client, operator, service, typed, read):
+    headers = {**HTMX, "HX-Trigger-Name": "single_amount"}
+    html = client.post(VALIDATE_URL, data=form(service, single_amount=typed), headers=headers).get_data(as_text=True)
+    assert f"Letto come {read}\u00a0€" in html
+
+
+def test_live_validation_says_nothing_of_an_amount_it_refused(client, operator, service):
+    headers = {**HTMX, "HX-Trigger-Name": "single_amount"}
+    html = client.post(VALIDATE_URL, data=form(service, single_amount="12,345"), headers=headers).get_data(as_text=True)
+    assert "Letto come" not in html
+
+
 def test_live_validation_needs_the_csrf_token(client, operator, service):
     headers = {**HTMX, "HX-Trigger-Name": "debtor_fiscal_code"}
     assert client.post(VALIDATE_URL, data=form(service), headers=headers, csrf=False).status_code == 400

@@ -22,6 +22,7 @@ from portal.ledger import taxonomy
 from portal.ledger.errors import ValidationFailed
 from portal.ledger.inputs import MAX_TRANSFERS
 from portal.ledger.models import Service
+from portal.money import AmountError, parse_euro
 from portal.officer import bp
 from portal.officer.access import can_see_service, roles_required, visible_services
 from portal.officer.entry_forms import (
@@ -163,8 +164,20 @@ def validate_position_field():
         groups.append("transfers")
     if name.startswith("installments-") or name == "mode":
         groups.append("installments")
+    messages = draft.errors.get(name, [])
     return render_template(
         "officer/_entry_field_error.html",
-        messages=draft.errors.get(name, []),
+        messages=messages,
+        read_as=_amount_read_as(name, request.form.get(name)) if not messages else None,
         groups={group: draft.errors.get(group, []) for group in groups},
     )
+
+
+def _amount_read_as(name: str, text: str | None) -> int | None:
+    """The cents an amount field was understood as ("1.050" is 1.050,00 €, "10.5" is 10,50 €), to say so."""
+    if not name.endswith("amount") or not (text or "").strip():
+        return None
+    try:
+        return parse_euro(text, allow_zero=True)
+    except AmountError:
+        return None
