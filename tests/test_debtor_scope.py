@@ -17,6 +17,7 @@ from portal.ledger.models import Debtor, Position
 from portal.notices import render_notice
 from portal.pagopa.mapping import position_payload
 from tests.conftest import CF_PERSON, position_input
+from tests.prerequisites import require
 from tests.test_officer_entry import URL, flashes, form
 
 
@@ -95,8 +96,7 @@ def test_gpd_payload_and_notice_use_each_positions_own_data(creditor, tari_posit
     assert (payload["fullName"], payload["streetName"], payload["city"], payload["email"]) == (
         "Mario Rossi", "Via Roma", "Roma", "mario.rossi@example.it")
 
-    if not shutil.which("pdftotext"):
-        pytest.skip("poppler-utils (pdftotext) is needed to read the notice")
+    require("pdftotext")
     for item, present, absent in ((new, "Via Milano", "Via Roma"), (old, "Via Roma", "Via Milano")):
         pdf = tmp_path / f"{item.id}.pdf"
         pdf.write_bytes(render_notice(item, creditor=creditor))
