@@ -230,6 +230,20 @@ def test_more_than_due_pays_the_position_and_is_flagged_for_a_refund(make_positi
     assert (position.status, position.paid_cents) == (S.PAID, 11000)
 
 
+def test_money_recorded_before_a_receipt_stays_counted(make_position, creditor):
+    """paid_cents grows by each receipt (in SQL): a payment recorded without a receipt row (at the counter, the
+    demo's history) is never dropped by the next receipt."""
+    position = publish(make_position(amount=12000, installments=(6000, 6000)))
+    first, second = position.installments
+    first.status = OptionStatus.PAID
+    position.status = S.PARTIALLY_PAID
+    position.paid_cents = 6000  # recorded without a receipt
+    db.session.commit()
+    record(creditor, receipt_for(second))
+    db.session.expire_all()
+    assert (position.status, position.paid_cents) == (S.PAID, 12000)
+
+
 def test_installments_paid_with_one_short_leave_what_is_missing_owed(make_position, creditor):
     position = publish(make_position(amount=12000, installments=(6000, 6000)))
     first, second = position.installments
@@ -374,14 +388,14 @@ def test_a_receipt_takes_one_lock_one_insert_and_one_flush(make_position, credit
         sa.event.remove(db.engine, "before_cursor_execute", seen)
     db.session.commit()
     # Position and options locked in one statement, the receipt inserted (no SELECT before it, no SAVEPOINT),
-    # the paid total summed from the receipt rows, then one flush: the position, the event, the options (the paid
-    # installment and the cancelled single).
+    # then one flush: the position (paid_cents added in SQL), the event, the options (the paid installment and the
+    # cancelled single).
     assert new[0].startswith("SELECT positions.")
     assert "FOR UPDATE OF positions, payment_options" in new[0]
     assert new[1].startswith("INSERT INTO receipts")
     assert "ON CONFLICT DO NOTHING" in new[1]
-    assert new[2].startswith("SELECT coalesce(sum(receipts.amount_cents)")
-    assert sorted(" ".join(s.split()[:3]) for s in new[3:]) == [
+    assert any("paid_cents=(positions.paid_cents+" in s.replace(" ", "") for s in new[2:])  # added in SQL
+    assert sorted(" ".join(s.split()[:3]) for s in new[2:]) == [
         "INSERT INTO events", "UPDATE payment_options SET", "UPDATE payment_options SET", "UPDATE positions SET"]
     assert not any("SAVEPOINT" in s for s in new)
     # The duplicate: the same lock, the INSERT that inserts nothing, the SELECT of the stored copy; no writes.

@@ -146,7 +146,7 @@ def record_receipt(session: Session, creditor: Creditor | CreditorRef, data: Rec
     Safe under concurrency: the position and its options are locked (``SELECT ... FOR UPDATE``, one statement)
     before they are read, and the receipt is inserted with ``ON CONFLICT DO NOTHING``, so the copy that loses the
     race on the unique indexes inserts nothing and reports a duplicate. Statements for a new receipt: the lock, the
-    INSERT, the sum of the receipts applied to the position, then one flush (position, options, events).
+    INSERT, then one flush (position, options, events).
 
     :param creditor: the creditor the notice belongs to (the receipt's ``fiscalCode``); only its ``id`` and
         ``fiscal_code`` are used, so a :class:`CreditorRef` will do.
@@ -330,22 +330,12 @@ def _details(data: ReceiptData, source: str) -> dict:
     }
 
 
-def _received_cents(session: Session, position_id: int) -> int:
-    """What the receipts applied to the position add up to (this one included): paid money, from the rows."""
-    with session.no_autoflush:  # the ledger changes go in the one flush at the end
-        return session.scalar(
-            sa.select(sa.func.coalesce(sa.func.sum(Receipt.amount_cents), 0))
-            .where(Receipt.position_id == position_id,
-                   sa.or_(Receipt.flag.is_(None), Receipt.flag == FLAG_AMOUNT_MISMATCH))
-        )
-
-
 def _apply_payment(session: Session, position: Position, option: PaymentOption, options: list[PaymentOption],
                    data: ReceiptData, *, actor: str, details: dict) -> None:
     """Mark the option paid and move the position: PAID, or PARTIALLY_PAID while something is still owed.
 
     Paying the single option cancels the unpaid installments; paying an installment cancels the single option.
-    ``paid_cents`` is the sum of the receipts applied (read from the rows, never added up in memory). When the
+    ``paid_cents`` grows by the receipt's amount in SQL (``paid_cents = paid_cents + amount``). When the
     chosen payment mode is settled but less money arrived than it asked (an amount mismatch), the position stays
     PARTIALLY_PAID: what is missing is still owed. The position's due date becomes the earliest due date among the
     options still unpaid.
@@ -357,14 +347,18 @@ def _apply_payment(session: Session, position: Position, option: PaymentOption, 
         transition(session, position, PositionStatus.PUBLISHED, actor=actor, reason="receipt")
     option.status = OptionStatus.PAID
     option.paid_at = paid_at
-    position.paid_cents = _received_cents(session, position.id)
+    # The row is locked (FOR UPDATE, or SQLite's write lock), so what was read is current; the database still does
+    # the addition itself, so no update can ever be lost. Money recorded before (a payment at the counter, the
+    # demo's history) stays counted.
+    paid_total = (position.paid_cents or 0) + data.amount_cents
+    position.paid_cents = Position.paid_cents + data.amount_cents
     for other in options:
         if other.kind != option.kind and other.status == OptionStatus.UNPAID:
             other.status = OptionStatus.CANCELLED
     mode = [o for o in options if o.kind == option.kind and o.status != OptionStatus.CANCELLED]
     settled = all(o.status == OptionStatus.PAID for o in mode)
     owed = sum(o.amount_cents for o in mode)
-    target = PositionStatus.PAID if settled and position.paid_cents >= owed else PositionStatus.PARTIALLY_PAID
+    target = PositionStatus.PAID if settled and paid_total >= owed else PositionStatus.PARTIALLY_PAID
     unpaid = [o for o in options if o.status == OptionStatus.UNPAID]
     if unpaid:
         position.due_date = min(o.due_date for o in unpaid)
