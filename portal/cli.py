@@ -322,5 +322,7 @@ def notices_billrun(service_code, out_path, mode, creditor_fiscal_code, status, 
 
 def register(app) -> None:
     """Add the command groups to the app's CLI."""
-    for group in (demo_cli, positions_cli, users_cli, rq_cli, sync_cli, notices_cli):
+    from portal.api.cli import api_cli
+
+    for group in (demo_cli, positions_cli, users_cli, rq_cli, sync_cli, notices_cli, api_cli):
         app.cli.add_command(group)

@@ -159,6 +159,22 @@ def position_input(position: Position) -> PositionInput:
     )
 
 
+def compare(position: Position, data: PositionInput, *, today: date | None = None) -> list[Change]:
+    """What ``data`` would change in ``position``, validated as on creation; nothing is written.
+
+    A repeated create with the same external id uses it: no change means the same request.
+
+    :raise ValidationFailed: with every problem of ``data``.
+    """
+    service, creditor = position.service, position.service.creditor
+    validate_position(data, today=today or date.today(), creditor_fiscal_code=creditor.fiscal_code,
+                      default_iban=service.account.iban, default_taxonomy=service.taxonomy_code)
+    changes = _diff(_snapshot_of_position(position, creditor), _snapshot_of_input(data, creditor))
+    if data.service_id != position.service_id:
+        changes.insert(0, Change("service_id", position.service_id, data.service_id))
+    return changes
+
+
 # --- Edit ----------------------------------------------------------------------------------------------------------
 
 
