@@ -199,3 +199,44 @@ def test_cli_prints_a_token_on_its_last_line(app, creditor, service):
     assert secret.startswith("pbx_")
     with app.test_client() as c:
         assert c.get("/api/v1/services", headers={"Authorization": f"Bearer {secret}"}).status_code == 200
+
+
+def test_an_admin_creates_a_token_seen_once_and_revokes_it(client, login, make_user, service, make_service):
+    mensa = make_service(code="MENSA", name="Mensa scolastica", taxonomy_code="9/0201102IM/")
+    login(make_user("operatore", role="operator"))
+    assert client.get("/officer/settings/api").status_code == 403
+    client.post("/officer/logout")
+    login(make_user("admin", role="admin"))
+    refused = client.post("/officer/settings/api", data={"name": "Tari Software!", "scope": "write"})
+    assert refused.status_code == 422
+    assert "lettere minuscole" in refused.get_data(as_text=True)
+    created = client.post("/officer/settings/api", data={"name": "mensa-app", "scope": "write",
+                                                         "service_ids": [mensa.id], "expires_on": "31/12/2099"})
+    assert created.status_code == 200
+    assert created.headers["Cache-Control"] == "no-store"
+    page = created.get_data(as_text=True)
+    secret = page.split('data-testid="token-secret"')[0].rsplit('value="', 1)[1].split('"')[0]
+    assert secret.startswith("pbx_")
+    listed = client.get("/officer/settings/api").get_data(as_text=True)
+    assert secret not in listed
+    assert "mensa-app" in listed
+    assert "MENSA" in listed
+    bearer = {"Authorization": f"Bearer {secret}"}
+    assert [s["code"] for s in client.get("/api/v1/services", headers=bearer).get_json()["items"]] == ["MENSA"]
+    token = db.session.scalar(sa.select(api_tokens.ApiToken).where(api_tokens.ApiToken.name == "mensa-app"))
+    assert client.post(f"/officer/settings/api/{token.id}/revoke", csrf=False).status_code == 400
+    assert client.post(f"/officer/settings/api/{token.id}/revoke").status_code == 303
+    assert client.get("/api/v1/services", headers=bearer).status_code == 401
+
+
+def test_calls_beyond_the_rate_limit_get_429_problems(app, client, writer, monkeypatch):
+    monkeypatch.setitem(app.config, "API_RATE_LIMIT", "3 per minute")
+    from portal.api.limits import limiter
+
+    limiter.reset()
+    statuses = [client.get("/api/v1/services", headers=writer).status_code for _ in range(5)]
+    assert statuses == [200, 200, 200, 429, 429]
+    limited = client.get("/api/v1/services", headers=writer)
+    assert limited.mimetype == "application/problem+json"
+    assert "Retry-After" in limited.headers
+    limiter.reset()

@@ -19,7 +19,7 @@ RAW_CODE = re.compile(r"\b([a-z]+_[a-z_]+|[A-Z]+_[A-Z_]+)\b")
 
 #: Every event kind the code writes, with the details it writes.
 EVENTS = {
-    "created": {"source": "manual", "external_id": None, "amount_cents": 12000,
+    "created": {"source": "api:tari-software", "external_id": "TARI-1", "amount_cents": 12000,
                 "notice_numbers": ["301000000000000144"]},
     **{status.value: {"previous": "draft", "channel": "gpd", "reason": "receipt", "option_kind": "installment",
                       "installment_number": 2, "payment_method": "CP", "psp_name": "Banca", "stand_in": True,

@@ -193,6 +193,8 @@ def detail_value(key: str, value) -> str:
     """One detail's value in Italian: amounts, dates, notice numbers, statuses and coded values."""
     if key in ("previous", "position_status"):
         return status_name(value)
+    if key == "source" and isinstance(value, str) and value.startswith("api:"):
+        return f"servizio web (API) del sistema «{value[4:]}»"
     if key in VALUES and isinstance(value, str):
         return VALUES[key].get(value, value if key != "payment_method" else f"{VALUES[key]['other']} ({value})")
     if key.endswith("_cents") and isinstance(value, int):
