@@ -25,8 +25,8 @@ from portal.officer.access import roles_required
 from portal.officer.forms import EmptyForm
 from portal.officer.settings_forms import (
     AccountEditForm,
-    ApiTokenForm,
     AccountForm,
+    ApiTokenForm,
     CreditorForm,
     LogoForm,
     PasswordResetForm,
