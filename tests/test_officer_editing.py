@@ -100,3 +100,17 @@ def test_abating_in_full_cancels(client, login, make_user, published):
     login(make_user("operatore", role="operator"))
     client.post(f"/officer/positions/{position.id}/abate", data={"amount": "50", "reason": "Non dovuto"})
     assert fresh(position.id).status == PositionStatus.CANCELLED
+
+
+def test_a_printed_notice_is_marked_superseded_on_the_page(client, login, make_user, published):
+    from portal.ledger.types import utcnow
+
+    position = published(amount=10000)
+    position.notice_issued_at = utcnow()
+    db.session.commit()
+    login(make_user("operatore", role="operator"))
+    assert 'data-testid="notice-superseded"' not in client.get(f"/officer/positions/{position.id}").get_data(
+        as_text=True)
+    client.post(f"/officer/positions/{position.id}/abate", data={"amount": "10", "reason": "Rettifica"})
+    page = client.get(f"/officer/positions/{position.id}").get_data(as_text=True)
+    assert 'data-testid="notice-superseded"' in page

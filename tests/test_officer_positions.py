@@ -284,7 +284,7 @@ def test_position_of_another_creditor_is_404(client, admin, other_creditor_posit
 # --- The position page -------------------------------------------------------------------------------------------
 
 
-def test_position_page_shows_options_transfers_lifecycle_and_timeline(client, make_user, login, creditor, service):
+def test_position_page_shows_options_transfers_and_the_timeline_once(client, make_user, login, creditor, service):
     officer = make_user("m.bianchi", role="operator")
     position, _ = ledger.create_position(db.session, creditor, position_input(service, installments=(6000, 4000)),
                                          actor=officer.actor, actor_user_id=officer.id)
@@ -295,7 +295,6 @@ def test_position_page_shows_options_transfers_lifecycle_and_timeline(client, ma
     html = response.get_data(as_text=True)
     assert response.status_code == 200
     assert "TARI 2027" in html
-    assert "Caricata su pagoPA" in html
     assert f'href="/officer/citizen?cf={CF_PERSON}"' in html
     for option in position.options:
         assert format_nav(option.notice_number) in html
@@ -304,10 +303,10 @@ def test_position_page_shows_options_transfers_lifecycle_and_timeline(client, ma
     assert "Unica soluzione" in html
     assert "IT60X0542811101000000123456" in html
     assert "9/0101101IM/" in html
-    lifecycle = html.split('data-testid="lifecycle"')[1].split("</dl>")[0]
-    assert "Caricata su pagoPA" in lifecycle
-    assert lifecycle.count("—") == 4
+    # The life of the position is told once, by the timeline (no "Ciclo di vita" block repeating its dates).
+    assert "Ciclo di vita" not in html
     timeline = html.split('data-testid="timeline"')[1]
+    assert "La posizione è stata caricata su pagoPA ed è pagabile." in timeline
     assert "La posizione è stata creata." in timeline
     assert "M.Bianchi" in timeline
     assert "Stato precedente: Bozza" in timeline

@@ -204,11 +204,12 @@ def _read_and_close(file, chunk_size: int = 64 * 1024):
 @bp.route("/positions/<int:position_id>")
 @roles_required(*ANY_ROLE)
 def position(position_id: int):
-    """One position: amounts, lifecycle, payment options with their transfers, and the timeline."""
+    """One position: amounts, payment options with their transfers, and its timeline (its whole life, event by
+    event: created, loaded on pagoPA, notice issued, paid with the receipt's references)."""
     item = get_position_or_404(position_id)
     if htmx and htmx.target == "position-sync":
         if not item.sync_pending:
-            # pagoPA confirmed: reload the whole page, so the lifecycle, timeline and options show it too.
+            # pagoPA confirmed: reload the whole page, so the status, timeline and options show it too.
             return Response(status=204, headers={"HX-Refresh": "true"})
         return render_block("officer/position.html", "sync", position=item)
     options = db.session.scalars(
@@ -221,16 +222,6 @@ def position(position_id: int):
     user_ids = {e.actor_user_id for e in events if e.actor_user_id is not None}
     user_names = dict(db.session.execute(sa.select(User.id, User.full_name).where(User.id.in_(user_ids))).all()) \
         if user_ids else {}
-    lifecycle = [
-        ("Creata", item.created_at),
-        ("Caricata su pagoPA", item.published_at),
-        ("Avviso emesso", item.notice_issued_at),
-        *([("Avviso superato da una modifica (da ristampare)", item.notice_superseded_at)]
-          if item.notice_superseded_at else []),
-        ("Pagata", item.paid_at),
-        ("Rendicontata", item.reported_at),
-        ("Annullata", item.cancelled_at),
-    ]
     receipts = {r.option_id: r for r in db.session.scalars(sa.select(Receipt).where(Receipt.position_id == item.id))}
     notice_unavailable = not_payable_reason(item)
     can_email = current_user.can_edit and item.debtor.email and notice_unavailable is None
@@ -248,7 +239,6 @@ def position(position_id: int):
         owed_cents=changes.owed_cents(item),
         notice_unavailable=notice_unavailable,
         deliveries=deliveries_of(db.session, item.id),
-        lifecycle=lifecycle,
         timeline=[describe_event(e, user_names) for e in events],
         remaining_cents=max(item.amount_cents - item.paid_cents, 0) if item.status in OPEN_STATUSES else 0,
         overdue=item.status in OPEN_STATUSES and item.due_date < date.today(),
