@@ -1,5 +1,5 @@
 /* New-position form: when the live check swaps a field's error box, mark the field itself as (in)valid, so
-   screen readers and the red border agree with the message. The rest of the page works without this file. */
+   screen readers and the red border agree with the message, and keep the error summary in step. The rest of the page works without this file. */
 (function () {
   document.addEventListener('htmx:afterSwap', function (event) {
     var box = event.detail.target;
@@ -9,5 +9,18 @@
     var invalid = box.textContent.trim() !== '';
     field.classList.toggle('is-invalid', invalid);
     field.setAttribute('aria-invalid', invalid ? 'true' : 'false');
+    if (!invalid) { dropFromSummary(field.id); }
   });
+
+  /* The error summary at the top lists what the last save refused: a field the live check now accepts leaves it,
+     and the summary goes when nothing is left in it. */
+  function dropFromSummary(id) {
+    var summary = document.getElementById('form-errors');
+    if (!summary) { return; }
+    summary.querySelectorAll('a[href="#' + id + '"]').forEach(function (link) {
+      var item = link.closest('li');
+      if (item) { item.remove(); }
+    });
+    if (!summary.querySelector('li')) { summary.remove(); }
+  }
 })();
