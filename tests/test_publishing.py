@@ -121,3 +121,10 @@ def test_the_list_publishes_its_selection_after_a_confirmation(client, login, ma
     assert done.status_code == 303
     assert "Pubblicazione richiesta per 3 bozze." in client.get(done.headers["Location"]).get_data(as_text=True)
     assert {db.session.get(Position, p.id).pagopa_target for p in drafts} == {"published"}
+
+
+def test_publishing_a_selection_filtered_on_drafts_lands_on_the_drafts_left(client, login, make_user, drafts, imu):
+    login(make_user("operatore", role="operator"))
+    done = client.post(f"/officer/positions/publish?service_id={imu.id}&status=draft")
+    assert done.status_code == 303
+    assert "status=draft" in done.headers["Location"]

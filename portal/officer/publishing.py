@@ -50,6 +50,7 @@ def publish_selection():
         if result.inactive_service:
             message += f" {result.inactive_service} di servizi non attivi non sono state pubblicate."
         flash(message, "success" if result.published else "warning")
-        return redirect(url_for("officer.positions", **form.query_args(), status="draft"), code=303)
+        # Back to the drafts the filter still selects (a filter on status was "draft" already, or is replaced).
+        return redirect(url_for("officer.positions", **{**form.query_args(), "status": "draft"}), code=303)
     count = publishing.count_selection(db.session, current_user.creditor_id, form.flt, today=date.today())
     return render_template("officer/publish_selection.html", form=form, confirm=confirm, count=count)
