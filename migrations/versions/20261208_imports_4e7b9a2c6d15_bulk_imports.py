@@ -1,0 +1,135 @@
+"""Bulk uploads: imports, their row errors, per-service column mappings, and positions.import_id.
+
+The column is added in place (no table rebuild), so the SQLite triggers of ``positions`` (migration 7a3c5e9d1f20)
+stay as they are; a SQLite downgrade leaves the (empty) column.
+
+Revision ID: 4e7b9a2c6d15
+Revises: 7a3c5e9d1f20
+Create Date: 2026-12-08 09:00:00
+
+"""
+from alembic import op
+import sqlalchemy as sa
+
+import portal.ledger.types
+
+
+# revision identifiers, used by Alembic.
+revision = '4e7b9a2c6d15'
+down_revision = '7a3c5e9d1f20'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.create_table(
+        'imports',
+        sa.Column('id', sa.Integer(), nullable=False),
+        sa.Column('creditor_id', sa.Integer(), nullable=False),
+        sa.Column('service_id', sa.Integer(), nullable=False),
+        sa.Column('filename', sa.String(length=255), nullable=False),
+        sa.Column('stored_name', sa.String(length=200), nullable=False),
+        sa.Column('file_size', sa.BigInteger(), nullable=False),
+        sa.Column('content_sha256', sa.String(length=64), nullable=False),
+        sa.Column('file_format', sa.String(length=4), nullable=False),
+        sa.Column('encoding', sa.String(length=12), nullable=True),
+        sa.Column('delimiter', sa.String(length=1), nullable=True),
+        sa.Column('mapping', sa.JSON(), nullable=False),
+        sa.Column('valid_rows_only', sa.Boolean(), nullable=False),
+        sa.Column('update_existing', sa.Boolean(), nullable=False),
+        sa.Column('status', sa.String(length=10), nullable=False),
+        sa.Column('rows_total', sa.Integer(), nullable=False),
+        sa.Column('rows_refused', sa.Integer(), nullable=False),
+        sa.Column('error_count', sa.Integer(), nullable=False),
+        sa.Column('positions_new', sa.Integer(), nullable=False),
+        sa.Column('positions_updated', sa.Integer(), nullable=False),
+        sa.Column('positions_unchanged', sa.Integer(), nullable=False),
+        sa.Column('positions_refused', sa.Integer(), nullable=False),
+        sa.Column('totals', sa.JSON(), nullable=False),
+        sa.Column('imported', sa.Integer(), nullable=False),
+        sa.Column('message', sa.Text(), nullable=True),
+        sa.Column('created_by_id', sa.Integer(), nullable=True),
+        sa.Column('actor', sa.String(length=80), nullable=False),
+        sa.Column('created_at', portal.ledger.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column('checked_at', portal.ledger.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column('confirmed_by_id', sa.Integer(), nullable=True),
+        sa.Column('confirmed_at', portal.ledger.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column('finished_at', portal.ledger.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column('cancelled_by_id', sa.Integer(), nullable=True),
+        sa.Column('cancelled_at', portal.ledger.types.UTCDateTime(timezone=True), nullable=True),
+        sa.CheckConstraint("file_format IN ('csv', 'xlsx')", name=op.f('ck_imports_format_known')),
+        sa.CheckConstraint(
+            "status IN ('uploaded', 'checking', 'checked', 'importing', 'done', 'failed', 'cancelled')",
+            name=op.f('ck_imports_status_known')),
+        sa.ForeignKeyConstraint(['cancelled_by_id'], ['users.id'], name=op.f('fk_imports_cancelled_by_id_users'),
+                                ondelete='SET NULL'),
+        sa.ForeignKeyConstraint(['confirmed_by_id'], ['users.id'], name=op.f('fk_imports_confirmed_by_id_users'),
+                                ondelete='SET NULL'),
+        sa.ForeignKeyConstraint(['created_by_id'], ['users.id'], name=op.f('fk_imports_created_by_id_users'),
+                                ondelete='SET NULL'),
+        sa.ForeignKeyConstraint(['creditor_id'], ['creditors.id'], name=op.f('fk_imports_creditor_id_creditors'),
+                                ondelete='RESTRICT'),
+        sa.ForeignKeyConstraint(['service_id'], ['services.id'], name=op.f('fk_imports_service_id_services'),
+                                ondelete='RESTRICT'),
+        sa.PrimaryKeyConstraint('id', name=op.f('pk_imports')),
+    )
+    op.create_index(op.f('ix_imports_creditor_id'), 'imports', ['creditor_id'], unique=False)
+    op.create_index('ix_imports_creditor_sha', 'imports', ['creditor_id', 'content_sha256'], unique=False)
+    op.create_table(
+        'import_row_errors',
+        sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+        sa.Column('import_id', sa.Integer(), nullable=False),
+        sa.Column('row_number', sa.Integer(), nullable=False),
+        sa.Column('column', sa.String(length=100), nullable=False),
+        sa.Column('field', sa.String(length=60), nullable=False),
+        sa.Column('key', sa.String(length=100), nullable=True),
+        sa.Column('message', sa.Text(), nullable=False),
+        sa.ForeignKeyConstraint(['import_id'], ['imports.id'], name=op.f('fk_import_row_errors_import_id_imports'),
+                                ondelete='CASCADE'),
+        sa.PrimaryKeyConstraint('id', name=op.f('pk_import_row_errors')),
+    )
+    op.create_index('ix_import_row_errors_import_row', 'import_row_errors', ['import_id', 'row_number', 'id'],
+                    unique=False)
+    op.create_table(
+        'import_mappings',
+        sa.Column('id', sa.Integer(), nullable=False),
+        sa.Column('service_id', sa.Integer(), nullable=False),
+        sa.Column('columns', sa.JSON(), nullable=False),
+        sa.Column('fixed', sa.JSON(), nullable=False),
+        sa.Column('date_format', sa.String(length=20), nullable=False),
+        sa.Column('decimal', sa.String(length=4), nullable=False),
+        sa.Column('updated_by_id', sa.Integer(), nullable=True),
+        sa.Column('updated_at', portal.ledger.types.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(['service_id'], ['services.id'], name=op.f('fk_import_mappings_service_id_services'),
+                                ondelete='CASCADE'),
+        sa.ForeignKeyConstraint(['updated_by_id'], ['users.id'], name=op.f('fk_import_mappings_updated_by_id_users'),
+                                ondelete='SET NULL'),
+        sa.PrimaryKeyConstraint('id', name=op.f('pk_import_mappings')),
+        sa.UniqueConstraint('service_id', name=op.f('uq_import_mappings_service_id')),
+    )
+    if op.get_bind().dialect.name == 'sqlite':
+        # In place (ALTER TABLE ADD COLUMN with an inline REFERENCES): no rebuild of positions and its triggers.
+        op.execute('ALTER TABLE positions ADD COLUMN import_id INTEGER '
+                   'CONSTRAINT fk_positions_import_id_imports REFERENCES imports (id) ON DELETE RESTRICT')
+    else:
+        op.add_column('positions', sa.Column('import_id', sa.Integer(), nullable=True))
+        op.create_foreign_key(op.f('fk_positions_import_id_imports'), 'positions', 'imports', ['import_id'], ['id'],
+                              ondelete='RESTRICT')
+    op.create_index('ix_positions_import', 'positions', ['import_id', 'id'], unique=False,
+                    postgresql_where=sa.text('import_id IS NOT NULL'),
+                    sqlite_where=sa.text('import_id IS NOT NULL'))
+
+
+def downgrade():
+    op.drop_index('ix_positions_import', table_name='positions')
+    if op.get_bind().dialect.name != 'sqlite':
+        op.drop_constraint(op.f('fk_positions_import_id_imports'), 'positions', type_='foreignkey')
+        op.drop_column('positions', 'import_id')
+    # SQLite cannot drop a column that references another table without rebuilding positions (and its
+    # triggers): the empty column stays there, harmless, and the upgrade below skips nothing because of it.
+    op.drop_table('import_mappings')
+    op.drop_index('ix_import_row_errors_import_row', table_name='import_row_errors')
+    op.drop_table('import_row_errors')
+    op.drop_index('ix_imports_creditor_sha', table_name='imports')
+    op.drop_index(op.f('ix_imports_creditor_id'), table_name='imports')
+    op.drop_table('imports')
