@@ -1,13 +1,15 @@
 """Bulk uploads: imports, their row errors, per-service column mappings, and positions.import_id.
 
-The column is added in place (no table rebuild), so the SQLite triggers of ``positions`` (migration 7a3c5e9d1f20)
-stay as they are; a SQLite downgrade leaves the (empty) column.
+On SQLite the column with its foreign key needs a rebuild of ``positions`` (batch mode), which drops its triggers
+(migration 7a3c5e9d1f20): they are read from ``sqlite_master`` first and created again after the rebuild.
 
 Revision ID: 4e7b9a2c6d15
 Revises: 7a3c5e9d1f20
 Create Date: 2026-12-08 09:00:00
 
 """
+import contextlib
+
 from alembic import op
 import sqlalchemy as sa
 
@@ -19,6 +21,19 @@ revision = '4e7b9a2c6d15'
 down_revision = '7a3c5e9d1f20'
 branch_labels = None
 depends_on = None
+
+
+@contextlib.contextmanager
+def _positions_triggers_kept():
+    """On SQLite, re-create the triggers of ``positions`` that a batch rebuild of the table drops."""
+    bind = op.get_bind()
+    triggers = []
+    if bind.dialect.name == 'sqlite':
+        triggers = list(bind.execute(sa.text(
+            "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'positions'")).scalars())
+    yield
+    for sql in triggers:
+        op.execute(sql)
 
 
 def upgrade():
@@ -107,14 +122,11 @@ def upgrade():
         sa.PrimaryKeyConstraint('id', name=op.f('pk_import_mappings')),
         sa.UniqueConstraint('service_id', name=op.f('uq_import_mappings_service_id')),
     )
-    if op.get_bind().dialect.name == 'sqlite':
-        # In place (ALTER TABLE ADD COLUMN with an inline REFERENCES): no rebuild of positions and its triggers.
-        op.execute('ALTER TABLE positions ADD COLUMN import_id INTEGER '
-                   'CONSTRAINT fk_positions_import_id_imports REFERENCES imports (id) ON DELETE RESTRICT')
-    else:
-        op.add_column('positions', sa.Column('import_id', sa.Integer(), nullable=True))
-        op.create_foreign_key(op.f('fk_positions_import_id_imports'), 'positions', 'imports', ['import_id'], ['id'],
-                              ondelete='RESTRICT')
+    with _positions_triggers_kept():
+        with op.batch_alter_table('positions', schema=None) as batch_op:
+            batch_op.add_column(sa.Column('import_id', sa.Integer(), nullable=True))
+            batch_op.create_foreign_key(batch_op.f('fk_positions_import_id_imports'), 'imports', ['import_id'], ['id'],
+                                        ondelete='RESTRICT')
     op.create_index('ix_positions_import', 'positions', ['import_id', 'id'], unique=False,
                     postgresql_where=sa.text('import_id IS NOT NULL'),
                     sqlite_where=sa.text('import_id IS NOT NULL'))
@@ -122,11 +134,10 @@ def upgrade():
 
 def downgrade():
     op.drop_index('ix_positions_import', table_name='positions')
-    if op.get_bind().dialect.name != 'sqlite':
-        op.drop_constraint(op.f('fk_positions_import_id_imports'), 'positions', type_='foreignkey')
-        op.drop_column('positions', 'import_id')
-    # SQLite cannot drop a column that references another table without rebuilding positions (and its
-    # triggers): the empty column stays there, harmless, and the upgrade below skips nothing because of it.
+    with _positions_triggers_kept():
+        with op.batch_alter_table('positions', schema=None) as batch_op:
+            batch_op.drop_constraint(batch_op.f('fk_positions_import_id_imports'), type_='foreignkey')
+            batch_op.drop_column('import_id')
     op.drop_table('import_mappings')
     op.drop_index('ix_import_row_errors_import_row', table_name='import_row_errors')
     op.drop_table('import_row_errors')

@@ -118,19 +118,29 @@ class RowParser:
 
     def _raw(self, cells: list, name: str):
         i = self.columns.index.get(name)
-        value = cells[i] if i is not None and i < len(cells) else None
-        if (value is None or (isinstance(value, str) and not value.strip())) and name in self.fixed:
-            return self.fixed[name]
+        if i is None:
+            return self.fixed.get(name)
+        value = cells[i] if i < len(cells) else None
+        if value is None or value == "" or (isinstance(value, str) and not value.strip()):
+            return self.fixed.get(name)
         return value
 
     def parse(self, number: int, cells: list) -> Row:
         """One row of cells as a :class:`Row` (never raises: problems are collected on the row)."""
         row = Row(number=number, key="", service="", debtor={}, subject="", kind=None, installment=None, amount=None,
                   due=None, description="", transfers=[])
+        raw = self._raw
 
         def read_text(name: str) -> str:
+            value = raw(cells, name)
+            if value is None:
+                return ""
+            if isinstance(value, str):
+                value = value.strip()
+                if not value.startswith("="):
+                    return value
             try:
-                return layout.text(self._raw(cells, name), name=name)
+                return layout.text(value, name=name)
             except CellError as exc:
                 row.problem(name, str(exc))
                 return ""
@@ -210,7 +220,7 @@ def assemble(rows: list[Row], services: dict[str, ServiceDefaults], *, creditor_
         problems.append(RowProblem(row.number, name, message, key or None))
 
     # One position, one debtor, one subject, one service.
-    signature = _debtor_signature(first)
+    signature = _debtor_signature(first) if len(rows) > 1 else None
     for row in rows[1:]:
         if row.service != first.service:
             add(row, "servizio", f"Servizio diverso da quello della riga {first.number} della stessa posizione.")

@@ -205,11 +205,14 @@ class RowReader:
         from openpyxl.utils.exceptions import InvalidFileException
 
         check_xlsx(self.path)
+        source = open(self.path, "rb")  # noqa: SIM115 - closed below; a file object: the stored name has no suffix
         try:
-            workbook = openpyxl.load_workbook(self.path, read_only=True, data_only=True)
+            workbook = openpyxl.load_workbook(source, read_only=True, data_only=True)
         except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
+            source.close()
             raise FileRefused("Il file non è un XLSX valido.") from exc
         except Exception as exc:  # noqa: BLE001 - openpyxl raises many kinds on a damaged workbook
+            source.close()
             raise FileRefused(f"Il file XLSX non si legge ({type(exc).__name__}).") from exc
         try:
             sheet = workbook.worksheets[0] if workbook.worksheets else None
@@ -226,6 +229,7 @@ class RowReader:
                 raise FileRefused(f"Il file XLSX non si legge oltre la riga {self._row}.") from exc
         finally:
             workbook.close()
+            source.close()
 
 
 def _csv_problem(exc: csv.Error) -> str:
