@@ -54,10 +54,11 @@ static/.digested: $(VENV)/.installed static/vendor/.installed $(filter-out stati
 static/vendor/.installed: package.json package-lock.json
 	@command -v npm >/dev/null || { echo "make: npm is needed for the front-end packages: sudo apt-get install -y npm"; exit 1; }
 	npm ci --no-audit --no-fund --loglevel=error
-	rm -rf static/vendor/bootstrap-italia static/vendor/htmx
-	mkdir -p static/vendor/bootstrap-italia static/vendor/htmx
+	rm -rf static/vendor/bootstrap-italia static/vendor/htmx static/vendor/swagger-ui
+	mkdir -p static/vendor/bootstrap-italia static/vendor/htmx static/vendor/swagger-ui
 	cp -r node_modules/bootstrap-italia/dist/{css,js,fonts,svg} static/vendor/bootstrap-italia/
 	cp node_modules/htmx.org/dist/htmx.min.js static/vendor/htmx/
+	cp node_modules/swagger-ui-dist/{swagger-ui-bundle.js,swagger-ui.css} static/vendor/swagger-ui/
 	touch $@
 
 demo: install

@@ -2,7 +2,7 @@
 
 import logging
 
-from flask import Flask, render_template
+from flask import Flask, render_template, request
 
 from portal import jobs, routing
 from portal.config import ROOT, load_config
@@ -80,6 +80,9 @@ def register_blueprints(app: Flask) -> None:
     # The station's SOAP endpoint for the pagoPA node (POST /pagopa/paForNode), exempt from CSRF.
     from portal.pagopa.node import bp as pagopa_node_bp
     app.register_blueprint(pagopa_node_bp)
+    # The REST API for the Comune's other systems (/api/v1, bearer tokens, OpenAPI at /api/v1/openapi.json).
+    from portal import api
+    api.init_app(app)
 
 
 def register_template_helpers(app: Flask) -> None:
@@ -94,6 +97,10 @@ def register_errorhandlers(app: Flask) -> None:
 
     def render_error(error):
         code = getattr(error, "code", 500)
+        if request.path.startswith("/api/"):
+            from portal.api.problems import problem
+
+            return problem(code, None)
         template = "errors/_message.html" if htmx else "errors/error.html"
         return render_template(template, code=code, description=getattr(error, "description", "")), code
 

@@ -407,5 +407,7 @@ def _echo_import(imp) -> None:
 
 def register(app) -> None:
     """Add the command groups to the app's CLI."""
-    for group in (demo_cli, positions_cli, users_cli, rq_cli, sync_cli, notices_cli, imports_cli):
+    from portal.api.cli import api_cli
+
+    for group in (demo_cli, positions_cli, users_cli, rq_cli, sync_cli, notices_cli, api_cli, imports_cli):
         app.cli.add_command(group)

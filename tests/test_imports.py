@@ -242,3 +242,24 @@ def test_the_positions_list_filters_by_import(creditor, service, tmp_path, make_
     page = queries.list_positions(db.session, creditor.id, form.flt)
     assert sorted(p.external_id for p in page.items) == ["K1", "K2"]
     assert parse_filter({"import_id": "x"}, scope=None).errors == {"import_id": "Importazione non valida."}
+
+
+def test_existing_keys_are_updated_only_when_asked_and_never_when_paid(creditor, service, tmp_path):
+    from portal.ledger.status import PositionStatus
+
+    confirm_and_run(upload(creditor, service, rows_csv([single("K1", "100,00"), single("K2", "50,00")]), tmp_path),
+                    tmp_path)
+    changed = rows_csv([single("K1", "150,00"), single("K2", "70,00"), single("K3")])
+    imp = upload(creditor, service, changed, tmp_path)
+    assert (imp.positions_new, imp.positions_updated, imp.positions_unchanged) == (1, 0, 2)
+    k2 = db.session.scalar(sa.select(Position).where(Position.external_id == "K2"))
+    k2.status, k2.paid_cents = PositionStatus.PARTIALLY_PAID, 1000
+    db.session.commit()
+    imp = upload(creditor, service, changed, tmp_path, update_existing=True, valid_rows_only=True)
+    assert (imp.positions_new, imp.positions_updated, imp.positions_refused) == (1, 1, 1)
+    assert errors(imp) == [(3, "chiave", "La posizione esiste già ed è pagata (in tutto o in parte) o chiusa: non può "
+                                         "essere aggiornata.")]
+    confirm_and_run(imp, tmp_path)
+    assert imp.status == "done"
+    amounts = dict(db.session.execute(sa.select(Position.external_id, Position.amount_cents)).tuples().all())
+    assert amounts == {"K1": 15000, "K2": 5000, "K3": 10000}

@@ -25,7 +25,7 @@ LAYERS = (
     # jobs, and the demo data built from the services
     {"portal.jobs", "portal.demo"},
     # HTTP, command line, the app factory, the models index for migrations
-    {"portal.officer", "portal.citizen", "portal.cli", "portal", "portal.models"},
+    {"portal.officer", "portal.citizen", "portal.api", "portal.cli", "portal", "portal.models"},
 )
 RANK = {area: rank for rank, areas in enumerate(LAYERS) for area in areas}
 #: Areas that must not import Flask (or a Flask extension) themselves; they reach ``db`` through portal.extensions.

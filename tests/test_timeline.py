@@ -19,7 +19,7 @@ RAW_CODE = re.compile(r"\b([a-z]+_[a-z_]+|[A-Z]+_[A-Z_]+)\b")
 
 #: Every event kind the code writes, with the details it writes.
 EVENTS = {
-    "created": {"source": "manual", "external_id": None, "amount_cents": 12000,
+    "created": {"source": "api:tari-software", "external_id": "TARI-1", "amount_cents": 12000,
                 "notice_numbers": ["301000000000000144"]},
     **{status.value: {"previous": "draft", "channel": "gpd", "reason": "receipt", "option_kind": "installment",
                       "installment_number": 2, "payment_method": "CP", "psp_name": "Banca", "stand_in": True,
@@ -36,6 +36,15 @@ EVENTS = {
     "pagopa_invalidated": {"how": "invalidated"},
     "pagopa_deleted": {},
     "publish_requested": {"selection": True},
+    "updated": {"reason": "Superficie corretta", "version": 3, "notice_superseded": True, "changes": [
+        ["subject", "TARI 2027", "TARI 2027 - rettifica"], ["debtor.postal_code", "00100", "00185"],
+        ["single.amount_cents", 10000, 8000], ["installments.2.due_date", "2027-03-31", "2027-04-30"],
+        ["single.transfers.2.iban", "IT60X0542811101000000123456", "IT02L1234512345123456789012"],
+        ["installments.3", None, {"amount_cents": 5000, "due_date": "2027-05-31"}]]},
+    "abated": {"amount_cents": 2000, "owed_before_cents": 10000, "owed_after_cents": 8000, "reason": "Compostaggio",
+               "pagopa": "not_updatable", "changes": [["installments.3", {"amount_cents": 5000,
+                                                                          "due_date": "2027-05-31"}, None],
+                                                      ["owed_cents", 10000, 0]]},
 }
 
 

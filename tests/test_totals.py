@@ -188,10 +188,11 @@ def test_the_migration_sums_the_positions_already_there(tmp_path):
             downgrade(revision=before)
         assert "position_totals" not in sa.inspect(db.engine).get_table_names()
         # The models have the positions columns of later migrations: give them a stand-in while seeding.
-        later = [c for c in ("import_id",) if c not in {col["name"] for col in sa.inspect(db.engine).get_columns(
-            "positions")}]
+        there = {col["name"] for col in sa.inspect(db.engine).get_columns("positions")}
+        later = [c for c in Position.__table__.columns if c.name not in there]
         for column in later:
-            db.session.execute(sa.text(f"ALTER TABLE positions ADD COLUMN {column} INTEGER"))
+            db.session.execute(sa.text(f"ALTER TABLE positions ADD COLUMN {column.name} "
+                                       f"{column.type.compile(dialect=db.engine.dialect)}"))
         ids = seed(db.session)
         creditor = db.session.scalar(sa.select(Creditor))
         first, second = (db.session.get(Position, i) for i in ids[:2])
@@ -202,7 +203,7 @@ def test_the_migration_sums_the_positions_already_there(tmp_path):
                                                                     amount=4321), actor="test", enqueue_sync=False)
         db.session.commit()
         for column in later:
-            db.session.execute(sa.text(f"ALTER TABLE positions DROP COLUMN {column}"))
+            db.session.execute(sa.text(f"ALTER TABLE positions DROP COLUMN {column.name}"))
         db.session.commit()
         db.session.remove()
         with _logging_kept():

@@ -4,7 +4,7 @@ On SQLite the column with its foreign key needs a rebuild of ``positions`` (batc
 (migration 7a3c5e9d1f20): they are read from ``sqlite_master`` first and created again after the rebuild.
 
 Revision ID: 4e7b9a2c6d15
-Revises: 7a3c5e9d1f20
+Revises: 85bb0f794ccf
 Create Date: 2026-12-08 09:00:00
 
 """
@@ -18,7 +18,7 @@ import portal.ledger.types
 
 # revision identifiers, used by Alembic.
 revision = '4e7b9a2c6d15'
-down_revision = '7a3c5e9d1f20'
+down_revision = '85bb0f794ccf'
 branch_labels = None
 depends_on = None
 

@@ -405,8 +405,10 @@ class _Pass:
 
         try:
             with self.session.begin_nested():
-                changes.update_position(self.session, stored, position.data, actor=self.imp.actor,
-                                        reason=f"Importazione n. {self.imp.id}")
+                outcome = changes.update_position(
+                    self.session, stored, position.data, actor=self.imp.actor, actor_user_id=self.ctx.actor_user_id,
+                    reason=f"Importazione n. {self.imp.id}", today=self.today,
+                    visible_service_ids=self.visible_service_ids)
         except ValidationFailed as exc:
             for error in exc.errors:
                 position.problems.append(RowProblem(position.first_row, "", error.message, position.key))
@@ -416,7 +418,8 @@ class _Pass:
             position.problems.append(RowProblem(position.first_row, "chiave", str(exc), position.key))
             self._refused_while_writing(position)
             return
-        self.figures.written += 1
+        if outcome.changed:
+            self.figures.written += 1
 
     def _refused_while_writing(self, position: Assembled) -> None:
         self.figures.updated -= 1

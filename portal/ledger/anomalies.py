@@ -28,7 +28,7 @@ KINDS = {
     FLAG_UNKNOWN_IUV: "Avviso sconosciuto o di un altro ente",
     FLAG_AMOUNT_MISMATCH: "Importo diverso dal dovuto",
     FLAG_ALREADY_PAID: "Avviso già pagato",
-    FLAG_CANCELLED_POSITION: "Posizione annullata",
+    FLAG_CANCELLED_POSITION: "Posizione o rata annullata",
 }
 #: Longest resolution note kept.
 NOTE_MAX = 1000

@@ -188,6 +188,8 @@ class Position(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     notice_issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Set when the position changed after its notice was printed: that notice shows old data (print it again).
+    notice_superseded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reported_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

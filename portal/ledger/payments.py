@@ -302,11 +302,13 @@ def _flag(position: Position | None, option: PaymentOption | None, options: list
         return FLAG_UNKNOWN_IUV
     if position.status in (PositionStatus.CANCELLED, PositionStatus.IN_LITIGATION):
         return FLAG_CANCELLED_POSITION
+    # The two payment modes are mutually exclusive once one of them has been paid.
+    other_mode_paid = any(o.status == OptionStatus.PAID for o in options if o.kind != option.kind)
+    if option.status == OptionStatus.CANCELLED and not other_mode_paid:
+        return FLAG_CANCELLED_POSITION  # an installment dropped by an edit or abated in full
     if option.status != OptionStatus.UNPAID or position.status in (PositionStatus.PAID, PositionStatus.REPORTED):
         return FLAG_ALREADY_PAID
-    # The two payment modes are mutually exclusive once one of them has been paid.
-    other_mode = [o for o in options if o.kind != option.kind]
-    if any(o.status == OptionStatus.PAID for o in other_mode):
+    if other_mode_paid:
         return FLAG_ALREADY_PAID
     if data.amount_cents != option.amount_cents:
         # The money arrived for this notice: it is paid, and an officer checks the difference.

@@ -109,7 +109,8 @@ def eligible_ids(creditor_id: int, flt: queries.PositionFilter, *, include_issue
             PaymentOption.creditor_id == creditor_id, PaymentOption.status == OptionStatus.UNPAID)),
     )
     if not include_issued:
-        ids = ids.where(Position.notice_issued_at.is_(None))
+        # Never printed, or printed before an edit or an abatement changed it (that notice is superseded).
+        ids = ids.where(sa.or_(Position.notice_issued_at.is_(None), Position.notice_superseded_at.is_not(None)))
     return ids
 
 
@@ -391,7 +392,8 @@ def finish(session: Session, run_id: int, settings: BillRunSettings, *, actor: s
     issued = (sa.select(BillRunItem.position_id)
               .where(BillRunItem.bill_run_id == run_id, BillRunItem.skipped.is_(False)))
     session.execute(sa.update(Position).where(Position.id.in_(issued))
-                    .values(notice_issued_at=now, updated_at=now), execution_options={"synchronize_session": False})
+                    .values(notice_issued_at=now, notice_superseded_at=None, updated_at=now),
+                    execution_options={"synchronize_session": False})
     session.execute(sa.insert(Event).from_select(
         ["position_id", "kind", "at", "actor", "actor_user_id", "details"],
         sa.select(BillRunItem.position_id, sa.literal(NOTICE_ISSUED), sa.literal(now, Event.at.type),

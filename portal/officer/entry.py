@@ -64,7 +64,7 @@ def _taxonomy_choices():
 
 
 def _render(form: PositionForm, services: list[Service], *, errors: dict | None = None, draft: Draft | None = None,
-            block: str | None = None, status: int = 200):
+            block: str | None = None, status: int = 200, editing=None):
     errors = errors or {}
     labels = field_labels(form)
     anchors = {SUMMARY: None}
@@ -80,6 +80,9 @@ def _render(form: PositionForm, services: list[Service], *, errors: dict | None 
         "creditor": current_user.creditor,
         "max_transfers": MAX_TRANSFERS,
         "max_installments": MAX_FORM_INSTALLMENTS,
+        "editing": editing,
+        "form_url": url_for("officer.edit_position", position_id=editing.id) if editing
+        else url_for("officer.new_position"),
     }
     if block:
         return render_block(TEMPLATE, block, **context), status
@@ -100,25 +103,10 @@ def new_position():
             form.single_due_date.data = (today + timedelta(days=services[0].default_due_days)).isoformat()
         return _render(form, services)
 
-    action = request.form.get("action", "save")
     creditor = current_user.creditor
-    helper_block = "entry_form" if htmx else None
-    if action == "generate":
-        errors = generate_installments(form)
-        return _render(form, services, errors=errors, block=helper_block,
-                       draft=build_draft(form, creditor=creditor, services=services, today=today))
-    if action == "add_transfer":
-        add_transfer_row(form)
-        return _render(form, services, block=helper_block,
-                       draft=build_draft(form, creditor=creditor, services=services, today=today))
-    if action.startswith("remove_transfer-") and action.removeprefix("remove_transfer-").isdigit():
-        remove_transfer_row(form, int(action.removeprefix("remove_transfer-")))
-        return _render(form, services, block=helper_block,
-                       draft=build_draft(form, creditor=creditor, services=services, today=today))
-    draft = build_draft(form, creditor=creditor, services=services, today=today)
-    if action == "preview":
-        return _render(form, services, draft=draft, block="entry_summary" if htmx else None)
-
+    draft, helper = handle_helpers(form, services, creditor=creditor, today=today)
+    if helper is not None:
+        return helper
     if draft.errors:
         return _render(form, services, errors=draft.errors, draft=draft, status=422)
     try:
@@ -145,6 +133,29 @@ def new_position():
         flash(f"Una posizione con identificativo esterno «{position.external_id}» esisteva già: "
               "non ne è stata creata un'altra.", "info")
     return redirect(url_for("officer.position", position_id=position.id), code=303)
+
+
+def handle_helpers(form: PositionForm, services: list[Service], *, creditor, today: date, editing=None):
+    """The form's helper buttons (generate installments, add/remove a beneficiary, refresh the summary).
+
+    :return: the parsed draft, and the response to send when the button was a helper (``None`` for a save).
+    """
+    action = request.form.get("action", "save")
+    helper_block = "entry_form" if htmx else None
+    if action == "generate":
+        errors = generate_installments(form)
+        return None, _render(form, services, errors=errors, block=helper_block, editing=editing,
+                             draft=build_draft(form, creditor=creditor, services=services, today=today))
+    if action == "add_transfer":
+        add_transfer_row(form)
+    elif action.startswith("remove_transfer-") and action.removeprefix("remove_transfer-").isdigit():
+        remove_transfer_row(form, int(action.removeprefix("remove_transfer-")))
+    draft = build_draft(form, creditor=creditor, services=services, today=today)
+    if action == "add_transfer" or action.startswith("remove_transfer-"):
+        return draft, _render(form, services, block=helper_block, draft=draft, editing=editing)
+    if action == "preview":
+        return draft, _render(form, services, draft=draft, block="entry_summary" if htmx else None, editing=editing)
+    return draft, None
 
 
 @bp.route("/positions/new/validate", methods=["POST"])

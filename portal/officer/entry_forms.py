@@ -382,3 +382,53 @@ def remove_transfer_row(form: PositionForm, index: int) -> None:
     """Drop an extra beneficiary row (never the Comune's)."""
     if 1 <= index < len(form.transfers.entries):
         form.transfers.pop_entry(index)
+
+
+# --- Editing: the form filled with a position's content ---------------------------------------------------------
+
+
+def fill_form(form: PositionForm, data: PositionInput) -> None:
+    """Prefill the form with what a position holds (``changes.position_input``), as an officer would type it.
+
+    Beneficiaries are typed once for the whole position (see the module docstring): the single payment's, or the
+    plan's totals per beneficiary when there is only a plan. One beneficiary (the Comune) leaves the amount blank.
+    """
+    form.service_id.data = data.service_id
+    for name in ("fiscal_code", "name", "street", "civic_number", "postal_code", "city", "province", "email", "pec"):
+        getattr(form, f"debtor_{name}").data = getattr(data.debtor, name) or ""
+    form.subject.data = data.subject
+    form.external_id.data = data.external_id or ""
+    form.mode.data = "both" if data.single and data.installments else ("single" if data.single else "installments")
+    if data.single:
+        form.single_amount.data = format_euro(data.single.amount_cents, symbol=False)
+        form.single_due_date.data = data.single.due_date.isoformat()
+    while form.installments.entries:
+        form.installments.pop_entry()
+    for option in data.installments:
+        form.installments.append_entry({"amount": format_euro(option.amount_cents, symbol=False),
+                                        "due_date": option.due_date.isoformat()})
+    if data.installments:
+        form.installment_count.data = str(len(data.installments))
+        form.plan_total.data = format_euro(sum(o.amount_cents for o in data.installments), symbol=False)
+        form.plan_first_due.data = data.installments[0].due_date.isoformat()
+    source = data.single.transfers if data.single else _plan_transfers(data.installments)
+    while form.transfers.entries:
+        form.transfers.pop_entry()
+    for transfer in source:
+        form.transfers.append_entry({
+            "beneficiary_fiscal_code": transfer.beneficiary_fiscal_code or "",
+            "beneficiary_name": transfer.beneficiary_name or "",
+            "iban": transfer.iban or "", "taxonomy_code": transfer.taxonomy_code or "",
+            "amount": format_euro(transfer.amount_cents, symbol=False) if len(source) > 1 else "",
+        })
+
+
+def _plan_transfers(installments: list[OptionInput]) -> list[TransferInput]:
+    """The beneficiaries of a plan with their totals over every installment."""
+    if not installments:
+        return []
+    totals = [replace(t) for t in installments[0].transfers]
+    for option in installments[1:]:
+        for index, transfer in enumerate(option.transfers[:len(totals)]):
+            totals[index].amount_cents += transfer.amount_cents
+    return totals

@@ -28,3 +28,11 @@ class ResolveAnomalyForm(FlaskForm):
 
     note = TextAreaField("Come è stata risolta",
                          validators=[DataRequired("Indicare come è stata risolta l'anomalia."), Length(max=1000)])
+
+
+class AbatePositionForm(FlaskForm):
+    """An abatement (sgravio): how much of what is owed is no longer due, and why (kept on the timeline)."""
+
+    amount = StringField("Importo da sgravare", validators=[DataRequired("Indicare l'importo da sgravare.")])
+    reason = TextAreaField("Motivo dello sgravio",
+                           validators=[DataRequired("Indicare il motivo dello sgravio."), Length(max=500)])

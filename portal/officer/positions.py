@@ -19,7 +19,7 @@ from sqlalchemy.orm import selectinload
 from portal.accounts.models import Role, User
 from portal.extensions import db, htmx
 from portal.formatting import parse_date_input, status_label
-from portal.ledger import queries
+from portal.ledger import changes, queries
 from portal.ledger import services as ledger
 from portal.ledger.identifiers import IdentifierError, validate_debtor_fiscal_code
 from portal.ledger.models import Event, PaymentOption, Receipt
@@ -36,7 +36,7 @@ from portal.money import AmountError, parse_euro
 from portal.notices.delivery import deliveries_of
 from portal.officer import bp
 from portal.officer.access import get_position_or_404, roles_required, visible_services
-from portal.officer.forms import CancelPositionForm, EmptyForm
+from portal.officer.forms import AbatePositionForm, CancelPositionForm, EmptyForm
 from portal.officer.timeline import describe_event
 from portal.reports import exports
 from portal.routing import parse_id
@@ -229,6 +229,8 @@ def position(position_id: int):
         ("Creata", item.created_at),
         ("Caricata su pagoPA", item.published_at),
         ("Avviso emesso", item.notice_issued_at),
+        *([("Avviso superato da una modifica (da ristampare)", item.notice_superseded_at)]
+          if item.notice_superseded_at else []),
         ("Pagata", item.paid_at),
         ("Rendicontata", item.reported_at),
         ("Annullata", item.cancelled_at),
@@ -245,6 +247,9 @@ def position(position_id: int):
         cancel_form=CancelPositionForm() if _cancellable(item) else None,
         email_form=EmptyForm() if can_email else None,
         publish_form=EmptyForm() if current_user.can_edit and is_publishable_draft(item) else None,
+        can_modify=current_user.can_edit and changes.edit_refusal(item) is None,
+        abate_form=AbatePositionForm() if current_user.can_edit and changes.abatement_refusal(item) is None else None,
+        owed_cents=changes.owed_cents(item),
         notice_unavailable=notice_unavailable,
         deliveries=deliveries_of(db.session, item.id),
         lifecycle=lifecycle,

@@ -12,6 +12,7 @@ from flask import abort, flash, make_response, redirect, render_template, reques
 from flask_babel import gettext as _
 from flask_login import current_user
 
+from portal.accounts import api_tokens
 from portal.accounts.models import ROLE_LABELS, Role, User
 from portal.accounts.services import MIN_PASSWORD_LENGTH, UserFieldError, add_user, set_password, update_user
 from portal.extensions import db
@@ -25,6 +26,7 @@ from portal.officer.forms import EmptyForm
 from portal.officer.settings_forms import (
     AccountEditForm,
     AccountForm,
+    ApiTokenForm,
     CreditorForm,
     LogoForm,
     PasswordResetForm,
@@ -63,7 +65,8 @@ def settings():
     """The settings areas, with a summary of each."""
     creditor = _creditor()
     users = db.session.scalars(db.select(User).where(User.creditor_id == creditor.id)).all()
-    return render_template("officer/settings/index.html", creditor=creditor, users=users)
+    active_tokens = sum(1 for t in api_tokens.tokens_of(db.session, creditor.id) if t.state() == "active")
+    return render_template("officer/settings/index.html", creditor=creditor, users=users, active_tokens=active_tokens)
 
 
 # --- Creditor ---------------------------------------------------------------------------------------------------
@@ -387,3 +390,67 @@ def settings_user_password(user_id: int):
             return redirect(url_for("officer.settings_users"))
     return render_template("officer/settings/user_password.html", form=form, user=user,
                            min_password=MIN_PASSWORD_LENGTH), _status(form)
+
+
+# --- API access ---------------------------------------------------------------------------------------------------
+
+
+def _token_or_404(token_id: int) -> api_tokens.ApiToken:
+    token = db.session.get(api_tokens.ApiToken, token_id)
+    if token is None or token.creditor_id != current_user.creditor_id:
+        abort(404)
+    return token
+
+
+def _render_tokens(form: ApiTokenForm, *, secret: str | None = None, created=None, status: int = 200):
+    tokens = api_tokens.tokens_of(db.session, current_user.creditor_id)
+    return render_template("officer/settings/api_tokens.html", tokens=tokens, form=form, secret=secret,
+                           created=created, revoke_form=EmptyForm(), scope_labels=api_tokens.SCOPE_LABELS), status
+
+
+@bp.route("/settings/api", methods=["GET", "POST"])
+@roles_required(ADMIN)
+def settings_api():
+    """Accesso API: the tokens of the Comune's systems; a new one is shown once, right after it is created."""
+    from datetime import datetime, time
+
+    from portal.formatting import ROME, parse_date_input
+
+    creditor = _creditor()
+    form = ApiTokenForm()
+    _scope_choices(form, creditor)
+    if not form.validate_on_submit():
+        return _render_tokens(form, status=_status(form))
+    expires_at = None
+    if form.expires_on.data:
+        day = parse_date_input(form.expires_on.data)
+        if day is None:
+            form.expires_on.errors = [_("Data non valida: usare gg/mm/aaaa.")]
+            return _render_tokens(form, status=INVALID)
+        expires_at = datetime.combine(day, time.max, tzinfo=ROME)
+    try:
+        issued = api_tokens.create_token(db.session, creditor, name=form.name.data, scope=form.scope.data,
+                                         services=_chosen_services(form, creditor), expires_at=expires_at,
+                                         created_by_id=current_user.id)
+    except api_tokens.TokenError as exc:
+        target = {"services": "service_ids", "expires_at": "expires_on"}.get(exc.field, exc.field)
+        form[target].errors = [str(exc)]
+        return _render_tokens(form, status=INVALID)
+    blank = ApiTokenForm(formdata=None)
+    _scope_choices(blank, creditor)
+    response = make_response(_render_tokens(blank, secret=issued.secret, created=issued.token))
+    # The secret is on this page only: never cached, never kept by the browser's history.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.route("/settings/api/<int:token_id>/revoke", methods=["POST"])
+@roles_required(ADMIN)
+def settings_api_revoke(token_id: int):
+    """Revoke a token now: the system's next call is refused."""
+    token = _token_or_404(token_id)
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    api_tokens.revoke(db.session, token, by_id=current_user.id)
+    flash(_("Token «%(name)s» revocato: le chiamate con questo token sono rifiutate.", name=token.name), "success")
+    return redirect(url_for("officer.settings_api"), code=303)

@@ -17,6 +17,7 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, Optional, Regexp, ValidationError
 
 from portal.accounts.models import ROLE_LABELS, Role
@@ -196,3 +197,15 @@ class PasswordResetForm(FlaskForm):
     confirm = PasswordField(_l("Ripeti la password"), validators=[
         EqualTo("password", message=_l("Le due password non coincidono.")),
     ])
+
+
+class ApiTokenForm(FlaskForm):
+    """A new API token for one of the Comune's systems."""
+
+    name = StringField(_l("Nome del sistema"), validators=[DataRequired(_l("Indicare il nome del sistema.")),
+                                                            Length(max=30)])
+    scope = SelectField(_l("Ambito"), choices=[SelectChoice("read", _l("Sola lettura")),
+                                               SelectChoice("write", _l("Lettura e scrittura"))])
+    #: Choices are the creditor's services (set by the view); none selected means every service.
+    service_ids = SelectMultipleField(_l("Servizi consentiti"), coerce=int)
+    expires_on = StringField(_l("Scadenza (facoltativa)"), validators=[Optional()])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from portal.formatting import format_datetime
 from portal.ledger.models import Event
@@ -29,6 +29,8 @@ SENTENCES = {
     PositionStatus.IN_LITIGATION.value: "La posizione è passata al contenzioso.",
     "created": "La posizione è stata creata.",
     "publish_requested": "È stata richiesta la pubblicazione su pagoPA.",
+    "updated": "La posizione è stata modificata.",
+    "abated": "L'importo dovuto è stato ridotto (sgravio).",
     "notice_issued": "L'avviso di pagamento è stato emesso.",
     "installment_paid": "Una rata è stata pagata.",
     "receipt_flagged": "È arrivata una ricevuta di pagamento da verificare.",
@@ -77,6 +79,35 @@ DETAIL_LABELS = {
     "mode": "File di stampa",
     "request_id": "Identificativo della richiesta",
     "selection": "Insieme ad altre bozze selezionate",
+    "owed_before_cents": "Dovuto prima",
+    "owed_after_cents": "Dovuto dopo",
+    "notice_superseded": "Avviso stampato superato (da ristampare)",
+    "pagopa": "pagoPA",
+}
+
+#: How the fields of a change (``changes`` of ``updated`` and ``abated`` events) are named.
+CHANGE_FIELDS = {
+    "subject": "Causale",
+    "owed_cents": "Importo dovuto",
+    "amount_cents": "importo",
+    "due_date": "scadenza",
+    "description": "descrizione",
+    "fiscal_code": "codice fiscale",
+    "name": "nome",
+    "street": "indirizzo",
+    "civic_number": "numero civico",
+    "postal_code": "CAP",
+    "city": "comune",
+    "province": "provincia",
+    "country": "nazione",
+    "email": "e-mail",
+    "pec": "PEC",
+    "phone": "telefono",
+    "iban": "IBAN",
+    "taxonomy_code": "codice tassonomico",
+    "remittance": "causale del versamento",
+    "beneficiary_fiscal_code": "codice fiscale del beneficiario",
+    "beneficiary_name": "beneficiario",
 }
 
 #: Coded values, per detail, in Italian.
@@ -91,8 +122,12 @@ VALUES = {
             "deleted": "eliminata (era in bozza o scaduta su pagoPA)", "absent": "non era mai arrivata su pagoPA"},
     "option_kind": {"single": "unica soluzione", "installment": "rata"},
     "flag": {"unknown_iuv": "avviso sconosciuto o di un altro ente", "amount_mismatch": "importo diverso dal dovuto",
-             "already_paid": "avviso già pagato", "cancelled_position": "posizione annullata"},
-    "reason": {"receipt": "è arrivata una ricevuta di pagamento"},
+             "already_paid": "avviso già pagato", "cancelled_position": "posizione o rata annullata"},
+    "reason": {"receipt": "è arrivata una ricevuta di pagamento",
+               "due_date_changed": "la scadenza è stata spostata in avanti",
+               "abated": "il residuo è stato sgravato"},
+    "pagopa": {"not_updatable": "pagoPA non consente di modificare una posizione già pagata in parte: le rate "
+                                "restano pagabili per l'importo precedente, un pagamento in eccesso va rimborsato"},
     # GPD's error codes (the client maps its English titles back to them).
     "title": {
         "DEBT_POSITION_CREATION_FAILED": "caricamento non riuscito",
@@ -158,6 +193,8 @@ def detail_value(key: str, value) -> str:
     """One detail's value in Italian: amounts, dates, notice numbers, statuses and coded values."""
     if key in ("previous", "position_status"):
         return status_name(value)
+    if key == "source" and isinstance(value, str) and value.startswith("api:"):
+        return f"servizio web (API) del sistema «{value[4:]}»"
     if key in VALUES and isinstance(value, str):
         return VALUES[key].get(value, value if key != "payment_method" else f"{VALUES[key]['other']} ({value})")
     if key.endswith("_cents") and isinstance(value, int):
@@ -189,12 +226,59 @@ def actor_name(event: Event, user_names: Mapping[int, str]) -> str:
     return ACTOR_LABELS.get(event.actor, event.actor)
 
 
+def change_label(path: str) -> str:
+    """``installments.2.transfers.1.iban`` → "Rata 2, beneficiario 1: IBAN"."""
+    parts = path.split(".")
+    where: list[str] = []
+    if parts[0] == "single":
+        where.append("Unica soluzione")
+        parts = parts[1:]
+    elif parts[0] == "installments" and len(parts) > 1:
+        where.append(f"Rata {parts[1]}")
+        parts = parts[2:]
+    elif parts[0] == "debtor":
+        where.append("Debitore")
+        parts = parts[1:]
+    if parts[:1] == ["transfers"] and len(parts) > 1:
+        where.append(f"beneficiario {parts[1]}")
+        parts = parts[2:]
+    name = CHANGE_FIELDS.get(parts[0], parts[0]) if parts else ""
+    if not where:
+        return name[:1].upper() + name[1:]
+    return ", ".join(where) + (f": {name}" if name else "")
+
+
+def change_value(path: str, value) -> str:
+    """A value before or after a change, as the officer reads it."""
+    if value is None:
+        return "—"
+    if isinstance(value, dict):  # an option added or removed: its amount and due date
+        return f"{change_value('amount_cents', value.get('amount_cents'))} " \
+               f"con scadenza {change_value('due_date', value.get('due_date'))}"
+    if path.endswith("amount_cents") or path == "owed_cents":
+        return format_euro(value) if isinstance(value, int) else str(value)
+    if path.endswith("due_date") and isinstance(value, str):
+        try:
+            return date.fromisoformat(value).strftime("%d/%m/%Y")
+        except ValueError:
+            return value
+    return str(value)
+
+
+def _detail_pairs(key: str, value) -> list[tuple[str, str]]:
+    if key == "changes" and isinstance(value, list):
+        return [(change_label(path), f"{change_value(path, before)} → {change_value(path, after)}")
+                for path, before, after in value]
+    return [(DETAIL_LABELS.get(key, key.replace("_", " ").capitalize()), detail_value(key, value))]
+
+
 def describe_event(event: Event, user_names: Mapping[int, str]) -> TimelineEntry:
     """The sentence, its actor and the labelled details of one event."""
     details = [
-        (DETAIL_LABELS.get(key, key.replace("_", " ").capitalize()), detail_value(key, value))
+        pair
         for key, value in (event.details or {}).items()
         if value not in (None, "", [], {}) and not (key == "stand_in" and value is False)
+        for pair in _detail_pairs(key, value)
     ]
     return TimelineEntry(label=sentence(event.kind), at=event.at, actor=actor_name(event, user_names),
                          details=details)

@@ -61,8 +61,13 @@ def position_payload(position, creditor=None) -> dict:
 
 
 def _ordered_options(position) -> list:
-    """The single payment first, then the installments in their order."""
-    options = list(position.options)
+    """The single payment first, then the installments in their order.
+
+    Options cancelled by an edit (an installment dropped) or an abatement are no longer sent: pagoPA's copy loses
+    them with the update. When every option is cancelled (a cancelled position) all are sent, as they were.
+    """
+    options = [o for o in position.options if getattr(o.status, "value", o.status) != "cancelled"]
+    options = options or list(position.options)
     return sorted(options, key=lambda o: (o.kind != "single", o.installment_number or 0))
 
 

@@ -1,0 +1,35 @@
+"""What SpecTree's generated document cannot say by itself: problems are ``application/problem+json``, the notice is
+a PDF, and which calls take an ``Idempotency-Key``. Applied to the generated document, never written by hand."""
+
+from __future__ import annotations
+
+import copy
+
+PROBLEM_REF = "#/components/schemas/Problem"
+#: Calls that honour an ``Idempotency-Key`` header.
+IDEMPOTENT = ("/cancel", "/abatement")
+PDF_SUFFIX = "/notice.pdf"
+
+
+def document(generated: dict) -> dict:
+    doc = copy.deepcopy(generated)
+    for path, operations in doc.get("paths", {}).items():
+        for method, operation in operations.items():
+            if not isinstance(operation, dict):
+                continue
+            for code, response in operation.get("responses", {}).items():
+                content = response.get("content", {})
+                json_body = content.get("application/json")
+                if json_body and json_body.get("schema", {}).get("$ref") == PROBLEM_REF:
+                    response["content"] = {"application/problem+json": json_body}
+                if path.endswith(PDF_SUFFIX) and code == "200":
+                    response["content"] = {"application/pdf": {"schema": {"type": "string",
+                                                                          "contentMediaType": "application/pdf"}}}
+            if method == "post" and path.endswith(IDEMPOTENT):
+                operation.setdefault("parameters", []).append({
+                    "name": "Idempotency-Key", "in": "header", "required": False,
+                    "description": "Una chiave scelta dal chiamante: ripetere la richiesta con la stessa chiave "
+                                   "restituisce la prima risposta senza rifare l'operazione (conservata 7 giorni).",
+                    "schema": {"type": "string", "maxLength": 255},
+                })
+    return doc
