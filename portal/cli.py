@@ -320,9 +320,94 @@ def notices_billrun(service_code, out_path, mode, creditor_fiscal_code, status, 
                 click.echo(f"Blocco {number}: {deliver_bill_run_chunk(db.session, run.id, number, m)}")
 
 
+imports_cli = AppGroup("imports", help="Importazione di posizioni da file CSV/XLSX.")
+
+
+@imports_cli.command("run")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--service", "service_code", required=True, help="Codice del servizio (es. TARI).")
+@click.option("--creditor", "creditor_fiscal_code", help="Codice fiscale dell'ente (se il servizio è di più enti).")
+@click.option("--dry-run", is_flag=True, help="Solo la verifica: nulla viene importato.")
+@click.option("--valid-rows-only", is_flag=True, help="Importa le posizioni valide anche se altre righe hanno errori.")
+@click.option("--update-existing", is_flag=True, help="Aggiorna le posizioni già importate non ancora pagate.")
+def imports_run(path, service_code, creditor_fiscal_code, dry_run, valid_rows_only, update_existing):
+    """Check (and import) a file as the Importazioni page does; prints the row report's summary.
+
+    Exits with status 1 when rows are refused, 2 when the file itself is refused.
+    """
+    from pathlib import Path
+
+    from flask import current_app
+
+    from portal.imports import services as imports
+    from portal.ledger.models import Creditor, Service
+
+    service = _one_row(Service, sa_select_service(service_code), creditor_fiscal_code,
+                       missing=f"Servizio {service_code} sconosciuto.",
+                       ambiguous=f"Il servizio {service_code} esiste in più enti")
+    creditor = db.session.get(Creditor, service.creditor_id)
+    settings = imports.ImportSettings.from_config(current_app.config)
+    options = imports.ImportOptions(valid_rows_only=valid_rows_only, update_existing=update_existing)
+    try:
+        with open(path, "rb") as stream:
+            imp = imports.create_import(db.session, creditor, service, Path(path).name, stream, options, actor="cli",
+                                        settings=settings, enqueue=False)
+    except imports.ImportRefused as exc:
+        click.echo(f"File rifiutato: {exc}", err=True)
+        raise SystemExit(2) from exc
+    db.session.commit()
+    imports.run_dry_run(db.session, imp.id, settings=settings)
+    db.session.commit()
+    _echo_import(imp)
+    for error in imports.report_rows(db.session, imp.id, limit=20):
+        where = f"riga {error.row_number}" + (f", colonna «{error.column}»" if error.column else "")
+        click.echo(f"  {where}: {error.message}")
+    if imp.error_count > 20:
+        click.echo(f"  … e altri {imp.error_count - 20} errori (rapporto completo nel back office).")
+    if not dry_run:
+        reason = imports.refusal(imp)
+        if reason:
+            click.echo(f"Nulla è stato importato: {reason}")
+        else:
+            imports.confirm(db.session, imp.id, actor="cli", enqueue=False)
+            imports.run_import(db.session, imp.id, settings=settings)
+            db.session.commit()
+            if imp.status == "done":
+                click.echo(f"Importate {imp.imported} posizioni (importazione n. {imp.id}); la pubblicazione su "
+                           "pagoPA segue con la sincronizzazione.")
+            else:
+                click.echo(f"Importazione non riuscita: {imp.message}")
+                raise SystemExit(1)
+    if imp.error_count:
+        raise SystemExit(1)
+
+
+def sa_select_service(code: str):
+    """The services with this code (any case)."""
+    import sqlalchemy as sa
+
+    from portal.ledger.models import Service
+
+    return sa.select(Service).where(sa.func.upper(Service.code) == code.upper())
+
+
+def _echo_import(imp) -> None:
+    from portal.money import format_euro
+
+    click.echo(f"Importazione n. {imp.id} ({imp.filename}): {imp.rows_total} righe, {imp.error_count} errori, "
+               f"{imp.rows_refused} righe scartate.")
+    click.echo(f"Posizioni: {imp.positions_new} nuove, {imp.positions_updated} da aggiornare, "
+               f"{imp.positions_unchanged} invariate, {imp.positions_refused} scartate.")
+    for code, total in sorted((imp.totals or {}).items()):
+        click.echo(f"  {code}: {total['positions']} posizioni, {total['options']} pagamenti, "
+                   f"{format_euro(total['amount_cents'])}")
+    if imp.message:
+        click.echo(imp.message)
+
+
 def register(app) -> None:
     """Add the command groups to the app's CLI."""
     from portal.api.cli import api_cli
 
-    for group in (demo_cli, positions_cli, users_cli, rq_cli, sync_cli, notices_cli, api_cli):
+    for group in (demo_cli, positions_cli, users_cli, rq_cli, sync_cli, notices_cli, api_cli, imports_cli):
         app.cli.add_command(group)

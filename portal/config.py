@@ -152,6 +152,9 @@ def load_config(env: dict | None = None) -> dict:
         "NOTICES_PRINT_DUPLEX": _bool(env.get("NOTICES_PRINT_DUPLEX")),
         "NOTICES_POSTAL_PRODUCT": env.get("NOTICES_POSTAL_PRODUCT") or "POSTA_MASSIVA",
         "NOTICES_RETENTION_DAYS": _int(env, "NOTICES_RETENTION_DAYS", 90),
+        # Bulk uploads (Importazioni): where each uploaded file is kept with its report (a volume shared by the
+        # web nodes and the workers, like NOTICES_DIR); the largest file is MAX_UPLOAD_MB.
+        "IMPORTS_DIR": env.get("IMPORTS_DIR") or str(ROOT / "instance" / "imports"),
         # Outgoing e-mail (notices to debtors). Without MAIL_SERVER, development writes each message as an .eml
         # file under MAIL_OUTBOX_DIR instead of sending it; production refuses to send without a server.
         "MAIL_SERVER": env.get("MAIL_SERVER") or None,

@@ -20,7 +20,8 @@ LAYERS = (
     # the domain
     {"portal.ledger", "portal.accounts"},
     # services and adapters
-    {"portal.settings", "portal.pagopa", "portal.notices", "portal.reports", "portal.mail", "portal.formatting"},
+    {"portal.settings", "portal.pagopa", "portal.notices", "portal.reports", "portal.mail", "portal.formatting",
+     "portal.imports"},
     # jobs, and the demo data built from the services
     {"portal.jobs", "portal.demo"},
     # HTTP, command line, the app factory, the models index for migrations
@@ -28,7 +29,8 @@ LAYERS = (
 )
 RANK = {area: rank for rank, areas in enumerate(LAYERS) for area in areas}
 #: Areas that must not import Flask (or a Flask extension) themselves; they reach ``db`` through portal.extensions.
-NO_FLASK = {"portal.ledger", "portal.accounts", "portal.outbox", "portal.money", "portal.settings", "portal.timing"}
+NO_FLASK = {"portal.ledger", "portal.accounts", "portal.outbox", "portal.money", "portal.settings", "portal.timing",
+            "portal.imports"}
 
 
 def module_name(path: Path) -> str:

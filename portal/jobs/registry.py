@@ -21,6 +21,7 @@ QUEUES = ("sync", "notices", "imports", "mail", "default")
 KINDS = {
     "pagopa": "pagoPA",
     "notices": "Avvisi e bollettazioni",
+    "imports": "Importazioni",
     "mail": "E-mail",
     "maintenance": "Manutenzione",
     "test": "Prova",

@@ -108,6 +108,62 @@ def compact_position_totals(session: Session):
     return Outcome(f"{folded} righe dei totali accorpate", idle=folded == 0)
 
 
+# --- Bulk uploads ----------------------------------------------------------------------------------------------
+
+
+def import_settings():
+    """The bulk-upload settings of the current app."""
+    from portal.imports.services import ImportSettings
+
+    return ImportSettings.from_config(current_app.config)
+
+
+def _import_scope(session: Session, import_id: int) -> set[int] | None:
+    """The services the officer who uploaded the import sees (``None``: all, or no officer)."""
+    from portal.accounts.models import User
+    from portal.imports.models import Import
+
+    imp = session.get(Import, import_id)
+    user = session.get(User, imp.created_by_id) if imp is not None and imp.created_by_id else None
+    return user.service_scope() if user is not None else None
+
+
+@task("imports", label="Importazione: verifica del file", kind="imports", reports_progress=True,
+      timeout=3600, ttl=24 * 3600, retry_max=2, retry_intervals=(30, 300))
+def import_check(session: Session, import_id: int):
+    """Dry run of an uploaded file: figures and row errors, nothing imported."""
+    from portal.imports.services import run_dry_run
+
+    imp = run_dry_run(session, int(import_id), settings=import_settings(),
+                      visible_service_ids=_import_scope(session, int(import_id)))
+    return (f"{imp.rows_total} righe: {imp.positions_new} posizioni nuove, {imp.positions_updated} da aggiornare, "
+            f"{imp.positions_unchanged} invariate, {imp.error_count} errori")
+
+
+@task("imports", label="Importazione delle posizioni", kind="imports", reports_progress=True,
+      timeout=3 * 3600, ttl=24 * 3600, retry_max=2, retry_intervals=(30, 300))
+def import_run(session: Session, import_id: int):
+    """Write a confirmed import's positions, all or nothing."""
+    from portal.imports.services import run_import
+
+    imp = run_import(session, int(import_id), settings=import_settings(),
+                     visible_service_ids=_import_scope(session, int(import_id)))
+    if imp.status == "failed":
+        return f"non riuscita: {imp.message}"
+    return f"{imp.imported} posizioni scritte ({imp.positions_new} nuove, {imp.positions_updated} aggiornate)"
+
+
+@task("imports", label="Importazione: annullamento delle posizioni", kind="imports", reports_progress=True,
+      timeout=3 * 3600, ttl=24 * 3600, retry_max=2, retry_intervals=(30, 300))
+def import_cancel_positions(session: Session, import_id: int, reason: str, actor: str, user_id: int | None = None):
+    """Cancel every still cancellable position an import created (``user_id`` 0: no officer)."""
+    from portal.imports.services import cancel_positions
+
+    count = cancel_positions(session, int(import_id), reason=reason, actor=actor,
+                             actor_user_id=int(user_id) if user_id else None)
+    return f"{count} posizioni annullate"
+
+
 # --- Bill runs and notice e-mails ----------------------------------------------------------------------------------
 
 

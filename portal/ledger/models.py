@@ -182,6 +182,8 @@ class Position(db.Model):
     due_date: Mapped[date] = mapped_column(sa.Date)
     #: Position this one replaces (litigation re-issue).
     replaces_id: Mapped[int | None] = mapped_column(sa.ForeignKey("positions.id", ondelete=RESTRICT))
+    #: The bulk upload that created the position (the positions list filters on it; see portal.imports).
+    import_id: Mapped[int | None] = mapped_column(sa.ForeignKey("imports.id", ondelete=RESTRICT))
     created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -235,6 +237,9 @@ class Position(db.Model):
         sa.Index("ix_positions_creditor_amount", "creditor_id", "amount_cents"),
         # Keyset order plus the filtered columns: a backwards scan tests the filters inside the index.
         sa.Index("ix_positions_creditor_list", "creditor_id", "id", "service_id", "status", "due_date", "amount_cents"),
+        # The positions of one import (list filter, batch cancel); only imported rows are in it.
+        sa.Index("ix_positions_import", "import_id", "id", postgresql_where=sa.text("import_id IS NOT NULL"),
+                 sqlite_where=sa.text("import_id IS NOT NULL")),
     )
 
     @property

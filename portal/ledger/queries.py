@@ -31,13 +31,15 @@ class PositionFilter:
     amount_min: int | None = None
     amount_max: int | None = None
     overdue: bool = False
+    #: Only the positions created by this bulk upload (see portal.imports).
+    import_id: int | None = None
     #: Service ids the officer may see (``None`` = all).
     scope: set[int] | None = field(default=None)
 
     def is_empty(self) -> bool:
         """Whether no filter field is set (the scope is not a filter)."""
         return not any((self.service_id, self.status, self.due_from, self.due_to, self.debtor, self.number,
-                        self.amount_min is not None, self.amount_max is not None, self.overdue))
+                        self.amount_min is not None, self.amount_max is not None, self.overdue, self.import_id))
 
 
 @dataclass
@@ -64,6 +66,8 @@ def matching_ids(creditor_id: int, flt: PositionFilter, today: date) -> sa.Selec
         ids = ids.where(Position.status == flt.status)
     if flt.overdue:
         ids = ids.where(Position.status.in_(OPEN_STATUSES), Position.due_date < today)
+    if flt.import_id:
+        ids = ids.where(Position.import_id == flt.import_id)
     if flt.due_from:
         ids = ids.where(Position.due_date >= flt.due_from)
     if flt.due_to:

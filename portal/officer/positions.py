@@ -45,7 +45,7 @@ ANY_ROLE = (Role.ADMIN, Role.OPERATOR, Role.VIEWER)
 
 #: The query-string fields of the positions filter, in the order links repeat them.
 FILTER_FIELDS = ("service_id", "status", "due_from", "due_to", "debtor", "number", "amount_min", "amount_max",
-                 "overdue")
+                 "overdue", "import_id")
 
 
 # --- Filter parsing (plain Python: a mapping in, a filter and Italian messages out) -----------------------------
@@ -75,6 +75,10 @@ def parse_filter(args: Mapping[str, str], *, scope: set[int] | None) -> FilterFo
         flt.service_id = parse_id(values["service_id"])
         if flt.service_id is None:
             errors["service_id"] = "Servizio non valido."
+    if values["import_id"]:
+        flt.import_id = parse_id(values["import_id"])
+        if flt.import_id is None:
+            errors["import_id"] = "Importazione non valida."
     if values["status"]:
         try:
             flt.status = PositionStatus(values["status"])

@@ -1,0 +1,265 @@
+"""Bulk upload (CSV/XLSX): the dry run's figures and row report, all or nothing, idempotency, updates, cancel."""
+
+import sqlalchemy as sa
+
+from portal.extensions import db
+from portal.ledger.models import Event, PaymentOption, Position, Transfer
+from tests.import_support import CF_OTHER, confirm_and_run, due, errors, rows_csv, single, upload
+
+
+def test_a_clean_file_is_checked_then_imported_with_numbers_and_events(creditor, service, tmp_path):
+    data = rows_csv([
+        single("K1", "120,00"),
+        single("K2", "300,00", cf=CF_OTHER, name="Luisa Verdi"),
+        {**single("K2", "150,00", cf=CF_OTHER, name="Luisa Verdi"), "tipo_pagamento": "rata", "numero_rata": "1"},
+        {**single("K2", "150,00", cf=CF_OTHER, name="Luisa Verdi", when=due(120)), "tipo_pagamento": "rata",
+         "numero_rata": "2"},
+    ])
+    imp = upload(creditor, service, data, tmp_path)
+    assert errors(imp) == []
+    assert (imp.status, imp.rows_total, imp.positions_new, imp.error_count) == ("checked", 4, 2, 0)
+    assert imp.totals == {"TARI": {"positions": 2, "options": 4, "amount_cents": 42000}}
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Position)) == 0
+    confirm_and_run(imp, tmp_path)
+    assert (imp.status, imp.imported) == ("done", 2)
+    positions = db.session.scalars(sa.select(Position).order_by(Position.id)).all()
+    assert [(p.external_id, p.amount_cents, p.source, p.import_id, p.sync_pending) for p in positions] == [
+        ("K1", 12000, "import", imp.id, True), ("K2", 30000, "import", imp.id, True)]
+    assert len(positions[1].options) == 3
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Transfer)) == 4
+    assert {o.notice_number[:3] for o in db.session.scalars(sa.select(PaymentOption))} == {"301"}
+    events = db.session.scalars(sa.select(Event)).all()
+    assert [(e.kind, e.actor, e.details["import_id"]) for e in events] == [("created", "user:1", imp.id)] * 2
+
+
+# --- Bad input: each gets a precise row/column message or is normalised; nothing is half imported -----------------
+
+import io  # noqa: E402
+import os  # noqa: E402
+import zipfile  # noqa: E402
+
+import pytest  # noqa: E402
+
+from portal.imports import services as imports  # noqa: E402
+from tests.import_support import HEADER, settings  # noqa: E402
+
+
+def refused(creditor, service, data, tmp_path, filename="file.csv"):
+    before = [p for p in (tmp_path / "imports").rglob("*") if p.is_file()]
+    with pytest.raises(imports.ImportRefused) as info:
+        imports.create_import(db.session, creditor, service, filename, io.BytesIO(data), actor="user:1",
+                              settings=settings(tmp_path), enqueue=False)
+    # A refused upload leaves no file behind.
+    assert [p for p in (tmp_path / "imports").rglob("*") if p.is_file()] == before
+    return str(info.value)
+
+
+def test_windows_1252_and_a_bom_are_read_right(creditor, service, tmp_path):
+    latin = rows_csv([single("K1", name="Niccolò Pèrez")], encoding="cp1252")
+    bom = rows_csv([single("K2", name="Niccolò Pèrez")], bom=True)
+    for data in (latin, bom):
+        imp = upload(creditor, service, data, tmp_path)
+        assert errors(imp) == []
+        assert imp.positions_new == 1
+        confirm_and_run(imp, tmp_path)
+    assert {p.debtor.name for p in db.session.scalars(sa.select(Position))} == {"Niccolò Pèrez"}
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (b"", "Il file è vuoto."),
+    ("chiave;nome\r\n".encode("utf-16"), "UTF-16"),
+    (b"chiave;nominativo\r\nK1;Caf\x81\r\n\xff", "né UTF-8 né Windows-1252"),
+    (os.urandom(10 * 1024 * 1024), "contiene dati binari"),
+])
+def test_unreadable_files_are_refused_whole(creditor, service, tmp_path, data, message):
+    assert message in refused(creditor, service, data, tmp_path)
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(imports.Import)) == 0
+
+
+def test_a_zip_bomb_renamed_xlsx_is_refused_from_the_zip_directory(creditor, service, tmp_path):
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("xl/workbook.xml", "<workbook/>")
+        archive.writestr("xl/worksheets/sheet1.xml", b"\0" * (300 * 1024 * 1024))
+    assert len(out.getvalue()) < 1024 * 1024
+    assert "zip bomb" in refused(creditor, service, out.getvalue(), tmp_path, filename="bolletta.xlsx")
+
+
+def test_a_zip_that_is_not_a_workbook_is_refused(creditor, service, tmp_path):
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("a.txt", "x")
+    assert "non un foglio XLSX" in refused(creditor, service, out.getvalue(), tmp_path, filename="a.xlsx")
+
+
+def test_header_only_missing_and_extra_columns(creditor, service, tmp_path):
+    imp = upload(creditor, service, rows_csv([]), tmp_path)
+    assert errors(imp) == [(1, "", "Il file contiene solo l'intestazione: nessuna riga da importare.")]
+    assert imports.refusal(imp)
+    header = [h for h in HEADER if h != "importo"] + ["note"]
+    imp = upload(creditor, service, rows_csv([single("K1")], header=header), tmp_path)
+    assert errors(imp) == [(1, "", "Manca la colonna «importo» (obbligatoria).")]
+    imp = upload(creditor, service, rows_csv([single("K1")], header=HEADER + ["note"]), tmp_path)
+    assert errors(imp) == []
+    assert imp.message == "Colonne non previste, ignorate: «note»."
+
+
+@pytest.mark.parametrize(("cell", "value", "expected"), [
+    ("importo", "1.234,50", 123450), ("importo", "1,234.50", 123450), ("importo", "1234.5", 123450),
+    ("importo", "-5", "L'importo non può essere negativo."),
+    ("importo", "0", "L'importo deve essere maggiore di zero."),
+    ("importo", "12,345", "L'importo può avere al massimo due decimali."),
+    ("scadenza", "31/12/2099", "2099-12-31"), ("scadenza", "2099-12-31", "2099-12-31"),
+    ("scadenza", "73415", "2100-12-31"), ("scadenza", "31/02/2099", "Data non valida «31/02/2099»"),
+    ("scadenza", "01/01/2001", "La scadenza non può essere nel passato."),
+    ("codice_fiscale", " rssmra80a01h501u ", "RSSMRA80A01H501U"),
+    ("nominativo", "=HYPERLINK(\"http://x\")", "Il testo inizia con «=»"),
+])
+def test_cells_are_normalised_or_get_a_precise_message(creditor, service, tmp_path, cell, value, expected):
+    imp = upload(creditor, service, rows_csv([{**single("K1"), cell: value}]), tmp_path)
+    if isinstance(expected, str) and not expected[:1].isdigit() and expected != "RSSMRA80A01H501U":
+        [(row, column, message)] = errors(imp)
+        assert (row, column) == (2, cell)
+        assert message.startswith(expected)
+        return
+    assert errors(imp) == []
+    confirm_and_run(imp, tmp_path)
+    position = db.session.scalar(sa.select(Position))
+    got = {"importo": position.amount_cents, "scadenza": position.due_date.isoformat(),
+           "codice_fiscale": position.debtor.fiscal_code}[cell]
+    assert got == expected
+
+
+def test_rows_of_a_position_must_agree_and_keys_not_repeat(creditor, service, tmp_path):
+    rata = {"tipo_pagamento": "rata"}
+    data = rows_csv([
+        single("K1", "100,00"),
+        {**single("K1", "60,00"), **rata, "numero_rata": "1"},
+        {**single("K1", "30,00", when=due(90)), **rata, "numero_rata": "2"},
+        single("K2", cf=CF_OTHER, name="Luisa Verdi"),
+        {**single("K2", name="Altro Nome", cf=CF_OTHER), **rata, "numero_rata": "1"},
+        single("K3"),
+        single("K4"),
+        single("K3"),
+    ])
+    imp = upload(creditor, service, data, tmp_path)
+    found = errors(imp)
+    assert (2, "importo", "La somma delle rate (90,00\u00a0€) è diversa dall'importo in unica soluzione "
+                          "(100,00\u00a0€).") in found
+    assert (6, "nominativo", "Dati del debitore diversi da quelli della riga 5: una posizione ha un solo "
+                             "debitore.") in found
+    assert (9, "chiave", "La chiave «K3» compare già alla riga 7: le righe di una posizione devono essere "
+                         "consecutive e una chiave non può ripetersi.") in found
+    assert (imp.positions_new, imp.positions_refused) == (1, 4)
+    # All or nothing: a file with errors imports nothing...
+    with pytest.raises(imports.ImportRefused, match="Il file contiene"):
+        imports.confirm(db.session, imp.id, actor="user:1", enqueue=False)
+    # ...unless only the valid rows are wanted: K4 alone.
+    imp = upload(creditor, service, data, tmp_path, valid_rows_only=True)
+    confirm_and_run(imp, tmp_path)
+    assert [p.external_id for p in db.session.scalars(sa.select(Position))] == ["K4"]
+
+
+def test_the_same_file_twice_imports_nothing_the_second_time(creditor, service, tmp_path):
+    data = rows_csv([single("K1"), single("K2")])
+    confirm_and_run(upload(creditor, service, data, tmp_path), tmp_path)
+    assert "già stato importato" in refused(creditor, service, data, tmp_path)
+    # Another file with the same keys (one line more): only the new key is new.
+    imp = upload(creditor, service, rows_csv([single("K1"), single("K2"), single("K3")]), tmp_path)
+    assert (imp.positions_new, imp.positions_unchanged) == (1, 2)
+    confirm_and_run(imp, tmp_path)
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Position)) == 3
+
+
+def test_xlsx_with_number_and_date_cells(creditor, service, tmp_path):
+    import openpyxl
+
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.append(HEADER)
+    from datetime import date, timedelta
+    sheet.append(["K1", "RSSMRA80A01H501U", "Mario Rossi", "TARI", "unica", None, 1234.5,
+                  date.today() + timedelta(days=40)])
+    sheet.append(["K2", "RSSMRA80A01H501U", "Mario Rossi", "TARI", "unica", None, 10, 73415])
+    out = io.BytesIO()
+    workbook.save(out)
+    imp = upload(creditor, service, out.getvalue(), tmp_path, filename="bollette.xlsx")
+    assert imp.file_format == "xlsx"
+    assert errors(imp) == []
+    confirm_and_run(imp, tmp_path)
+    assert [p.amount_cents for p in db.session.scalars(sa.select(Position).order_by(Position.id))] == [123450, 1000]
+
+
+def test_a_row_report_csv_is_safe_against_formula_injection(creditor, service, tmp_path):
+    imp = upload(creditor, service, rows_csv([single("@SUM(1)", amount="x")]), tmp_path)
+    text = "".join(imports.report_csv(db.session, imp.id))
+    assert ";'@SUM(1);" in text
+    assert ";@SUM(1)" not in text
+
+
+def test_cancel_before_confirm_and_batch_cancel_after(creditor, service, tmp_path):
+    imp = upload(creditor, service, rows_csv([single("K1")]), tmp_path)
+    imports.cancel_import(db.session, imp.id)
+    db.session.commit()
+    with pytest.raises(imports.ImportRefused):
+        imports.confirm(db.session, imp.id, actor="user:1", enqueue=False)
+    imp = upload(creditor, service, rows_csv([single("K1"), single("K2")]), tmp_path)
+    confirm_and_run(imp, tmp_path)
+    with pytest.raises(imports.ImportRefused):
+        imports.cancel_import(db.session, imp.id)
+    db.session.rollback()
+    assert imports.cancel_positions(db.session, imp.id, reason="Ruolo errato", actor="user:1") == 2
+    db.session.commit()
+    assert imports.pagopa_counts(db.session, imp.id).cancelled == 2
+
+
+def test_cli_imports_run(app, creditor, service, tmp_path):
+    path = tmp_path / "tari.csv"
+    path.write_bytes(rows_csv([single("K1"), single("K2", amount="-5")]))
+    app.config["IMPORTS_DIR"] = str(tmp_path / "store")
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["imports", "run", str(path), "--service", "tari", "--dry-run"])
+    assert result.exit_code == 1, result.output
+    assert "riga 3, colonna «importo»: L'importo non può essere negativo." in result.output
+    result = runner.invoke(args=["imports", "run", str(path), "--service", "TARI", "--valid-rows-only"])
+    assert result.exit_code == 1
+    assert "Importate 1 posizioni" in result.output
+    path.write_bytes(rows_csv([single("K3")]))
+    result = runner.invoke(args=["imports", "run", str(path), "--service", "TARI"])
+    assert result.exit_code == 0
+    assert "Importate 1 posizioni" in result.output
+    db.session.remove()
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Position)) == 2
+
+
+def test_the_positions_list_filters_by_import(creditor, service, tmp_path, make_position):
+    from portal.ledger import queries
+    from portal.officer.positions import parse_filter
+
+    make_position()
+    imp = confirm_and_run(upload(creditor, service, rows_csv([single("K1"), single("K2")]), tmp_path), tmp_path)
+    form = parse_filter({"import_id": str(imp.id)}, scope=None)
+    page = queries.list_positions(db.session, creditor.id, form.flt)
+    assert sorted(p.external_id for p in page.items) == ["K1", "K2"]
+    assert parse_filter({"import_id": "x"}, scope=None).errors == {"import_id": "Importazione non valida."}
+
+
+def test_existing_keys_are_updated_only_when_asked_and_never_when_paid(creditor, service, tmp_path):
+    from portal.ledger.status import PositionStatus
+
+    confirm_and_run(upload(creditor, service, rows_csv([single("K1", "100,00"), single("K2", "50,00")]), tmp_path),
+                    tmp_path)
+    changed = rows_csv([single("K1", "150,00"), single("K2", "70,00"), single("K3")])
+    imp = upload(creditor, service, changed, tmp_path)
+    assert (imp.positions_new, imp.positions_updated, imp.positions_unchanged) == (1, 0, 2)
+    k2 = db.session.scalar(sa.select(Position).where(Position.external_id == "K2"))
+    k2.status, k2.paid_cents = PositionStatus.PARTIALLY_PAID, 1000
+    db.session.commit()
+    imp = upload(creditor, service, changed, tmp_path, update_existing=True, valid_rows_only=True)
+    assert (imp.positions_new, imp.positions_updated, imp.positions_refused) == (1, 1, 1)
+    assert errors(imp) == [(3, "chiave", "La posizione esiste già ed è pagata (in tutto o in parte) o chiusa: non può "
+                                         "essere aggiornata.")]
+    confirm_and_run(imp, tmp_path)
+    assert imp.status == "done"
+    amounts = dict(db.session.execute(sa.select(Position.external_id, Position.amount_cents)).tuples().all())
+    assert amounts == {"K1": 15000, "K2": 5000, "K3": 10000}
