@@ -8,6 +8,9 @@ from werkzeug.routing import IntegerConverter
 
 #: The largest id a BIGINT column (PostgreSQL) or an INTEGER primary key (SQLite) can hold.
 MAX_ID = 2**63 - 1
+#: The largest id of a table with a 32-bit INTEGER key on PostgreSQL (bill runs, imports, users, ...): their routes
+#: say ``<int(max=2147483647):...>``.
+MAX_ID_32 = 2**31 - 1
 
 
 def parse_id(text: str | None) -> int | None:

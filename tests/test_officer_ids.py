@@ -6,6 +6,7 @@ Shared with :mod:`tests.test_sqlite`, which runs the same checks on SQLite.
 import re
 
 HUGE = str(2**63)  # one past the largest BIGINT / SQLite INTEGER
+PAST_INT32 = str(2**31)  # one past a 32-bit INTEGER key on PostgreSQL (bill runs, users, services, ...)
 HUGER = "9" * 40
 #: Unicode digits that str.isdigit() accepts and int() refuses (a superscript two).
 NOT_ASCII = "²"
@@ -19,6 +20,7 @@ ID_URLS = (
     "/officer/settings/accounts/{}",
     "/officer/settings/users/{}",
     "/officer/settings/users/{}/password",
+    "/officer/positions/{}/edit",
 )
 POST_URLS = (
     "/officer/positions/{}/cancel",
@@ -26,12 +28,14 @@ POST_URLS = (
     "/officer/billruns/{}/cancel",
     "/officer/billruns/{}/restart",
     "/officer/settings/accounts/{}/delete",
+    "/officer/settings/api/{}/revoke",
+    "/officer/positions/{}/abate",
 )
 
 
 def check_ids_out_of_range(client, position_id: int) -> None:
     """Every id route answers 404 to ids past int64; list filters report them; nothing is a 500."""
-    for value in (HUGE, HUGER, "0"):
+    for value in (HUGE, HUGER, PAST_INT32, "0"):
         for url in ID_URLS:
             response = client.get(url.format(value))
             assert response.status_code == 404, (url, value, response.status_code)

@@ -7,8 +7,23 @@ import copy
 
 PROBLEM_REF = "#/components/schemas/Problem"
 #: Calls that honour an ``Idempotency-Key`` header.
-IDEMPOTENT = ("/cancel", "/abatement")
+IDEMPOTENT = ("/positions/{position_id}/cancel", "/abatement", "/confirm", "/cancel-positions")
+#: The upload's body, which SpecTree cannot describe (a file).
+UPLOAD_PATH = "/api/v1/imports"
+UPLOAD_BODY = {
+    "required": True,
+    "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["file", "service"],
+        "properties": {
+            "file": {"type": "string", "contentMediaType": "application/octet-stream",
+                     "description": "Il file CSV o XLSX (tracciato nel README; modello dal back office)."},
+            "service": {"type": "string", "maxLength": 20, "description": "Codice del servizio."},
+            "valid_rows_only": {"type": "boolean", "description": "Importa solo le righe valide."},
+            "update_existing": {"type": "boolean", "description": "Aggiorna le posizioni già presenti."},
+        }}}},
+}
 PDF_SUFFIX = "/notice.pdf"
+CSV_SUFFIX = "/errors.csv"
 
 
 def document(generated: dict) -> dict:
@@ -25,6 +40,10 @@ def document(generated: dict) -> dict:
                 if path.endswith(PDF_SUFFIX) and code == "200":
                     response["content"] = {"application/pdf": {"schema": {"type": "string",
                                                                           "contentMediaType": "application/pdf"}}}
+                if path.endswith(CSV_SUFFIX) and code == "200":
+                    response["content"] = {"text/csv": {"schema": {"type": "string"}}}
+            if method == "post" and path == UPLOAD_PATH:
+                operation["requestBody"] = copy.deepcopy(UPLOAD_BODY)
             if method == "post" and path.endswith(IDEMPOTENT):
                 operation.setdefault("parameters", []).append({
                     "name": "Idempotency-Key", "in": "header", "required": False,

@@ -236,4 +236,83 @@ class Problem(BaseModel):
     position_id: int | None = None
 
 
+
+
+class ImportJob(BaseModel):
+    """The job working on the import now (its progress bar)."""
+
+    step: Literal["check", "run", "cancel"]
+    status: str
+    progress: int
+    total: int | None
+
+
+class ImportPagoPA(BaseModel):
+    total: int
+    on_pagopa: int
+    pending: int
+    failing: int
+    cancelled: int
+
+
+class ImportOut(BaseModel):
+    """An uploaded file: its dry run's figures, whether it can be confirmed, and how far it got."""
+
+    id: int
+    service: str
+    filename: str
+    file_size: int
+    file_format: str
+    status: Literal["uploaded", "checking", "checked", "importing", "done", "failed", "cancelled"]
+    valid_rows_only: bool
+    update_existing: bool
+    rows_total: int
+    rows_refused: int
+    error_count: int
+    positions_new: int
+    positions_updated: int
+    positions_unchanged: int
+    positions_refused: int
+    totals: dict
+    imported: int
+    message: str | None
+    confirmable: bool
+    refusal: str | None
+    created_at: datetime
+    checked_at: datetime | None
+    confirmed_at: datetime | None
+    finished_at: datetime | None
+    cancelled_at: datetime | None
+    job: ImportJob | None
+    pagopa: ImportPagoPA
+
+
+class ImportRowErrorOut(BaseModel):
+    row: int
+    column: str
+    key: str | None
+    message: str
+
+
+class ImportErrors(BaseModel):
+    items: list[ImportRowErrorOut]
+    next_cursor: int | None
+
+
+class ErrorsQuery(_In):
+    cursor: Annotated[int, Field(ge=1, le=2**62)] | None = None
+    limit: Annotated[int, Field(ge=1, le=1000)] = 200
+
+
+class ImportCancelPositions(_In):
+    reason: Annotated[StrictStr, Field(min_length=1, max_length=400)]
+
+
+class Accepted(BaseModel):
+    """Work asked for: it runs as a job (follow it on the import)."""
+
+    import_id: int
+    positions: int
+
+
 __all__ = [name for name in dir() if name[0].isupper()]

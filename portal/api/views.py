@@ -30,6 +30,8 @@ from portal.notices import NoticeError, render_notice
 from portal.notices.render import notice_filename
 
 PUBLIC_ENDPOINTS = {"api.docs", "api.openapi_document"}
+#: Endpoints that take a file (multipart/form-data) rather than JSON.
+MULTIPART_ENDPOINTS = {"api.create_import"}
 ERRORS = {f"HTTP_{code}": s.Problem for code in (400, 401, 403, 404, 415, 422, 429)}
 
 
@@ -51,7 +53,8 @@ def authenticate():
         return problem(401, "Token mancante, sconosciuto, scaduto o revocato.",
                        headers={"WWW-Authenticate": 'Bearer realm="paybox"'})
     g.api_token = token
-    if request.method in ("POST", "PUT", "PATCH") and request.content_length != 0:
+    if request.method in ("POST", "PUT", "PATCH") and (request.content_length or 0) > 0 \
+            and request.endpoint not in MULTIPART_ENDPOINTS:
         if request.mimetype != "application/json":
             return problem(415, "Il corpo della richiesta deve essere JSON (Content-Type: application/json).")
         try:
@@ -334,7 +337,20 @@ def _cancel(position: Position, body: s.CancelIn):
 
 
 def _idempotent(action, position_id: int):
-    """Run ``action`` once per ``Idempotency-Key`` (when given): a repeat gets the first answer again."""
+    """Run ``action(position)`` once per ``Idempotency-Key`` (see :func:`_idempotent_call`)."""
+    def run():
+        position = _position_or_404(position_id)
+        return position if isinstance(position, Response) else action(position)
+
+    return _idempotent_call(run)
+
+
+def _idempotent_call(action):
+    """Run ``action()`` once per ``Idempotency-Key`` (when given): a repeat gets the first answer again.
+
+    ``action`` returns a problem :class:`Response` (not stored: the caller may fix and retry) or ``(payload,
+    status)``, stored with the key in the same transaction as the change.
+    """
     refused = _require_write()
     if refused:
         return refused
@@ -349,10 +365,7 @@ def _idempotent(action, position_id: int):
                 return problem(422, "Questa Idempotency-Key è già stata usata per una richiesta diversa.")
             return Response(stored.body, status=stored.status, mimetype="application/json",
                             headers={"Idempotent-Replayed": "true"})
-    position = _position_or_404(position_id)
-    if isinstance(position, Response):
-        return position
-    result = action(position)
+    result = action()
     if isinstance(result, Response):
         return result
     payload, status = result
