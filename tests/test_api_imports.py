@@ -97,3 +97,10 @@ def test_bad_uploads_and_scopes(client, bearer, creditor, make_service):
     mine = upload(client, bearer, rows_csv([single("C1")])).get_json()
     assert client.get(f"/api/v1/imports/{mine['id']}",
                       headers={"Authorization": f"Bearer {only_mensa.secret}"}).status_code == 404
+
+
+def test_a_file_over_the_upload_limit_is_a_413_problem(app, client, bearer, monkeypatch):
+    monkeypatch.setitem(app.config, "MAX_CONTENT_LENGTH", 2000)
+    answer = upload(client, bearer, rows_csv([single(f"K{n}") for n in range(100)]))
+    assert answer.status_code == 413
+    assert answer.mimetype == "application/problem+json"

@@ -8,6 +8,7 @@ service outside the token's scope, or of another creditor, is answered 404 (its 
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime, time
 
 import sqlalchemy as sa
@@ -28,6 +29,8 @@ from portal.ledger.payability import not_payable_reason
 from portal.ledger.status import InvalidTransition, LedgerError, PositionStatus
 from portal.notices import NoticeError, render_notice
 from portal.notices.render import notice_filename
+
+log = logging.getLogger(__name__)
 
 PUBLIC_ENDPOINTS = {"api.docs", "api.openapi_document"}
 #: Endpoints that take a file (multipart/form-data) rather than JSON.
@@ -65,6 +68,15 @@ def authenticate():
 
 
 limiter.limit(api_limit)(bp)
+
+
+@bp.after_request
+def log_call(response):
+    """One log line per call: which system did what, and the answer (the timeline records the changes)."""
+    api_token = getattr(g, "api_token", None)
+    log.info("api %s %s by %s: %s", request.method, request.path, api_token.actor if api_token else "-",
+             response.status_code)
+    return response
 
 
 def _register_error_pages():
