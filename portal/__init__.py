@@ -26,6 +26,7 @@ def create_app(config: dict | None = None) -> Flask:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     register_extensions(app)
     routing.register(app)
+    register_operations(app)
     register_blueprints(app)
     register_template_helpers(app)
     register_errorhandlers(app)
@@ -68,6 +69,13 @@ def serve_static_files(app: Flask) -> None:
     app.wsgi_app = WhiteNoise(app.wsgi_app, root=app.static_folder, prefix=app.static_url_path,
                               max_age=STATIC_MAX_AGE, autorefresh=app.debug,
                               immutable_file_test=lambda path, url: bool(digested.search(url)))
+
+
+def register_operations(app: Flask) -> None:
+    """``/healthz``, ``/readyz``, ``/metrics`` and the request timings (first, so every request is timed)."""
+    from portal.ops import views
+
+    views.register(app)
 
 
 def register_blueprints(app: Flask) -> None:

@@ -1,7 +1,7 @@
 """Import every model module so that Alembic and ``db.create_all`` see all tables."""
 
 from portal.accounts.models import LoginAttempt, User, user_services  # noqa: F401
-from portal.jobs.models import JobRecord  # noqa: F401
+from portal.jobs.models import JobRecord, SchedulerHeartbeat  # noqa: F401
 from portal.ledger.models import (  # noqa: F401
     Account,
     Creditor,
