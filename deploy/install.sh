@@ -193,7 +193,8 @@ if have_systemd; then
     if [ "$START" = 1 ]; then
         # Upgrades: the migrations ran above; now every process moves to the new code. The web socket stays open
         # meanwhile (calls queue), workers finish their current job first (deploy/README.md, "Upgrades").
-        systemctl restart paybox-web.socket paybox-web.service paybox-scheduler.service
+        systemctl start paybox-web.socket  # never restarted: it holds the calls while gunicorn restarts
+        systemctl restart paybox-web.service paybox-scheduler.service
         for n in $(seq 1 "$WORKERS"); do systemctl restart "paybox-worker@$n.service"; done
         systemctl start paybox-backup.timer
     fi

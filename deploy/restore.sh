@@ -2,10 +2,12 @@
 # Restore a Pay Box dump made by backup.sh into a NEW database (never over the live one), e.g. for the restore
 # drill of deploy/README.md or before switching DATABASE_URL over after a loss:
 #
-#   deploy/restore.sh /var/backups/paybox/paybox-db-20270101T023000Z.dump postgresql://postgres@/paybox_restored
+#   deploy/restore.sh [--owner paybox] /var/backups/paybox/paybox-db-20270101T023000Z.dump \
+#       "postgresql:///paybox_restored?host=/var/run/postgresql"
 #
-# The target database must not exist yet: it is created (owner: the URL's user), the dump restored without the
-# original owner and grants (--no-owner --no-acl), in one transaction (all or nothing). Then the ledger's totals
+# The target database must not exist yet: it is created (owner: --owner ROLE, else the URL's user), the dump
+# restored without the original owner and grants (--no-owner --no-acl; with --owner every object belongs to ROLE,
+# as a database the application can use), in one transaction (all or nothing). Then the ledger's totals
 # are printed, to compare with the live database (`deploy/restore.sh --totals URL` prints them for any database).
 set -euo pipefail
 
@@ -27,8 +29,14 @@ if [ "${1-}" = "--totals" ]; then
     totals "${2/postgresql+psycopg:/postgresql:}"
     exit 0
 fi
+owner=""
+if [ "${1-}" = "--owner" ]; then
+    owner=${2-}
+    shift 2 || true
+    [[ "$owner" =~ ^[A-Za-z0-9_]+$ ]] || { echo "--owner takes a role name" >&2; exit 2; }
+fi
 if [ $# -ne 2 ]; then
-    echo "usage: $0 DUMP_FILE NEW_DATABASE_URL   |   $0 --totals DATABASE_URL" >&2
+    echo "usage: $0 [--owner ROLE] DUMP_FILE NEW_DATABASE_URL   |   $0 --totals DATABASE_URL" >&2
     exit 2
 fi
 dump=$1
@@ -51,7 +59,13 @@ if [ "$exists" = "1" ]; then
     echo "database $name already exists: restore.sh only restores into a new database" >&2
     exit 1
 fi
-psql --no-psqlrc --quiet --set=ON_ERROR_STOP=1 --dbname="$server" --command="CREATE DATABASE \"$name\""
-pg_restore --no-owner --no-acl --single-transaction --exit-on-error --dbname="$target" "$dump"
+if [ -n "$owner" ]; then
+    psql --no-psqlrc --quiet --set=ON_ERROR_STOP=1 --dbname="$server" \
+        --command="CREATE DATABASE \"$name\" OWNER \"$owner\""
+    pg_restore --no-owner --no-acl --role="$owner" --single-transaction --exit-on-error --dbname="$target" "$dump"
+else
+    psql --no-psqlrc --quiet --set=ON_ERROR_STOP=1 --dbname="$server" --command="CREATE DATABASE \"$name\""
+    pg_restore --no-owner --no-acl --single-transaction --exit-on-error --dbname="$target" "$dump"
+fi
 echo "restored $dump into $name:"
 totals "$target"

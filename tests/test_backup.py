@@ -113,6 +113,16 @@ def test_backup_and_restore_keep_the_ledger(ledger, database_url, tmp_path):
         assert live["positions"] == 3
         assert live["receipts"] == 3
         assert copy == live
+        # --owner: every object of the copy belongs to that role (the application's, to switch over to it).
+        owned = target + "_owned"
+        _drop(owned)
+        try:
+            done = subprocess.run(["bash", str(RESTORE), "--owner", "postgres", str(dumps[0]), owned],  # noqa: S603,S607
+                                  capture_output=True, text=True, timeout=300)
+            assert done.returncode == 0, done.stderr
+            assert totals(owned) == live
+        finally:
+            _drop(owned)
         # Restoring over an existing database is refused.
         again = subprocess.run(["bash", str(RESTORE), str(dumps[0]), target], capture_output=True,  # noqa: S603,S607
                                text=True, timeout=60)

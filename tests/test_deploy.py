@@ -184,8 +184,10 @@ def test_install_script_runs_the_steps_in_order():
     text = text[text.index("set -euo pipefail"):]  # the code, not the header that describes it
     order = ["apt-get install", "adduser --system", "make -C \"$APP_DIR\" install assets", "exit 3",
              "createdb --owner", "paybox db upgrade", "systemctl enable \"${units[@]}\"",
-             "systemctl restart paybox-web.socket", "nginx -t", "/readyz", "paybox doctor"]
+             "systemctl restart paybox-web.service", "nginx -t", "/readyz", "paybox doctor"]
     positions = [text.index(marker) for marker in order]
     assert positions == sorted(positions)
     for package in ("python3-venv", "postgresql", "redis-server", "nginx", "npm"):
         assert package in text
+    # An upgrade restarts gunicorn, never the socket that holds the node's calls meanwhile.
+    assert "restart paybox-web.socket" not in text
