@@ -489,3 +489,10 @@ def test_behind_a_trusted_proxy_the_client_address_is_the_forwarded_one(database
     with proxied.app_context():
         for engine in db.engines.values():
             engine.dispose()
+
+
+def test_doctor_finds_an_unreachable_intermediary(doctor, app, monkeypatch):
+    monkeypatch.setitem(app.config, "PAGOPA_GPD_URL", "http://127.0.0.1:1/gpd/debt-positions-service")
+    result = app.test_cli_runner().invoke(args=["doctor", "--soap-url", "http://127.0.0.1:1/x"])
+    assert result.exit_code == 1
+    assert "[FAIL] GPD: non raggiungibile o in errore (CONNECTION_ERROR)" in result.output

@@ -180,7 +180,7 @@ def _explain(exc: PagoPAError) -> str:
     elif exc.status == 403:
         text = "chiave non abilitata (403) per questo ente o per GPD: chiedere all'intermediario"
     elif isinstance(exc, PagoPAUnavailable):
-        text = f"non raggiungibile ({exc.title or exc.status}): {exc.message}"
+        text = f"non raggiungibile o in errore ({exc.title or exc.status}): verificare l'URL e la rete"
     details = " ".join(part for part in (f"HTTP {exc.status}" if exc.status else "", exc.detail or "",
                                          f"request id {exc.request_id}" if exc.request_id else "") if part)
     return f"{text} [{details}]" if details else text
