@@ -477,7 +477,7 @@ def soak(args, base: Path) -> bool:
         status = bill_run_status(pg.url, run_id)
         if not node.pending and pending == 0 and status[0] == "done":
             break
-    ok = check(pg, install, node, created, run_id, stats, time.monotonic() - start)
+    ok = check(pg, install, node, created, run_id, stats, args.duration)
     install.stop()
     redis.stop()
     pg.stop()
@@ -485,7 +485,7 @@ def soak(args, base: Path) -> bool:
 
 
 def check(pg: Postgres, install: Installation, node: Node, created: list[str], run_id: int, stats: Stats,
-          elapsed: float) -> bool:
+          load_seconds: float) -> bool:
     failures = []
     with psycopg.connect(pg.url) as conn:
         stored = dict(conn.execute("SELECT receipt_id, count(*) FROM receipts GROUP BY receipt_id").fetchall())
@@ -516,7 +516,7 @@ def check(pg: Postgres, install: Installation, node: Node, created: list[str], r
     if status != "done":
         failures.append(f"bill run {status}")
     for kind, values in sorted(stats.total.items()):
-        log(f"  {kind:<13} {len(values) / elapsed:6.1f}/s  p95 {p95(values) * 1000:6.0f} ms  "
+        log(f"  {kind:<13} {len(values) / load_seconds:6.1f}/s  p95 {p95(values) * 1000:6.0f} ms  "
             f"errors {stats.total_errors[kind]}")
     for failure in failures:
         log(f"FAILED: {failure}")
