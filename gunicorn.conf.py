@@ -15,10 +15,17 @@ kept the receipt endpoint's tail long, and the setting that answers it:
 
 Every value can be overridden on the command line or in ``GUNICORN_CMD_ARGS`` (``--workers 8``,
 ``--access-logfile -``); ``WEB_CONCURRENCY`` sets the number of workers.
+
+Metrics: the workers count into prometheus-client's multiprocess directory ``PROMETHEUS_MULTIPROC_DIR`` (see
+``portal/metrics.py``), so ``/metrics`` on any worker adds up all of them. The deploy kit sets it to a directory
+the RQ workers of the machine share (``/run/paybox/metrics``, emptied at boot); without it, this file makes a
+fresh one for this gunicorn (removed when it stops). :func:`child_exit` forgets a dead worker's live gauges.
 """
 
 import gc
 import os
+import shutil
+import tempfile
 
 wsgi_app = "wsgi:app"
 
@@ -43,6 +50,15 @@ graceful_timeout = 30
 accesslog = None
 errorlog = "-"
 loglevel = "info"
+
+
+#: Set before the application is imported (``preload_app``): prometheus-client reads it when values are created.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="paybox-metrics-")
+    _OWN_METRICS_DIR = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+else:
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+    _OWN_METRICS_DIR = None
 
 
 def on_starting(server):
@@ -93,3 +109,16 @@ def warm_threads(pool, count: int, timeout: float = 10.0) -> None:
 
     for future in [pool.submit(load) for _ in range(count)]:
         future.result(timeout)
+
+
+def child_exit(server, worker):
+    """A worker is gone (restart, ``max_requests``, crash): its live gauges no longer count; its counters stay."""
+    from portal.metrics import mark_process_dead
+
+    mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """Remove the metrics directory this file made for a gunicorn started without one."""
+    if _OWN_METRICS_DIR:
+        shutil.rmtree(_OWN_METRICS_DIR, ignore_errors=True)

@@ -25,7 +25,9 @@ def create_app(config: dict | None = None) -> Flask:
         app.config.update(config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     register_extensions(app)
+    trust_proxies(app)
     routing.register(app)
+    register_operations(app)
     register_blueprints(app)
     register_template_helpers(app)
     register_errorhandlers(app)
@@ -68,6 +70,23 @@ def serve_static_files(app: Flask) -> None:
     app.wsgi_app = WhiteNoise(app.wsgi_app, root=app.static_folder, prefix=app.static_url_path,
                               max_age=STATIC_MAX_AGE, autorefresh=app.debug,
                               immutable_file_test=lambda path, url: bool(digested.search(url)))
+
+
+def trust_proxies(app: Flask) -> None:
+    """Behind ``TRUSTED_PROXIES`` reverse proxies (nginx of the deploy kit), take the client's address and scheme
+    from their ``X-Forwarded-For``/``X-Forwarded-Proto``, never from a header a client could send past them."""
+    count = int(app.config.get("TRUSTED_PROXIES") or 0)
+    if count > 0:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count)
+
+
+def register_operations(app: Flask) -> None:
+    """``/healthz``, ``/readyz``, ``/metrics`` and the request timings (first, so every request is timed)."""
+    from portal.ops import views
+
+    views.register(app)
 
 
 def register_blueprints(app: Flask) -> None:

@@ -1,8 +1,8 @@
 """Command-line entry points: ``flask demo load``, ``flask positions export``, ``flask users create``,
-``flask rq worker|scheduler|status``, ``flask sync sweep|status``, ``flask notices pdf|billrun``."""
+``flask rq worker|scheduler|status``, ``flask sync sweep|status``, ``flask notices pdf|billrun``, ``flask doctor``."""
 
 import click
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from portal.extensions import db
 
@@ -137,6 +137,10 @@ def rq_worker(queue_names, queue_options, burst: bool, name: str | None, with_sc
     # Each job runs in a forked child: it must open its own database connections, never share the parent's.
     engines = list(db.engines.values())
     os.register_at_fork(after_in_child=lambda: [engine.dispose(close=False) for engine in engines])
+    # Its work horses count their metrics into this worker's files (see portal.metrics.process_identifier).
+    from portal.metrics import RQ_WORKER_PID_ENV
+
+    os.environ[RQ_WORKER_PID_ENV] = str(os.getpid())
     queues = [Queue(queue_name, connection=backend.redis) for queue_name in names]
     worker = Worker(queues, connection=backend.redis, name=name)
     click.echo(f"Worker {worker.name} sulle code: {', '.join(names)}")
@@ -405,9 +409,45 @@ def _echo_import(imp) -> None:
         click.echo(imp.message)
 
 
+@click.command("doctor")
+@click.option("--soap-url", help="Indirizzo dell'endpoint SOAP da provare (predefinito: PAYBOX_PUBLIC_URL + "
+                                 "/pagopa/paForNode).")
+@with_appcontext
+def doctor(soap_url: str | None):
+    """Check the configuration, the database, Redis, the intermediary (GPD) and the SOAP endpoint; exit 1 on a
+    failure."""
+    import sqlalchemy as sa
+    from flask import current_app
+
+    from portal.config import ROOT
+    from portal.jobs.queue import get_backend
+    from portal.ledger.models import Creditor
+    from portal.ops.doctor import diagnose, failed
+
+    app = current_app._get_current_object()
+    backend = get_backend(app)
+    try:
+        codes = list(db.session.scalars(sa.select(Creditor.fiscal_code).order_by(Creditor.id)))
+    except sa.exc.SQLAlchemyError:
+        codes = []  # the database check below says why
+    finally:
+        db.session.rollback()
+    findings = diagnose(app.config, db.engine, migrations_dir=ROOT / "migrations",
+                        redis=backend.redis if backend.mode == "rq" else None, fiscal_codes=codes,
+                        soap_endpoint=soap_url)
+    for finding in findings:
+        click.echo(finding.line())
+    bad = [f for f in findings if f.level == "fail"]
+    warned = sum(1 for f in findings if f.level == "warn")
+    click.echo(f"{len(findings)} controlli: {len(bad)} falliti, {warned} avvisi.")
+    if failed(findings):
+        raise SystemExit(1)
+
+
 def register(app) -> None:
     """Add the command groups to the app's CLI."""
     from portal.api.cli import api_cli
 
     for group in (demo_cli, positions_cli, users_cli, rq_cli, sync_cli, notices_cli, api_cli, imports_cli):
         app.cli.add_command(group)
+    app.cli.add_command(doctor)

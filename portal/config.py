@@ -167,6 +167,16 @@ def load_config(env: dict | None = None) -> dict:
         "MAIL_FROM": env.get("MAIL_FROM") or "Pay Box <noreply@paybox.localhost>",
         "MAIL_OUTBOX_DIR": None if mode == "production" else (
             env.get("MAIL_OUTBOX_DIR") or str(ROOT / "instance" / "outbox")),
+        # Operations. GET /metrics (Prometheus) asks for "Authorization: Bearer <METRICS_TOKEN>"; without a token
+        # it answers only calls from this machine that came through no proxy (see portal/ops/views.py).
+        "METRICS_TOKEN": env.get("METRICS_TOKEN") or None,
+        # Reverse proxies in front of gunicorn whose X-Forwarded-For/-Proto to believe (the deploy kit's nginx: 1).
+        # With 0 every client looks like the proxy's address (login throttling per address, the SOAP allow-list).
+        "TRUSTED_PROXIES": _int(env, "PAYBOX_TRUSTED_PROXIES", 0),
+        # /readyz fails when the active scheduler's last heartbeat is older than this (0: not checked) ...
+        "READYZ_SCHEDULER_SECONDS": _int(env, "READYZ_SCHEDULER_SECONDS", 180),
+        # ... or when more jobs than this wait in the RQ queues altogether (0: not checked).
+        "READYZ_MAX_QUEUED": _int(env, "READYZ_MAX_QUEUED", 10000),
     }
 
 

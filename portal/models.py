@@ -4,7 +4,7 @@ from portal.accounts.api_tokens import ApiToken, api_token_services  # noqa: F40
 from portal.accounts.models import LoginAttempt, User, user_services  # noqa: F401
 from portal.api.idempotency import IdempotencyKey  # noqa: F401
 from portal.imports.models import Import, ImportMapping, ImportRowError  # noqa: F401
-from portal.jobs.models import JobRecord  # noqa: F401
+from portal.jobs.models import JobRecord, SchedulerHeartbeat  # noqa: F401
 from portal.ledger.models import (  # noqa: F401
     Account,
     Creditor,

@@ -15,8 +15,10 @@ PORTAL = Path(__file__).resolve().parent.parent / "portal"
 
 #: The layers, bottom first (see shared DESIGN.md §1). An area may import its own layer (without circles) and below.
 LAYERS = (
-    # bottom: the outbox, the shared db metadata, money and settings helpers, URL converters, request timings
-    {"portal.outbox", "portal.money", "portal.extensions", "portal.config", "portal.routing", "portal.timing"},
+    # bottom: the outbox, the shared db metadata, money and settings helpers, URL converters, request timings,
+    # the Prometheus metrics (counted by the layers above, never by the domain)
+    {"portal.outbox", "portal.money", "portal.extensions", "portal.config", "portal.routing", "portal.timing",
+     "portal.metrics"},
     # the domain
     {"portal.ledger", "portal.accounts"},
     # services and adapters
@@ -24,13 +26,17 @@ LAYERS = (
      "portal.imports"},
     # jobs, and the demo data built from the services
     {"portal.jobs", "portal.demo"},
-    # HTTP, command line, the app factory, the models index for migrations
-    {"portal.officer", "portal.citizen", "portal.api", "portal.cli", "portal", "portal.models"},
+    # HTTP, command line, the app factory, the models index for migrations, operations (health, metrics, doctor)
+    {"portal.officer", "portal.citizen", "portal.api", "portal.cli", "portal", "portal.models", "portal.ops"},
 )
 RANK = {area: rank for rank, areas in enumerate(LAYERS) for area in areas}
 #: Areas that must not import Flask (or a Flask extension) themselves; they reach ``db`` through portal.extensions.
 NO_FLASK = {"portal.ledger", "portal.accounts", "portal.outbox", "portal.money", "portal.settings", "portal.timing",
-            "portal.imports"}
+            "portal.imports", "portal.metrics"}
+#: Single modules that must not import Flask in an area that has views too.
+NO_FLASK_MODULES = {"portal.ops.health", "portal.ops.collectors", "portal.ops.doctor"}
+#: Areas that must not import prometheus-client: the domain is counted by the layers above it.
+NO_METRICS = {"portal.ledger", "portal.accounts"}
 
 
 def module_name(path: Path) -> str:
@@ -91,7 +97,15 @@ def test_no_import_goes_up_a_layer():
 
 def test_the_domain_does_not_import_flask():
     found = [f"{path.relative_to(PORTAL.parent)}:{line} imports {target}" for source, line, target, path in arrows()
-             if area(source) in NO_FLASK and target.split(".")[0].startswith("flask")]
+             if (area(source) in NO_FLASK or source in NO_FLASK_MODULES) and target.split(".")[0].startswith("flask")]
+    assert found == []
+
+
+def test_the_domain_counts_no_metrics():
+    found = [f"{path.relative_to(PORTAL.parent)}:{line} imports {target}"
+             for path in sorted(PORTAL.rglob("*.py")) if area(module_name(path)) in NO_METRICS
+             for line, target in imports(path) if target.split(".")[0] == "prometheus_client"
+             or target == "portal.metrics"]
     assert found == []
 
 

@@ -40,3 +40,20 @@ class JobRecord(db.Model):
         sa.Index("ix_jobs_created_at", "created_at"),
         sa.Index("ix_jobs_kind_id", "kind", "id"),
     )
+
+
+class SchedulerHeartbeat(db.Model):
+    """When the active periodic scheduler last showed it was alive (one row per scheduler role).
+
+    Written by whichever ``flask rq scheduler`` holds the Redis lock (see :mod:`portal.jobs.heartbeat`), read by
+    ``/readyz`` and the metrics: kept in the database, so a Redis restart does not make the scheduler look dead.
+    """
+
+    __tablename__ = "scheduler_heartbeats"
+
+    name: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    #: The scheduler's random token (changes when another scheduler takes over), host and pid, for diagnosis.
+    holder: Mapped[str] = mapped_column(sa.String(64))
+    host: Mapped[str] = mapped_column(sa.String(255))
+    pid: Mapped[int] = mapped_column()
+    beat_at: Mapped[datetime] = mapped_column(UTCDateTime)

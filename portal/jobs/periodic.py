@@ -16,7 +16,9 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
+from portal.jobs.heartbeat import BEAT_SECONDS, beat
 from portal.jobs.registry import all_tasks
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,7 @@ class RedisScheduler:
         self.interval = interval
         self.token = uuid.uuid4().hex
         self.stop = threading.Event()
+        self.last_beat = 0.0
 
     def acquire(self) -> bool:
         """Take or extend the lock; whether this scheduler is the active one."""
@@ -87,10 +90,12 @@ class RedisScheduler:
                         "else return 0 end", 1, self.LOCK_KEY, self.token)
 
     def tick(self, now: float | None = None) -> list[str]:
-        """One round: if active, enqueue what is due; returns the tasks enqueued."""
+        """One round: if active, record the heartbeat (when due) and enqueue what is due; returns the tasks
+        enqueued."""
         if not self.acquire():
             return []
         now = time.time() if now is None else now
+        self.heartbeat(now)
         raw = self.redis.hgetall(self.LAST_RUN_KEY)
         last_runs = {k.decode(): float(v) for k, v in raw.items()}
         enqueued = []
@@ -103,6 +108,19 @@ class RedisScheduler:
             self.redis.hset(self.LAST_RUN_KEY, job.task, now)
             enqueued.append(job.task)
         return enqueued
+
+    def heartbeat(self, now: float) -> None:
+        """Write the heartbeat row every :data:`~portal.jobs.heartbeat.BEAT_SECONDS` (a database hiccup is logged,
+        the scheduling goes on: ``/readyz`` will tell)."""
+        if now - self.last_beat < BEAT_SECONDS:
+            return
+        try:
+            from portal.extensions import db
+
+            beat(db.engine, self.token, now=datetime.fromtimestamp(now, UTC))
+            self.last_beat = now
+        except Exception:  # noqa: BLE001
+            log.exception("scheduler: could not record the heartbeat")
 
     def run(self) -> None:
         """Loop until :attr:`stop` is set."""

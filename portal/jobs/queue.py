@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.orm import Session, scoped_session
 
-from portal import outbox
+from portal import metrics, outbox
 from portal.jobs.models import JobRecord
 from portal.jobs.registry import QUEUES, TaskSpec, get_spec
 from portal.ledger.types import utcnow
@@ -89,12 +89,14 @@ def run_task(spec: TaskSpec, ids: Sequence, *, record_id: int | None = None, job
         _update_record(record_id, status="running", attempts=JobRecord.attempts + 1, started_at=utcnow(),
                        finished_at=None)
         log.info("job %s %s%s started", job_id or "-", spec.name, tuple(ids))
+        started = time.perf_counter()
         try:
             with outbox.reporting_to(_record_progress):
                 result = spec.func(db.session, *ids)
             db.session.commit()
         except Exception as exc:
             db.session.rollback()
+            metrics.JOB_SECONDS.labels(spec.name, spec.queue, "failed").observe(time.perf_counter() - started)
             retrying = _will_retry()
             message = f"{type(exc).__name__}: {exc}"[:2000]
             if retrying:
@@ -105,6 +107,7 @@ def run_task(spec: TaskSpec, ids: Sequence, *, record_id: int | None = None, job
                           " (will retry)" if retrying else "")
             raise
         else:
+            metrics.JOB_SECONDS.labels(spec.name, spec.queue, "done").observe(time.perf_counter() - started)
             summary = _summary(result)
             _update_record(record_id, status="done", message=summary, finished_at=utcnow(),
                            idle=bool(getattr(result, "idle", False)))

@@ -25,7 +25,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, contains_eager, selectinload
 
-from portal import outbox
+from portal import metrics, outbox
 from portal.ledger import queries
 from portal.ledger.models import Creditor, Debtor, Event, PaymentOption, Position
 from portal.ledger.status import PAYABLE_STATUSES, OptionStatus
@@ -295,6 +295,8 @@ def render_chunk(session: Session, run_id: int, number: int, settings: BillRunSe
         run.status = "assembling"
         if enqueue:
             _enqueue(session, "billrun_finish", run, "finish")
+    metrics.NOTICES_RENDERED.labels(run.mode).inc(written.notices)
+    metrics.BILLRUN_PAGES.labels(run.mode).inc(written.pages)
     return f"blocco {number}: {written.notices} avvisi, {written.pages} pagine, {len(skipped_seqs)} saltati"
 
 
@@ -408,6 +410,7 @@ def finish(session: Session, run_id: int, settings: BillRunSettings, *, actor: s
         for chunk in chunks:
             _enqueue(session, "billrun_mail", run, f"mail-{chunk.number}", chunk.number)
     session.commit()
+    metrics.BILLRUNS_FINISHED.labels(run.mode).inc()
     for chunk in chunks:
         for path in files.chunk_files(chunk.number):
             path.unlink(missing_ok=True)

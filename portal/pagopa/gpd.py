@@ -101,6 +101,23 @@ class GPDClient:
     def _position(self, org_cf: str, iupd: str) -> str:
         return f"{self._positions(org_cf)}/{segment(iupd)}"
 
+    def info(self) -> dict:
+        """GPD's ``GET /v2/info`` (name, version, environment): a call that reads nothing, so ``flask doctor`` can
+        check the URL and the subscription key.
+
+        :raise PagoPARejected: 401 when the key is refused.
+        """
+        return json_body(self.http.request("GET", "/v2/info"))
+
+    def list_positions(self, org_cf: str, *, limit: int = 1, page: int = 0) -> list[DebtPosition]:
+        """One page of the creditor's positions on GPD, newest first (``flask doctor`` reads one, to check that
+        the key may act for this creditor).
+
+        :raise PagoPARejected: 403 when the intermediary's key is not enabled for ``org_cf``.
+        """
+        response = self.http.request("GET", self._positions(org_cf), params={"limit": limit, "page": page})
+        return [DebtPosition.from_json(item) for item in json_body(response).get("payment_position_list") or ()]
+
     def create(self, org_cf: str, payload: dict, *, to_publish: bool = True) -> DebtPosition:
         """Create a position; with ``to_publish`` (and no validity date) it is VALID, i.e. payable, at once.
 

@@ -22,18 +22,17 @@ import os
 import threading
 import time
 import weakref
-from datetime import UTC, date, datetime
 from functools import lru_cache
 
 import sqlalchemy as sa
-from flask import Blueprint, Flask, Response, current_app, request
+from flask import Blueprint, Flask, Response, current_app, g, request
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from portal import timing
+from portal import metrics, timing
 from portal.extensions import csrf, db
 from portal.ledger.models import Creditor, PaymentOption
-from portal.ledger.payments import CreditorRef, ReceiptData, ReceiptRejected, ReceiptTransfer, record_receipt
+from portal.ledger.payments import CreditorRef, ReceiptRejected, record_receipt
 from portal.ledger.status import OptionStatus
 from portal.pagopa import soap
 
@@ -92,13 +91,40 @@ def _queued_seconds(value: str | None, now: float) -> float | None:
     return waited if 0 <= waited < 3600 else None
 
 
+#: The WSGI environ key of the warm-up call (not a header: no client can set it), which the metrics do not count.
+WARM_UP_ENVIRON = "paybox.warm_up"
+
+
 def _answer() -> Response:
+    """Answer the call and count it: every receipt call is *received*, then *stored* or *refused* (a reason)."""
+    action = soap.normalize_action(request.headers.get("SOAPAction"))
+    source = action if action in soap.RECEIPT_OPERATIONS and not request.environ.get(WARM_UP_ENVIRON) else None
+    response = _handle()
+    if source is not None:
+        kind, value = g.pop("paybox_receipt_outcome", ("refused", "unknown"))
+        metrics.RECEIPTS_RECEIVED.labels(source).inc()
+        if kind == "stored":
+            metrics.RECEIPTS_STORED.labels(source, value or "none").inc()
+        else:
+            metrics.RECEIPTS_REFUSED.labels(source, value).inc()
+    return response
+
+
+def _outcome(kind: str, value: str | None) -> None:
+    """What became of this call's receipt, for :func:`_answer`'s counters: ``stored`` (flag) or ``refused``
+    (reason)."""
+    g.paybox_receipt_outcome = (kind, value)
+
+
+def _handle() -> Response:
     if not _caller_allowed():
         log.warning("paForNode refused: caller %s not allowed", request.remote_addr)
+        _outcome("refused", "forbidden")
         return Response("Forbidden\n", status=403, mimetype="text/plain")
     with timing.phase("read"):
         body = request.stream.read(MAX_REQUEST_BYTES + 1)
     if len(body) > MAX_REQUEST_BYTES:
+        _outcome("refused", "too_large")
         return Response("Request too large\n", status=413, mimetype="text/plain")
     action = request.headers.get("SOAPAction")
     try:
@@ -107,6 +133,7 @@ def _answer() -> Response:
             parsed = soap.parse_request(body, action)
     except soap.SoapFault as fault:
         log.warning("paForNode %s from %s: %s", soap.normalize_action(action) or "-", request.remote_addr, fault)
+        _outcome("refused", fault.code)
         return _fault_response(fault, fault_id=_default_fault_id())
     operation = parsed.operation
     if operation.name not in soap.RECEIPT_OPERATIONS:
@@ -120,6 +147,7 @@ def _answer() -> Response:
         # Database down, deadlock, a bug: the receipt is NOT acknowledged; a 500 makes the node retry it later.
         db.session.rollback()
         log.exception("%s idPA=%s: system error, receipt not acknowledged", operation.name, parsed.id_pa)
+        _outcome("refused", soap.PAA_SYSTEM_ERROR)
         fault = soap.SoapFault(soap.PAA_SYSTEM_ERROR, "errore interno: riprovare", operation=operation)
         return _xml(soap.build_soap_fault(fault, fault_id=parsed.id_pa), status=500)
 
@@ -140,10 +168,12 @@ def _send_rt(session: Session, parsed: soap.SoapRequest) -> Response:
             outcome = record_receipt(session, owner, data, source=operation.name, raw_xml=parsed.payload_xml())
     except soap.SoapFault as fault:
         _log_call(parsed, data, fault.code)
+        _outcome("refused", fault.code)
         session.rollback()
         return _fault_response(fault, fault_id=parsed.id_pa)
     except ReceiptRejected as exc:
         _log_call(parsed, data, soap.PAA_SEMANTICA)
+        _outcome("refused", soap.PAA_SEMANTICA)
         session.rollback()
         return _fault_response(soap.SoapFault(soap.PAA_SEMANTICA, str(exc), operation=operation),
                                fault_id=parsed.id_pa)
@@ -151,6 +181,7 @@ def _send_rt(session: Session, parsed: soap.SoapRequest) -> Response:
         fault = soap.SoapFault(soap.PAA_RECEIPT_DUPLICATA,
                                f"ricevuta già registrata (receiptId {outcome.receipt.receipt_id})", operation=operation)
         _log_call(parsed, data, soap.PAA_RECEIPT_DUPLICATA)
+        _outcome("refused", soap.PAA_RECEIPT_DUPLICATA)
         session.rollback()
         return _fault_response(fault, fault_id=parsed.id_pa)
     # The one place a view commits: the node may forget a receipt as soon as we answer OK, so it must be durably
@@ -159,6 +190,7 @@ def _send_rt(session: Session, parsed: soap.SoapRequest) -> Response:
     with timing.phase("commit"):
         session.commit()
     _log_call(parsed, data, "OK", flag=outcome.flag)
+    _outcome("stored", outcome.flag)
     return _xml(soap.build_response(operation))
 
 
@@ -349,26 +381,10 @@ def _caller_allowed() -> bool:
 # --- Warm-up of a fresh worker process ----------------------------------------------------------------------------
 
 #: The idPA of the warm-up call: a valid fiscal-code shape that no creditor has, so the call stores nothing.
-WARM_UP_ID_PA = "00000000000"
-
-
-def _warm_up_receipt(*, fiscal_code: str, iuv: str, notice_number: str, amount_cents: int) -> ReceiptData:
-    return ReceiptData(
-        receipt_id="paybox-warm-up", notice_number=notice_number, iuv=iuv, org_fiscal_code=fiscal_code,
-        outcome="OK", amount_cents=amount_cents, description="warm-up", company_name="warm-up", fee_cents=0,
-        psp_id="WARMUP", psp_name="warm-up", channel_id="WARMUP", channel_description="warm-up",
-        payment_method="PO", payment_at=datetime(2000, 1, 1, tzinfo=UTC), application_date=date(2000, 1, 1),
-        debtor_fiscal_code=WARM_UP_ID_PA, debtor_name="warm-up",
-        transfers=(ReceiptTransfer(index=1, amount_cents=amount_cents, fiscal_code=fiscal_code,
-                                   iban="IT60X0542811101000000123456", remittance="warm-up", category="9/0101101IM/"),),
-    )
-
-
-def warm_up_request() -> bytes:
-    """A paSendRTV2 request for :data:`WARM_UP_ID_PA`: valid against the XSD, answered KO PAA_ID_DOMINIO_ERRATO."""
-    data = _warm_up_receipt(fiscal_code=WARM_UP_ID_PA, iuv="0" * 17, notice_number="3" + "0" * 17, amount_cents=100)
-    return soap.build_send_rt_request(data, id_pa=WARM_UP_ID_PA, id_broker_pa="00000000000",
-                                      id_station="00000000000_01")
+WARM_UP_ID_PA = soap.PROBE_ID_PA
+_warm_up_receipt = soap.probe_receipt
+#: A paSendRTV2 request for :data:`WARM_UP_ID_PA`: valid against the XSD, answered KO PAA_ID_DOMINIO_ERRATO.
+warm_up_request = soap.probe_request
 
 
 def warm_up(app: Flask, *, connections: int = 1) -> dict[str, float]:
@@ -403,7 +419,7 @@ def warm_up(app: Flask, *, connections: int = 1) -> dict[str, float]:
     try:
         start = time.perf_counter()
         response = app.test_client().post("/pagopa/paForNode", data=warm_up_request(), headers=headers,
-                                          environ_base={"REMOTE_ADDR": remote_addr})
+                                          environ_base={"REMOTE_ADDR": remote_addr, WARM_UP_ENVIRON: True})
         took["call"] = (time.perf_counter() - start) * 1000
         start = time.perf_counter()
         with app.app_context():

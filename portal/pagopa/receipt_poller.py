@@ -16,6 +16,7 @@ from typing import Protocol
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from portal import metrics
 from portal.ledger.models import Creditor, Receipt
 from portal.ledger.payments import ReceiptRejected, record_receipt
 from portal.pagopa import soap
@@ -81,26 +82,35 @@ def _store_one(session: Session, creditor: Creditor, client: ReceiptsApi, iuv: s
         log.warning("receipts poll: GPD lists IUV %s of %s but has no receipt XML for it", iuv,
                     creditor.fiscal_code)
         return False
+    metrics.RECEIPTS_RECEIVED.labels(SOURCE).inc()
     try:
         parsed = soap.parse_receipt_payload(xml)
         data = soap.receipt_data(parsed)
     except soap.SoapFault as fault:
         log.error("receipts poll: receipt of IUV %s (%s) unusable: %s", iuv, creditor.fiscal_code, fault)
+        metrics.RECEIPTS_REFUSED.labels(SOURCE, fault.code).inc()
         return False
     if data.iuv != iuv or data.org_fiscal_code != creditor.fiscal_code:
         log.error("receipts poll: asked for %s/%s, got a receipt for %s/%s: skipped", creditor.fiscal_code, iuv,
                   data.org_fiscal_code, data.iuv)
+        metrics.RECEIPTS_REFUSED.labels(SOURCE, "mismatch").inc()
         return False
     try:
         outcome = record_receipt(session, creditor, data, source=SOURCE, raw_xml=xml)
     except ReceiptRejected as exc:
         session.rollback()
         log.error("receipts poll: receipt of IUV %s (%s) rejected: %s", iuv, creditor.fiscal_code, exc)
+        metrics.RECEIPTS_REFUSED.labels(SOURCE, soap.PAA_SEMANTICA).inc()
         return False
     except Exception:
         session.rollback()
+        metrics.RECEIPTS_REFUSED.labels(SOURCE, soap.PAA_SYSTEM_ERROR).inc()
         raise
     session.commit()
+    if outcome.duplicate:
+        metrics.RECEIPTS_REFUSED.labels(SOURCE, soap.PAA_RECEIPT_DUPLICATA).inc()
+    else:
+        metrics.RECEIPTS_STORED.labels(SOURCE, outcome.flag or "none").inc()
     log.info("receipts poll: receiptId=%s iuv=%s %s%s", data.receipt_id, iuv,
              "duplicate" if outcome.duplicate else "stored", f" flag={outcome.flag}" if outcome.flag else "")
     return not outcome.duplicate

@@ -15,7 +15,7 @@ import copy
 import re
 import threading
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import cache
 from zoneinfo import ZoneInfo
@@ -535,3 +535,27 @@ def build_send_rt_request(data: ReceiptData, *, id_pa: str, id_broker_pa: str, i
     body.append(send_rt_element(data, id_pa=id_pa, id_broker_pa=id_broker_pa, id_station=id_station,
                                 version=version))
     return _serialize(envelope)
+
+
+#: The idPA of a probe call (the web workers' warm-up, ``flask doctor``): a valid fiscal-code shape that no
+#: creditor has, so the station answers KO ``PAA_ID_DOMINIO_ERRATO`` and stores nothing.
+PROBE_ID_PA = "00000000000"
+
+
+def probe_receipt(*, fiscal_code: str, iuv: str, notice_number: str, amount_cents: int) -> ReceiptData:
+    """A receipt valid against the XSD, for the warm-up and probe calls (never a real payment)."""
+    return ReceiptData(
+        receipt_id="paybox-warm-up", notice_number=notice_number, iuv=iuv, org_fiscal_code=fiscal_code,
+        outcome="OK", amount_cents=amount_cents, description="warm-up", company_name="warm-up", fee_cents=0,
+        psp_id="WARMUP", psp_name="warm-up", channel_id="WARMUP", channel_description="warm-up",
+        payment_method="PO", payment_at=datetime(2000, 1, 1, tzinfo=UTC), application_date=date(2000, 1, 1),
+        debtor_fiscal_code=PROBE_ID_PA, debtor_name="warm-up",
+        transfers=(ReceiptTransfer(index=1, amount_cents=amount_cents, fiscal_code=fiscal_code,
+                                   iban="IT60X0542811101000000123456", remittance="warm-up", category="9/0101101IM/"),),
+    )
+
+
+def probe_request() -> bytes:
+    """A paSendRTV2 request for :data:`PROBE_ID_PA`: valid against the XSD, answered KO PAA_ID_DOMINIO_ERRATO."""
+    data = probe_receipt(fiscal_code=PROBE_ID_PA, iuv="0" * 17, notice_number="3" + "0" * 17, amount_cents=100)
+    return build_send_rt_request(data, id_pa=PROBE_ID_PA, id_broker_pa="00000000000", id_station="00000000000_01")

@@ -31,7 +31,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
-from portal import outbox
+from portal import metrics, outbox
 from portal.ledger import sync_state
 from portal.ledger.models import Creditor, Event, PaymentOption, Position, Service
 from portal.ledger.services import record_event, transition
@@ -120,13 +120,22 @@ def sync_position(session: Session, position_id: int, client: GPDClient, *, now:
     position = lock_position(session, position_id)
     if position is None:
         exists = session.scalar(sa.select(Position.id).where(Position.id == position_id)) is not None
-        return SyncOutcome(position_id, "busy" if exists else "missing")
+        outcome = SyncOutcome(position_id, "busy" if exists else "missing")
+        metrics.SYNC_ATTEMPTS.labels(outcome.result).inc()
+        return outcome
     return sync_locked(session, position, client, now=now)
 
 
 def sync_locked(session: Session, position: Position, client: GPDClient, *,
                 now: datetime | None = None) -> SyncOutcome:
-    """Converge a position the caller has already locked."""
+    """Converge a position the caller has already locked (each attempt counted in ``paybox_sync_attempts_total``)."""
+    outcome = _sync_locked(session, position, client, now=now)
+    metrics.SYNC_ATTEMPTS.labels(outcome.result).inc()
+    return outcome
+
+
+def _sync_locked(session: Session, position: Position, client: GPDClient, *,
+                 now: datetime | None = None) -> SyncOutcome:
     now = now or utcnow()
     if is_converged(position):
         if position.sync_pending:
@@ -349,6 +358,12 @@ def publish_batch(session: Session, position_ids: Iterable[int], client: GPDClie
                            progress=lambda n, base=done: outbox.report_progress(base + n, len(ids)))
             done += len(chunk)
     outbox.report_progress(len(ids), len(ids))
+    fallback = {o.position_id for o in outcome.fallback}
+    for result, count in (("published", len(outcome.published)), ("fallback", len(fallback)),
+                          ("retry", len(set(outcome.retry) - fallback)),
+                          ("rejected", len(set(outcome.rejected) - fallback))):
+        if count:
+            metrics.SYNC_BULK_POSITIONS.labels(result).inc(count)
     return outcome
 
 
