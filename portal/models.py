@@ -1,6 +1,8 @@
 """Import every model module so that Alembic and ``db.create_all`` see all tables."""
 
 from portal.accounts.models import LoginAttempt, User, user_services  # noqa: F401
+from portal.citizen_payments.models import CitizenPayment, CitizenPaymentItem  # noqa: F401
+from portal.forms_builder.models import PaymentForm  # noqa: F401
 from portal.jobs.models import JobRecord  # noqa: F401
 from portal.ledger.models import (  # noqa: F401
     Account,
@@ -15,3 +17,4 @@ from portal.ledger.models import (  # noqa: F401
     Transfer,
 )
 from portal.notices.models import BillRun, BillRunChunk, BillRunItem, NoticeDelivery  # noqa: F401
+from portal.ratelimit import RateCounter  # noqa: F401

@@ -16,11 +16,13 @@ PORTAL = Path(__file__).resolve().parent.parent / "portal"
 #: The layers, bottom first (see shared DESIGN.md §1). An area may import its own layer (without circles) and below.
 LAYERS = (
     # bottom: the outbox, the shared db metadata, money and settings helpers, URL converters, request timings
-    {"portal.outbox", "portal.money", "portal.extensions", "portal.config", "portal.routing", "portal.timing"},
-    # the domain
-    {"portal.ledger", "portal.accounts"},
-    # services and adapters
-    {"portal.settings", "portal.pagopa", "portal.notices", "portal.reports", "portal.mail", "portal.formatting"},
+    {"portal.outbox", "portal.money", "portal.extensions", "portal.config", "portal.routing", "portal.timing",
+     "portal.ratelimit"},
+    # the domain (payment forms: their fields, amount rules and subjects)
+    {"portal.ledger", "portal.accounts", "portal.forms_builder"},
+    # services and adapters (citizen payments: spontaneous and notices, Checkout, receipts)
+    {"portal.settings", "portal.pagopa", "portal.notices", "portal.reports", "portal.mail", "portal.formatting",
+     "portal.citizen_payments"},
     # jobs, and the demo data built from the services
     {"portal.jobs", "portal.demo"},
     # HTTP, command line, the app factory, the models index for migrations
@@ -28,7 +30,8 @@ LAYERS = (
 )
 RANK = {area: rank for rank, areas in enumerate(LAYERS) for area in areas}
 #: Areas that must not import Flask (or a Flask extension) themselves; they reach ``db`` through portal.extensions.
-NO_FLASK = {"portal.ledger", "portal.accounts", "portal.outbox", "portal.money", "portal.settings", "portal.timing"}
+NO_FLASK = {"portal.ledger", "portal.accounts", "portal.outbox", "portal.money", "portal.settings", "portal.timing",
+            "portal.forms_builder", "portal.citizen_payments", "portal.ratelimit"}
 
 
 def module_name(path: Path) -> str:
