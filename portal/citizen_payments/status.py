@@ -41,9 +41,9 @@ def state_of(session: Session, payment: CitizenPayment) -> PaymentState:
         receipts = {r.option_id: r for r in session.scalars(
             sa.select(Receipt).where(Receipt.option_id.in_(option_ids), Receipt.outcome == "OK"))}
     state = PaymentState(payment, [(item, receipts.get(item.option_id)) for item in payment.items])
-    # An option paid without a receipt row (recorded at the counter) counts as paid with no receipt to show.
-    if state.paid and payment.status != "paid" or not state.paid and payment.items and all(i.option.status == OptionStatus.PAID for i in payment.items) \
-            and payment.status != "paid":
+    # An option paid without a receipt row (recorded at the counter) counts as paid, with no receipt to show.
+    settled = bool(payment.items) and all(item.option.status == OptionStatus.PAID for item in payment.items)
+    if (state.paid or settled) and payment.status != "paid":
         payment.status = "paid"
         session.flush()
     return state
