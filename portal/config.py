@@ -152,6 +152,12 @@ def load_config(env: dict | None = None) -> dict:
         "NOTICES_PRINT_DUPLEX": _bool(env.get("NOTICES_PRINT_DUPLEX")),
         "NOTICES_POSTAL_PRODUCT": env.get("NOTICES_POSTAL_PRODUCT") or "POSTA_MASSIVA",
         "NOTICES_RETENTION_DAYS": _int(env, "NOTICES_RETENTION_DAYS", 90),
+        # Citizens' portal: how long a citizen waits for pagoPA before being offered a retry (the publication goes
+        # on in the background), and how many form posts and notice look-ups a client address may make per minute
+        # and a fiscal code per hour.
+        "CITIZEN_PAGOPA_TIMEOUT_SECONDS": _float(env, "CITIZEN_PAGOPA_TIMEOUT_SECONDS", 4.0),
+        "CITIZEN_RATE_PER_IP_PER_MINUTE": _int(env, "CITIZEN_RATE_PER_IP_PER_MINUTE", 30),
+        "CITIZEN_RATE_PER_FISCAL_CODE_PER_HOUR": _int(env, "CITIZEN_RATE_PER_FISCAL_CODE_PER_HOUR", 20),
         # Outgoing e-mail (notices to debtors). Without MAIL_SERVER, development writes each message as an .eml
         # file under MAIL_OUTBOX_DIR instead of sending it; production refuses to send without a server.
         "MAIL_SERVER": env.get("MAIL_SERVER") or None,

@@ -10,6 +10,7 @@ from datetime import date, timedelta
 from sqlalchemy.orm import Session
 
 from portal.citizen_payments.models import CitizenPayment, CitizenPaymentItem
+from portal.forms_builder import amounts
 from portal.forms_builder.definition import FilledForm, FormDefinition, fill
 from portal.forms_builder.models import PaymentForm
 from portal.ledger import services as ledger
@@ -39,8 +40,11 @@ def start(session: Session, service: Service, form: PaymentForm, raw: dict, *, t
     """
     definition = FormDefinition.from_dict(form.definition)
     filled: FilledForm = fill(definition, raw, today=today)
+    # The amount inputs as typed (``_importo``, ``_voce``: never field keys) go with the answers, so "Modifica"
+    # shows what the citizen wrote rather than a reduced amount.
+    typed = {name: (raw.get(name) or "")[:30] for name in (amounts.TYPED_INPUT, amounts.CHOICE_INPUT) if raw.get(name)}
     payment = CitizenPayment(creditor_id=service.creditor_id, token=new_token(), kind="spontaneous", status="draft",
-                             form_id=form.id, answers=filled.answers, subject=filled.subject,
+                             form_id=form.id, answers={**filled.answers, **typed}, subject=filled.subject,
                              amount_cents=filled.amount.cents,
                              amount_note=filled.amount.explanation[:200], debtor_fiscal_code=filled.debtor_fiscal_code,
                              debtor_name=filled.debtor_name, email=filled.debtor_email)

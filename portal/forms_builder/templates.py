@@ -48,7 +48,7 @@ TEMPLATES: tuple[Template, ...] = (
                                                   "Stato civile", "Contestuale"))),
             amount=AmountRule("choice", options=(AmountOption("In carta libera", 26),
                                                  AmountOption("In bollo", 52))),
-            subject_template="Diritti di segreteria – certificato di {tipo_certificato} {voce}",
+            subject_template="Diritti di segreteria – certificato di {tipo_certificato} ({voce})",
             debtor=_PAYER,
         ),
     ),

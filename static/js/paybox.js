@@ -3,6 +3,12 @@
 (function () {
   if (window.bootstrap && bootstrap.loadFonts) { bootstrap.loadFonts(); }
   if (!window.htmx) { return; }
+  // After a swap that brings an error message, move the focus to it (WCAG 2.4.3 / 4.1.3).
+  htmx.on('htmx:afterSwap', function (event) {
+    var target = event.detail.target;
+    var alert = target && target.querySelector ? target.querySelector('[data-focus-after-swap]') : null;
+    if (alert) { alert.focus(); }
+  });
   htmx.onLoad(function (root) {
     if (!window.bootstrap || !bootstrap.Input) { return; }
     root.querySelectorAll('input.form-control, textarea.form-control').forEach(function (el) {
