@@ -85,7 +85,7 @@ def test_a_citizen_pays_a_certificate_and_gets_the_receipt(app, client, ctx, pag
     assert position.amount_cents == 52
     assert position.subject == "Diritti di segreteria – certificato di Residenza (In bollo)"
     form_event = db.session.scalars(sa.select(Event).where(Event.kind == "citizen_form")).one()
-    assert form_event.details["answers"]["tipo_certificato"] == "Residenza"
+    assert form_event.details == {"form": "Certificato anagrafico", "form_version": 1}
 
     # Twice "Paga" (back button): no second position, a new cart for the same notice.
     again = client.post(f"{summary_url}/paga")

@@ -77,8 +77,9 @@ def ensure_position(session: Session, payment: CitizenPayment, *, today: date) -
     position, created = ledger.create_position(session, creditor, data, actor=ACTOR, today=today,
                                                enqueue_sync=False, visible_service_ids=set())
     if created:
-        ledger.record_event(session, position, "citizen_form", actor=ACTOR, form_id=form.id,
-                            form_version=form.version, answers=payment.answers)
+        # The answers themselves stay with the payment (read with this version's fields on the position page).
+        ledger.record_event(session, position, "citizen_form", actor=ACTOR, form=form.definition.get("title"),
+                            form_version=form.version)
     option = position.options[0]
     session.add(CitizenPaymentItem(payment=payment, position_id=position.id, option_id=option.id,
                                    amount_cents=option.amount_cents))

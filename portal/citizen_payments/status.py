@@ -74,3 +74,25 @@ def of_position(session: Session, position_id: int) -> CitizenPayment | None:
     return session.scalar(sa.select(CitizenPayment).join(CitizenPaymentItem)
                           .where(CitizenPaymentItem.position_id == position_id)
                           .order_by(CitizenPayment.id.desc()).limit(1))
+
+
+@dataclass(frozen=True)
+class FormAnswers:
+    """What a citizen filled in for a spontaneous payment, for the officer's position page."""
+
+    title: str
+    version: int
+    summary: list[tuple[str, str]]
+    email: str | None
+
+
+def form_answers(session: Session, position_id: int) -> FormAnswers | None:
+    """The answers behind a position created from a service's form (``None`` for any other position)."""
+    from portal.forms_builder.definition import FormDefinition, summary_of
+
+    payment = of_position(session, position_id)
+    if payment is None or payment.form is None:
+        return None
+    definition = FormDefinition.from_dict(payment.form.definition)
+    return FormAnswers(definition.title, payment.form.version, summary_of(definition, payment.answers or {}),
+                       payment.email)

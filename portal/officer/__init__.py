@@ -9,6 +9,7 @@ from portal.officer import (  # noqa: E402,F401
     anomalies,
     billruns,
     entry,
+    form_builder,
     jobs,  # noqa: E402,F401
     notices,
     positions,
