@@ -36,7 +36,9 @@ def test_an_admin_builds_previews_and_publishes_a_form(client, ctx, make_user, l
                           headers={"HX-Request": "true"})
     body = preview.get_data(as_text=True)
     assert preview.status_code == 200
-    assert 'data-testid="form-preview"' in body and "In bollo" in body and "Da completare" not in body
+    assert 'data-testid="form-preview"' in body
+    assert "In bollo" in body
+    assert "Da completare" not in body
 
     broken = client.post(f"/officer/settings/services/{service.id}/form",
                          data={**data, "action": "publish", "subject_template": "Diritti {manca}"})

@@ -215,7 +215,7 @@ def send_citizen_receipt(session: Session, payment_id: int):
                                  days=links.LINK_MAX_AGE_SECONDS // 86400)
 
 
-@task("mail", label="Link alle ricevute dei pagamenti online ancora da inviare", kind="mail", every=60,
+@task("default", label="Link alle ricevute dei pagamenti online ancora da inviare", kind="mail", every=60,
       timeout=300, ttl=120, retry_max=0)
 def citizen_receipts_sweep(session: Session):
     """Ask for the receipt e-mail of every recent citizen payment that was paid and not mailed yet."""
