@@ -92,8 +92,11 @@ def go_to_checkout(payment):
 
 
 def _return_urls(token: str) -> ReturnUrls:
+    # On the host the citizen's browser used (behind a proxy, ProxyFix makes it the public one).
+    base = request.host_url.rstrip("/")
+
     def url(outcome: str) -> str:
-        return url_for("citizen.checkout_return", token=token, outcome=outcome, _external=True)
+        return base + url_for("citizen.checkout_return", token=token, outcome=outcome)
 
     return ReturnUrls(ok_url=url("ok"), cancel_url=url("annullato"), error_url=url("errore"),
                       waiting_url=url("attesa"))

@@ -4,9 +4,8 @@
   if (window.bootstrap && bootstrap.loadFonts) { bootstrap.loadFonts(); }
   if (!window.htmx) { return; }
   // After a swap that brings an error message, move the focus to it (WCAG 2.4.3 / 4.1.3).
-  htmx.on('htmx:afterSwap', function (event) {
-    var target = event.detail.target;
-    var alert = target && target.querySelector ? target.querySelector('[data-focus-after-swap]') : null;
+  htmx.on('htmx:afterSettle', function () {
+    var alert = document.querySelector('[data-focus-after-swap]');
     if (alert) { alert.focus(); }
   });
   htmx.onLoad(function (root) {
