@@ -52,7 +52,8 @@ def check_page(page, name: str) -> None:
                     for (const el of document.querySelectorAll('body *')) {
                       const r = el.getBoundingClientRect();
                       if (r.right > window.innerWidth + 1 && (!worst || r.right > worst.r)) {
-                        worst = {r: r.right, d: el.tagName + '.' + el.className + ' ' + (el.textContent || '').trim().slice(0, 40)};
+                        const text = (el.textContent || '').trim().slice(0, 40);
+                        worst = {r: r.right, d: el.tagName + '.' + el.className + ' ' + text};
                       } }
                     return worst && worst.d; }""")
                 raise AssertionError(f"{name} at {width} px scrolls sideways by {overflow} px ({culprit})")
