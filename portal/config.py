@@ -155,6 +155,12 @@ def load_config(env: dict | None = None) -> dict:
         # Bulk uploads (Importazioni): where each uploaded file is kept with its report (a volume shared by the
         # web nodes and the workers, like NOTICES_DIR); the largest file is MAX_UPLOAD_MB.
         "IMPORTS_DIR": env.get("IMPORTS_DIR") or str(ROOT / "instance" / "imports"),
+        # Citizens' portal: how long a citizen waits for pagoPA before being offered a retry (the publication goes
+        # on in the background), and how many form posts and notice look-ups a client address may make per minute
+        # and a fiscal code per hour.
+        "CITIZEN_PAGOPA_TIMEOUT_SECONDS": _float(env, "CITIZEN_PAGOPA_TIMEOUT_SECONDS", 4.0),
+        "CITIZEN_RATE_PER_IP_PER_MINUTE": _int(env, "CITIZEN_RATE_PER_IP_PER_MINUTE", 30),
+        "CITIZEN_RATE_PER_FISCAL_CODE_PER_HOUR": _int(env, "CITIZEN_RATE_PER_FISCAL_CODE_PER_HOUR", 20),
         # Outgoing e-mail (notices to debtors). Without MAIL_SERVER, development writes each message as an .eml
         # file under MAIL_OUTBOX_DIR instead of sending it; production refuses to send without a server.
         "MAIL_SERVER": env.get("MAIL_SERVER") or None,

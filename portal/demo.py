@@ -22,6 +22,8 @@ from stdnum.it import codicefiscale
 
 from portal.accounts.models import ROLE_LABELS, Role, User
 from portal.accounts.services import create_user
+from portal.forms_builder import services as forms
+from portal.forms_builder import templates as form_templates
 from portal.ledger import services as ledger
 from portal.ledger import sync_state
 from portal.ledger.inputs import DebtorInput, OptionInput, PositionInput, TransferInput
@@ -90,7 +92,12 @@ _SERVICES = (
                  spontaneous=True, description="Diritti di segreteria e di istruttoria, copie di atti."),
     _ServiceSpec("CUP", "Canone unico patrimoniale", "9/0101107TS/", "Ufficio Tributi", 30,
                  description="Occupazione di suolo pubblico ed esposizione pubblicitaria."),
+    # Paid by citizens from the portal only (no positions of its own in the demo history).
+    _ServiceSpec("CERTIFICATI", "Certificati anagrafici", "9/0104103SP/", "Servizi Demografici", 10,
+                 spontaneous=True, description="Diritti di segreteria per i certificati anagrafici."),
 )
+#: The payment forms published on the demo portal: service code → ready template.
+_CITIZEN_FORMS = {"CERTIFICATI": "certificati", "MENSA": "mensa"}
 
 #: Share of positions per service (when the status does not dictate the service).
 _SERVICE_WEIGHTS = {"TARI": 35, "MENSA": 20, "MULTE": 20, "SEGRETERIA": 10, "CUP": 8, "IMU": 7}
@@ -141,7 +148,16 @@ def load(session: Session, positions: int = 1000, if_empty: bool = False, seed: 
     builder.setup()
     result = builder.build(positions)
     mark_pagopa_intent(session, result.creditor.id)
+    publish_citizen_forms(session, builder.services, builder.users["admin"].id)
     return result
+
+
+def publish_citizen_forms(session: Session, services: dict[str, Service], admin_id: int) -> None:
+    """Publish the demo's payment forms ("Certificato anagrafico", "Ricarica mensa scolastica") on the portal."""
+    for code, key in _CITIZEN_FORMS.items():
+        template = form_templates.get(key)
+        forms.save_draft(session, services[code], template.definition, actor_user_id=admin_id, template_key=key)
+        forms.publish(session, services[code], actor_user_id=admin_id)
 
 
 #: Demo statuses whose positions are on pagoPA (payable there, or paid there).

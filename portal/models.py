@@ -3,6 +3,8 @@
 from portal.accounts.api_tokens import ApiToken, api_token_services  # noqa: F401
 from portal.accounts.models import LoginAttempt, User, user_services  # noqa: F401
 from portal.api.idempotency import IdempotencyKey  # noqa: F401
+from portal.citizen_payments.models import CitizenPayment, CitizenPaymentItem  # noqa: F401
+from portal.forms_builder.models import PaymentForm  # noqa: F401
 from portal.imports.models import Import, ImportMapping, ImportRowError  # noqa: F401
 from portal.jobs.models import JobRecord, SchedulerHeartbeat  # noqa: F401
 from portal.ledger.models import (  # noqa: F401
@@ -18,3 +20,4 @@ from portal.ledger.models import (  # noqa: F401
     Transfer,
 )
 from portal.notices.models import BillRun, BillRunChunk, BillRunItem, NoticeDelivery  # noqa: F401
+from portal.ratelimit import RateCounter  # noqa: F401

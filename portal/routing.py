@@ -8,8 +8,8 @@ from werkzeug.routing import IntegerConverter
 
 #: The largest id a BIGINT column (PostgreSQL) or an INTEGER primary key (SQLite) can hold.
 MAX_ID = 2**63 - 1
-#: The largest id of a table with a 32-bit INTEGER key on PostgreSQL (bill runs, imports, users, ...): their routes
-#: say ``<int(max=2147483647):...>``.
+#: The largest id of a table with a 32-bit INTEGER key on PostgreSQL (bill runs, imports, users, services, ...):
+#: their routes say ``<id32:...>``.
 MAX_ID_32 = 2**31 - 1
 
 
@@ -32,6 +32,16 @@ class IdConverter(IntegerConverter):
         super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
 
 
+class Id32Converter(IdConverter):
+    """``<id32:...>``: the ids of tables with a 32-bit key, from 1 to :data:`MAX_ID_32` (anything else is a 404)."""
+
+    def __init__(self, map, fixed_digits: int = 0, min: int | None = 1, max: int | None = MAX_ID_32,
+                 signed: bool = False) -> None:
+        super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
+
+
 def register(app) -> None:
-    """Make ``int`` in route rules the bounded :class:`IdConverter` (before any blueprint adds its rules)."""
+    """Make ``int`` in route rules the bounded :class:`IdConverter`, and add ``id32`` (before any blueprint adds
+    its rules)."""
     app.url_map.converters["int"] = IdConverter
+    app.url_map.converters["id32"] = Id32Converter

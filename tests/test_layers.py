@@ -16,14 +16,14 @@ PORTAL = Path(__file__).resolve().parent.parent / "portal"
 #: The layers, bottom first (see shared DESIGN.md §1). An area may import its own layer (without circles) and below.
 LAYERS = (
     # bottom: the outbox, the shared db metadata, money and settings helpers, URL converters, request timings,
-    # the Prometheus metrics (counted by the layers above, never by the domain)
+    # the Prometheus metrics (counted by the layers above, never by the domain), rate counters
     {"portal.outbox", "portal.money", "portal.extensions", "portal.config", "portal.routing", "portal.timing",
-     "portal.metrics"},
-    # the domain
-    {"portal.ledger", "portal.accounts"},
-    # services and adapters
+     "portal.metrics", "portal.ratelimit"},
+    # the domain (payment forms: their fields, amount rules and subjects)
+    {"portal.ledger", "portal.accounts", "portal.forms_builder"},
+    # services and adapters (citizen payments: spontaneous and notices, Checkout, receipts)
     {"portal.settings", "portal.pagopa", "portal.notices", "portal.reports", "portal.mail", "portal.formatting",
-     "portal.imports"},
+     "portal.imports", "portal.citizen_payments"},
     # jobs, and the demo data built from the services
     {"portal.jobs", "portal.demo"},
     # HTTP, command line, the app factory, the models index for migrations, operations (health, metrics, doctor)
@@ -32,7 +32,8 @@ LAYERS = (
 RANK = {area: rank for rank, areas in enumerate(LAYERS) for area in areas}
 #: Areas that must not import Flask (or a Flask extension) themselves; they reach ``db`` through portal.extensions.
 NO_FLASK = {"portal.ledger", "portal.accounts", "portal.outbox", "portal.money", "portal.settings", "portal.timing",
-            "portal.imports", "portal.metrics"}
+            "portal.imports", "portal.metrics",
+            "portal.forms_builder", "portal.citizen_payments", "portal.ratelimit"}
 #: Single modules that must not import Flask in an area that has views too.
 NO_FLASK_MODULES = {"portal.ops.health", "portal.ops.collectors", "portal.ops.doctor"}
 #: Areas that must not import prometheus-client: the domain is counted by the layers above it.

@@ -107,7 +107,7 @@ def create_import():
     return import_json(imp), 202
 
 
-@bp.get("/imports/<int(max=2147483647):import_id>")
+@bp.get("/imports/<id32:import_id>")
 @spec.validate(resp=_resp(HTTP_200=s.ImportOut), tags=["importazioni"])
 def get_import(import_id: int):
     """Un'importazione: lo stato, le cifre della verifica, se si può confermare e perché no, l'avanzamento."""
@@ -115,7 +115,7 @@ def get_import(import_id: int):
     return imp if isinstance(imp, Response) else import_json(imp)
 
 
-@bp.get("/imports/<int(max=2147483647):import_id>/errors")
+@bp.get("/imports/<id32:import_id>/errors")
 @spec.validate(query=s.ErrorsQuery, resp=_resp(HTTP_200=s.ImportErrors), tags=["importazioni"])
 def import_errors(import_id: int, query: s.ErrorsQuery):
     """Il rapporto riga per riga della verifica: numero di riga, colonna, chiave della posizione, messaggio."""
@@ -129,7 +129,7 @@ def import_errors(import_id: int, query: s.ErrorsQuery):
             "next_cursor": rows[-1].id if more and rows else None}
 
 
-@bp.get("/imports/<int(max=2147483647):import_id>/errors.csv")
+@bp.get("/imports/<id32:import_id>/errors.csv")
 @spec.validate(resp=Resp(HTTP_200=None, **ERRORS), tags=["importazioni"])
 def import_errors_csv(import_id: int):
     """Lo stesso rapporto come CSV (``;``, UTF-8 con BOM), da aprire con un foglio di calcolo."""
@@ -140,7 +140,7 @@ def import_errors_csv(import_id: int):
                     headers={"Content-Disposition": f"attachment; filename=importazione-{imp.id}-errori.csv"})
 
 
-@bp.post("/imports/<int(max=2147483647):import_id>/confirm")
+@bp.post("/imports/<id32:import_id>/confirm")
 @spec.validate(resp=_resp(HTTP_202=s.ImportOut, HTTP_409=s.Problem), tags=["importazioni"])
 def confirm_import(import_id: int):
     """Conferma l'importazione verificata: parte la scrittura delle posizioni. Con ``Idempotency-Key``."""
@@ -158,7 +158,7 @@ def _confirm(import_id: int):
     return import_json(imp), 202
 
 
-@bp.post("/imports/<int(max=2147483647):import_id>/cancel")
+@bp.post("/imports/<id32:import_id>/cancel")
 @spec.validate(resp=_resp(HTTP_200=s.ImportOut, HTTP_409=s.Problem), tags=["importazioni"])
 def cancel_import(import_id: int):
     """Annulla un'importazione non ancora confermata (il file e il rapporto restano)."""
@@ -175,7 +175,7 @@ def cancel_import(import_id: int):
     return import_json(imp)
 
 
-@bp.post("/imports/<int(max=2147483647):import_id>/cancel-positions")
+@bp.post("/imports/<id32:import_id>/cancel-positions")
 @spec.validate(json=s.ImportCancelPositions, resp=_resp(HTTP_202=s.Accepted, HTTP_409=s.Problem),
                tags=["importazioni"])
 def cancel_import_positions(import_id: int, json: s.ImportCancelPositions):

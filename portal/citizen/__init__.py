@@ -1,7 +1,7 @@
-"""The citizens' portal (``/``): where people find and pay what they owe the Comune."""
+"""The citizens' portal (``/``): the Comune's services payable with a form, paying a notice, receipts."""
 
 from flask import Blueprint
 
 bp = Blueprint("citizen", __name__)
 
-from portal.citizen import views  # noqa: E402,F401  (routes register on bp)
+from portal.citizen import notices, payments, views  # noqa: E402,F401  (routes register on bp)

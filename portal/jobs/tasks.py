@@ -246,3 +246,55 @@ def send_notice_email(session: Session, delivery_id: int):
 
     with mailer() as m:
         return deliver(session, int(delivery_id), m)
+
+
+# --- Citizens' portal ----------------------------------------------------------------------------------------------
+
+
+def citizen_receipt_link(token: str) -> str:
+    """The signed, expiring link to a citizen's receipt, on the portal's public address."""
+    from portal.citizen_payments import links
+
+    signed = links.sign(current_app.config["SECRET_KEY"], token)
+    return f"{current_app.config['PUBLIC_URL'].rstrip('/')}/ricevuta/{signed}"
+
+
+@task("mail", label="Invio del link alla ricevuta di un pagamento online", kind="mail",
+      timeout=120, ttl=24 * 3600, retry_max=3, retry_intervals=(60, 600, 3600))
+def send_citizen_receipt(session: Session, payment_id: int):
+    """E-mail the receipt link of one paid citizen payment (once)."""
+    from portal.citizen_payments import links
+    from portal.citizen_payments.mailing import send_receipt_link
+
+    with mailer() as m:
+        return send_receipt_link(session, int(payment_id), m, citizen_receipt_link,
+                                 days=links.LINK_MAX_AGE_SECONDS // 86400)
+
+
+@task("default", label="Link alle ricevute dei pagamenti online ancora da inviare", kind="mail", every=60,
+      timeout=300, ttl=120, retry_max=0)
+def citizen_receipts_sweep(session: Session):
+    """Ask for the receipt e-mail of every recent citizen payment that was paid and not mailed yet."""
+    from portal import outbox
+    from portal.citizen_payments.mailing import MAIL_TASK, due_for_mail
+    from portal.citizen_payments.models import CitizenPayment
+    from portal.citizen_payments.status import state_of
+
+    asked = 0
+    for payment_id in due_for_mail(session):
+        payment = session.get(CitizenPayment, payment_id)
+        if state_of(session, payment).paid:
+            outbox.schedule(session, MAIL_TASK, payment_id, job_id=f"citizen-receipt-{payment_id}",
+                            creditor_id=payment.creditor_id)
+            asked += 1
+    return Outcome(f"{asked} ricevute da inviare", idle=asked == 0)
+
+
+@task("default", label="Pulizia dei contatori dei limiti di richieste", kind="maintenance", every=3600,
+      timeout=300, ttl=600, retry_max=0)
+def purge_rate_counters(session: Session):
+    """Delete the rate-limit counters of windows older than a day."""
+    from portal import ratelimit
+
+    removed = ratelimit.purge(session.get_bind())
+    return Outcome(f"{removed} contatori eliminati", idle=removed == 0)

@@ -127,7 +127,7 @@ def new_billrun():
     return render_template("officer/billrun_new.html", form=form, counted=counted), status
 
 
-@bp.route("/billruns/<int:run_id>", endpoint="billrun")
+@bp.route("/billruns/<id32:run_id>", endpoint="billrun")
 @roles_required(*ANY_ROLE)
 def billrun_page(run_id: int):
     """One run: selection, progress (polled while working), the package, cancel and restart."""
@@ -139,7 +139,7 @@ def billrun_page(run_id: int):
     return render_template(TEMPLATE, **context)
 
 
-@bp.route("/billruns/<int:run_id>/package.zip")
+@bp.route("/billruns/<id32:run_id>/package.zip")
 @roles_required(*ANY_ROLE)
 def billrun_package(run_id: int):
     """The ZIP for the print vendor."""
@@ -153,7 +153,7 @@ def billrun_package(run_id: int):
                      download_name=f"bollettazione-{run.id}.zip", max_age=0)
 
 
-@bp.route("/billruns/<int:run_id>/cancel", methods=["POST"])
+@bp.route("/billruns/<id32:run_id>/cancel", methods=["POST"])
 @roles_required(*EDITORS)
 def cancel_billrun(run_id: int):
     """Stop a run that is still working (rendered chunks are kept for a restart)."""
@@ -168,7 +168,7 @@ def cancel_billrun(run_id: int):
     return redirect(url_for("officer.billrun", run_id=run.id), code=303)
 
 
-@bp.route("/billruns/<int:run_id>/restart", methods=["POST"])
+@bp.route("/billruns/<id32:run_id>/restart", methods=["POST"])
 @roles_required(*EDITORS)
 def restart_billrun(run_id: int):
     """Resume a cancelled, failed or stalled run: only what is missing is rendered."""

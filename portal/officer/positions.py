@@ -17,6 +17,7 @@ from jinja2_fragments.flask import render_block, render_blocks
 from sqlalchemy.orm import selectinload
 
 from portal.accounts.models import Role, User
+from portal.citizen_payments.status import form_answers
 from portal.extensions import db, htmx
 from portal.formatting import parse_date_input, status_label
 from portal.ledger import changes, queries
@@ -243,6 +244,7 @@ def position(position_id: int):
         owed_cents=changes.owed_cents(item),
         notice_unavailable=notice_unavailable,
         deliveries=deliveries_of(db.session, item.id),
+        citizen_form=form_answers(db.session, item.id) if item.source == "citizen" else None,
         timeline=[describe_event(e, user_names) for e in events],
         remaining_cents=max(item.amount_cents - item.paid_cents, 0) if item.status in OPEN_STATUSES else 0,
         overdue=item.status in OPEN_STATUSES and item.due_date < date.today(),

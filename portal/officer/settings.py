@@ -192,7 +192,7 @@ def settings_account_new():
     return render_template("officer/settings/account_form.html", form=form, account=None), _status(form)
 
 
-@bp.route("/settings/accounts/<int:account_id>", methods=["GET", "POST"])
+@bp.route("/settings/accounts/<id32:account_id>", methods=["GET", "POST"])
 @roles_required(ADMIN)
 def settings_account_edit(account_id: int):
     """Change an account's description or postal flag."""
@@ -210,7 +210,7 @@ def settings_account_edit(account_id: int):
     return render_template("officer/settings/account_form.html", form=form, account=account), _status(form)
 
 
-@bp.route("/settings/accounts/<int:account_id>/delete", methods=["POST"])
+@bp.route("/settings/accounts/<id32:account_id>/delete", methods=["POST"])
 @roles_required(ADMIN)
 def settings_account_delete(account_id: int):
     """Remove an account that no service uses."""
@@ -276,7 +276,7 @@ def settings_service_new():
     return _render_service(form, creditor, None)
 
 
-@bp.route("/settings/services/<int:service_id>", methods=["GET", "POST"])
+@bp.route("/settings/services/<id32:service_id>", methods=["GET", "POST"])
 @roles_required(ADMIN)
 def settings_service_edit(service_id: int):
     """Change a service's settings."""
@@ -350,7 +350,7 @@ def settings_user_new():
                            min_password=MIN_PASSWORD_LENGTH), _status(form)
 
 
-@bp.route("/settings/users/<int:user_id>", methods=["GET", "POST"])
+@bp.route("/settings/users/<id32:user_id>", methods=["GET", "POST"])
 @roles_required(ADMIN)
 def settings_user_edit(user_id: int):
     """Change an officer's role, scope, active flag, name and e-mail."""
@@ -374,7 +374,7 @@ def settings_user_edit(user_id: int):
     return render_template("officer/settings/user_form.html", form=form, user=user), _status(form)
 
 
-@bp.route("/settings/users/<int:user_id>/password", methods=["GET", "POST"])
+@bp.route("/settings/users/<id32:user_id>/password", methods=["GET", "POST"])
 @roles_required(ADMIN)
 def settings_user_password(user_id: int):
     """Give an officer a new password (to be communicated to them by a safe channel)."""
@@ -444,7 +444,7 @@ def settings_api():
     return response
 
 
-@bp.route("/settings/api/<int:token_id>/revoke", methods=["POST"])
+@bp.route("/settings/api/<id32:token_id>/revoke", methods=["POST"])
 @roles_required(ADMIN)
 def settings_api_revoke(token_id: int):
     """Revoke a token now: the system's next call is refused."""

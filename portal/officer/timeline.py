@@ -36,6 +36,7 @@ SENTENCES = {
     "receipt_flagged": "È arrivata una ricevuta di pagamento da verificare.",
     "receipt_resolved": "L'anomalia della ricevuta è stata risolta.",
     "reissued": "La posizione è stata sostituita da un nuovo atto.",
+    "citizen_form": "Il cittadino ha compilato il modulo di pagamento del servizio.",
     "sync_failed": "pagoPA non ha accettato la modifica.",
     "pagopa_updated": "La nuova versione è stata inviata a pagoPA.",
     "pagopa_invalidated": "La posizione è stata annullata su pagoPA.",
@@ -45,6 +46,8 @@ SENTENCES = {
 #: How the details of an event are named.
 DETAIL_LABELS = {
     "previous": "Stato precedente",
+    "form": "Modulo",
+    "form_version": "Versione del modulo",
     "reason": "Motivo",
     "note": "Nota",
     "source": "Canale",
@@ -162,7 +165,7 @@ VALUES = {
 }
 
 ACTOR_LABELS = {"pagopa": "pagoPA", "system": "Sistema", "test": "Prova", "bollettazione": "Bollettazione",
-                "demo": "Dati dimostrativi"}
+                "demo": "Dati dimostrativi", "citizen": "Cittadino (portale dei pagamenti)"}
 
 
 @dataclass

@@ -1,0 +1,36 @@
+"""Protection of the public forms: rate limits per client address and per fiscal code, and a honeypot field that
+people never see and simple bots fill in (no third-party CAPTCHA)."""
+
+from __future__ import annotations
+
+from flask import abort, current_app, request
+
+from portal import ratelimit
+from portal.extensions import db
+
+#: The honeypot input: hidden from people (and from screen readers), left empty by them.
+HONEYPOT = "sito_web"
+
+
+def client_address() -> str:
+    """The client's address (behind a proxy, ProxyFix makes it the real one)."""
+    return (request.remote_addr or "unknown")[:45]
+
+
+def limit(action: str, *, fiscal_code: str | None = None) -> None:
+    """Count one ``action`` for this client (and this fiscal code); 429 past the configured limits."""
+    config = current_app.config
+    engine = db.engine
+    allowed = ratelimit.hit(engine, f"{action}:ip:{client_address()}",
+                            limit=int(config.get("CITIZEN_RATE_PER_IP_PER_MINUTE") or 30), window_seconds=60)
+    if fiscal_code:
+        allowed = ratelimit.hit(engine, f"{action}:cf:{ratelimit.hashed(fiscal_code.upper())}",
+                                limit=int(config.get("CITIZEN_RATE_PER_FISCAL_CODE_PER_HOUR") or 20),
+                                window_seconds=3600) and allowed
+    if not allowed:
+        abort(429, description="Troppe richieste in poco tempo: attenda qualche minuto e riprovi.")
+
+
+def honeypot_filled(form) -> bool:
+    """Whether the hidden field was filled in (a bot): the request is refused without saying why."""
+    return bool((form.get(HONEYPOT) or "").strip())
