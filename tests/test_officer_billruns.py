@@ -115,5 +115,5 @@ def test_cancel_and_restart_from_the_page(app, client, login, make_user, billabl
     assert "Annulla la bollettazione" not in page
     # The positions' timelines name the run.
     position_page = client.get(f"/officer/positions/{billable[0].id}").get_data(as_text=True)
-    assert "L'avviso di pagamento è stato emesso." in position_page
+    assert "avviso di pagamento è stato emesso." in position_page
     assert f"Bollettazione n.: {run.id}" in position_page
