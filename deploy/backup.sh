@@ -81,24 +81,20 @@ mv "$partial" "$dump"
 partial=""
 log "database: $(du -h "$dump" | cut -f1)"
 
-if [ "$WITH_NOTICES" = "1" ] && [ -n "$NOTICES_DIR" ] && [ -d "$NOTICES_DIR" ]; then
-    archive="$BACKUP_DIR/paybox-notices-$stamp.tar.gz"
+# The notices' files and the uploaded bill-run files (kept with their reports), each as a tarball.
+archive_dir() {  # NAME DIR
+    [ -n "$2" ] && [ -d "$2" ] || return 0
+    archive="$BACKUP_DIR/paybox-$1-$stamp.tar.gz"
     partial="$archive.partial"
-    log "archiving $NOTICES_DIR to $archive"
-    tar --create --gzip --file="$partial" --directory="$(dirname "$NOTICES_DIR")" "$(basename "$NOTICES_DIR")"
+    log "archiving $2 to $archive"
+    tar --create --gzip --file="$partial" --directory="$(dirname "$2")" "$(basename "$2")"
     mv "$partial" "$archive"
     partial=""
-    log "notices: $(du -h "$archive" | cut -f1)"
-fi
-# The uploaded bill-run files, kept with their reports (what came in, for the record), with the same switch.
-if [ "$WITH_NOTICES" = "1" ] && [ -n "$IMPORTS_DIR" ] && [ -d "$IMPORTS_DIR" ]; then
-    archive="$BACKUP_DIR/paybox-imports-$stamp.tar.gz"
-    partial="$archive.partial"
-    log "archiving $IMPORTS_DIR to $archive"
-    tar --create --gzip --file="$partial" --directory="$(dirname "$IMPORTS_DIR")" "$(basename "$IMPORTS_DIR")"
-    mv "$partial" "$archive"
-    partial=""
-    log "imports: $(du -h "$archive" | cut -f1)"
+    log "$1: $(du -h "$archive" | cut -f1)"
+}
+if [ "$WITH_NOTICES" = "1" ]; then
+    archive_dir notices "$NOTICES_DIR"
+    archive_dir imports "$IMPORTS_DIR"
 fi
 
 # Retention: older files go, but never the dump just written.

@@ -65,19 +65,15 @@ def positions_export(path: str, layout: str):
 @click.password_option(help="Password (almeno 10 caratteri).")
 def users_create(username: str, full_name: str, role: str, creditor_fiscal_code: str | None, password: str):
     """Create a back-office user."""
-    import sqlalchemy as sa
 
     from portal.accounts.services import AccountError, create_user
-    from portal.ledger.models import Creditor
+    from portal.settings.services import only_creditor
 
-    query = sa.select(Creditor)
-    if creditor_fiscal_code:
-        query = query.where(Creditor.fiscal_code == creditor_fiscal_code)
-    creditors = db.session.scalars(query).all()
-    if len(creditors) != 1:
+    creditor = only_creditor(db.session, creditor_fiscal_code)
+    if creditor is None:
         raise click.ClickException("Indicare con --creditor uno degli enti configurati.")
     try:
-        create_user(db.session, creditors[0], username=username, full_name=full_name, password=password, role=role)
+        create_user(db.session, creditor, username=username, full_name=full_name, password=password, role=role)
     except AccountError as exc:
         raise click.ClickException(str(exc)) from exc
     db.session.commit()

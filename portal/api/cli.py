@@ -9,6 +9,7 @@ from flask.cli import AppGroup
 from portal.accounts import api_tokens
 from portal.extensions import db
 from portal.ledger.models import Creditor, Service
+from portal.settings.services import only_creditor
 
 api_cli = AppGroup("api", help="Accesso dei sistemi esterni all'API REST.")
 token_cli = AppGroup("token", help="Token dell'API.")
@@ -16,13 +17,10 @@ api_cli.add_command(token_cli)
 
 
 def _creditor(fiscal_code: str | None) -> Creditor:
-    query = sa.select(Creditor)
-    if fiscal_code:
-        query = query.where(Creditor.fiscal_code == fiscal_code)
-    creditors = db.session.scalars(query).all()
-    if len(creditors) != 1:
+    creditor = only_creditor(db.session, fiscal_code)
+    if creditor is None:
         raise click.ClickException("Indicare con --creditor uno degli enti configurati.")
-    return creditors[0]
+    return creditor
 
 
 @token_cli.command("create")

@@ -410,3 +410,13 @@ def _check_lengths(model, values: dict, errors: list[FieldError]) -> None:
         length = getattr(model.__table__.c[name].type, "length", None)
         if length and len(value) > length:
             errors.append(FieldError(name, f"Massimo {length} caratteri."))
+
+
+def only_creditor(session: Session, fiscal_code: str | None = None) -> Creditor | None:
+    """The creditor with ``fiscal_code``, or the only one configured; ``None`` when that does not name exactly one
+    (commands ask for ``--creditor`` then)."""
+    query = sa.select(Creditor)
+    if fiscal_code:
+        query = query.where(Creditor.fiscal_code == fiscal_code)
+    creditors = session.scalars(query.limit(2)).all()
+    return creditors[0] if len(creditors) == 1 else None
