@@ -503,7 +503,7 @@ class _Builder:
         if service.code == "MENSA":
             month = _add_months(issued, -1)
             if month.month in (7, 8):  # no canteen in summer: the bill is June's, sent late
-                month = month.replace(month=6)
+                month = month.replace(month=6, day=1)
             child = f"{rng.choice(_MALE + _FEMALE)} {debtor.name.split(' ', 1)[-1]}"
             subject = (f"Mensa scolastica {_MONTH_NAMES[month.month - 1]} {month.year} - {child} - "
                        f"{rng.choice(_PLACES)}")
