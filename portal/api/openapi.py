@@ -26,12 +26,19 @@ PDF_SUFFIX = "/notice.pdf"
 CSV_SUFFIX = "/errors.csv"
 
 
+#: Path parameters of our own converters (``<id32:...>``), which SpecTree does not know: their schema.
+ID32_SCHEMA = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
+
+
 def document(generated: dict) -> dict:
     doc = copy.deepcopy(generated)
     for path, operations in doc.get("paths", {}).items():
         for method, operation in operations.items():
             if not isinstance(operation, dict):
                 continue
+            for parameter in operation.get("parameters", []):
+                if parameter.get("in") == "path" and not parameter.get("schema"):
+                    parameter["schema"] = dict(ID32_SCHEMA)
             for code, response in operation.get("responses", {}).items():
                 content = response.get("content", {})
                 json_body = content.get("application/json")
