@@ -683,10 +683,16 @@ def cancel_positions(session: Session, import_id: int, *, reason: str, actor: st
 
 def report_rows(session: Session, import_id: int, *, after: int | None = None,
                 limit: int = 200) -> list[ImportRowError]:
-    """A page of the row report, by row number (keyset on the error id within the import)."""
+    """A page of the row report, by row number then id; ``after`` is the id of the last error of the previous page
+    (the keyset is the pair, since a problem found late, such as a repeated key, may belong to an earlier row)."""
     query = sa.select(ImportRowError).where(ImportRowError.import_id == import_id)
     if after is not None:
-        query = query.where(ImportRowError.id > after)
+        last = session.scalar(sa.select(ImportRowError.row_number).where(
+            ImportRowError.import_id == import_id, ImportRowError.id == after))
+        if last is not None:
+            query = query.where(sa.tuple_(ImportRowError.row_number, ImportRowError.id) > sa.tuple_(last, after))
+        else:
+            query = query.where(ImportRowError.id > after)
     return list(session.scalars(query.order_by(ImportRowError.row_number, ImportRowError.id).limit(limit)))
 
 
@@ -733,6 +739,16 @@ def pagopa_counts(session: Session, import_id: int) -> PagoPACounts:
         sa.func.count().filter(Position.status == PositionStatus.CANCELLED),
     ).where(Position.import_id == import_id)).one()
     return PagoPACounts(*row)
+
+
+def on_pagopa(session: Session, import_ids: list[int]) -> dict[int, int]:
+    """How many positions of each of these imports pagoPA confirmed (one query, for the list of imports)."""
+    if not import_ids:
+        return {}
+    rows = session.execute(sa.select(Position.import_id, sa.func.count()).where(
+        Position.import_id.in_(import_ids), Position.pagopa_synced_target == "published",
+    ).group_by(Position.import_id))
+    return {import_id: count for import_id, count in rows}
 
 
 def file_sha256(path: Path) -> str:

@@ -10,6 +10,7 @@ from portal.officer import (  # noqa: E402,F401
     billruns,
     editing,
     entry,
+    imports,
     jobs,  # noqa: E402,F401
     notices,
     positions,
