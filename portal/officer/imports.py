@@ -277,7 +277,7 @@ def cancel_import(import_id: int):
     """Drop an import before it is confirmed (its file and report stay)."""
     imp = _action_form_or_400(import_id)
     try:
-        imports.cancel_import(db.session, imp.id, actor_user_id=current_user.id)
+        imports.cancel_import(db.session, imp.id, actor_user_id=current_user.id, settings=_settings())
         flash("Importazione annullata: nessuna posizione è stata scritta.", "success")
     except imports.ImportRefused as exc:
         flash(str(exc), "error")
