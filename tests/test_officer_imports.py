@@ -90,7 +90,7 @@ def test_a_clean_file_is_checked_with_progress_then_confirmed_and_imported(app, 
     run_jobs(app)
     block = client.get(f"/officer/imports/{imp.id}", headers={"HX-Request": "true"}).get_data(as_text=True)
     assert "hx-trigger" not in block
-    assert 'role="progressbar"' not in block
+    assert 'role="progressbar"' not in block  # a checked file waits for the officer: no bar
     assert "Verificata" in block
     assert "Totali per servizio" in block
     assert "200,50" in block  # 120,00 + 80,50
@@ -111,6 +111,10 @@ def test_a_clean_file_is_checked_with_progress_then_confirmed_and_imported(app, 
     text = page(client, imp)
     assert imp.status == "done"
     assert "Importate 2 posizioni" in text
+    assert 'aria-valuenow="100"' in text
+    block = client.get(f"/officer/imports/{imp.id}", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "hx-trigger" not in block
+    assert "Annulla tutte le posizioni di questa importazione" in block
     assert f'href="/officer/positions?import_id={imp.id}"' in text
     assert "Annulla tutte le posizioni di questa importazione" in text
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Position).where(Position.import_id == imp.id)) == 2

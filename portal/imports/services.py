@@ -303,8 +303,9 @@ class _Pass:
                     continue
                 self.pending.append(Assembled(key=item.key, first_row=item.first_row, rows=item.rows,
                                               service_code=item.service_code, data=item.data, problems=[]))
-            self._flush()
-            self.progress(min(done, total), total)
+                if len(self.pending) >= BATCH:
+                    self._flush()
+                    self.progress(min(done, total), total)
         self._flush()
         self.progress(total, total)
 
