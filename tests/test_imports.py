@@ -263,3 +263,74 @@ def test_existing_keys_are_updated_only_when_asked_and_never_when_paid(creditor,
     assert imp.status == "done"
     amounts = dict(db.session.execute(sa.select(Position.external_id, Position.amount_cents)).tuples().all())
     assert amounts == {"K1": 15000, "K2": 5000, "K3": 10000}
+
+
+# --- The dry run's spill: confirm does not read and validate the file again -------------------------------------
+
+from datetime import date as _date  # noqa: E402
+from datetime import timedelta as _timedelta  # noqa: E402
+
+from portal.imports import reader, spill  # noqa: E402
+
+
+def _unreadable(monkeypatch):
+    """Reading the upload again fails the test: the import must come from the spill."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the file was read again")
+
+    monkeypatch.setattr(reader, "RowReader", refuse)
+
+
+def test_the_import_writes_what_the_dry_run_validated_without_reading_the_file(creditor, service, tmp_path,
+                                                                               monkeypatch):
+    imp = upload(creditor, service, rows_csv([single("K1", "120,00"), single("K2", "-1"), single("K3")]),
+                 tmp_path, valid_rows_only=True)
+    upload_path = imports.file_path(imp, settings(tmp_path))
+    assert spill.path_for(upload_path).is_file()
+    _unreadable(monkeypatch)
+    confirm_and_run(imp, tmp_path)
+    assert (imp.status, imp.imported, imp.positions_refused) == ("done", 2, 1)
+    assert sorted(p.external_id for p in db.session.scalars(sa.select(Position))) == ["K1", "K3"]
+    assert not spill.path_for(upload_path).exists()  # gone once imported; the upload stays
+    assert upload_path.is_file()
+
+
+def test_a_repeated_key_across_batches_is_refused_from_the_spill_too(creditor, service, tmp_path, monkeypatch):
+    monkeypatch.setattr(imports, "BATCH", 2)
+    rows = [single("K1"), single("K2"), single("K3"), single("K4"), single("K1", "5,00")]
+    imp = upload(creditor, service, rows_csv(rows), tmp_path, valid_rows_only=True)
+    assert (imp.positions_new, imp.positions_refused) == (3, 2)
+    _unreadable(monkeypatch)
+    confirm_and_run(imp, tmp_path)
+    assert sorted(p.external_id for p in db.session.scalars(sa.select(Position))) == ["K2", "K3", "K4"]
+    assert (imp.positions_new, imp.positions_refused) == (3, 2)
+
+
+def test_a_spill_made_on_another_day_is_not_used(creditor, service, tmp_path, monkeypatch):
+    imp = upload(creditor, service, rows_csv([single("K1")]), tmp_path)
+    imports.confirm(db.session, imp.id, actor="user:1", enqueue=False)
+    db.session.commit()
+    real, opened = reader.RowReader, []
+
+    def counting(*args, **kwargs):
+        opened.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(reader, "RowReader", counting)
+    imports.run_import(db.session, imp.id, settings=settings(tmp_path), enqueue=False,
+                       today=_date.today() + _timedelta(days=1))
+    db.session.commit()
+    assert opened  # validated again, against the new day
+    assert imp.status == "done"
+
+
+def test_a_spill_that_holds_anything_else_is_ignored(creditor, service, tmp_path, monkeypatch):
+    import pickle
+
+    imp = upload(creditor, service, rows_csv([single("K1")]), tmp_path)
+    path = spill.path_for(imports.file_path(imp, settings(tmp_path)))
+    with open(path, "wb") as out:
+        pickle.dump(print, out)
+    assert spill.open_matching(imports.file_path(imp, settings(tmp_path)), {}) is None
+    confirm_and_run(imp, tmp_path)  # read from the file instead
+    assert (imp.status, imp.imported) == ("done", 1)

@@ -73,6 +73,7 @@ class Import(db.Model):
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     service = relationship("Service")
+    created_by = relationship("User", foreign_keys=[created_by_id])
 
     __table_args__ = (
         sa.CheckConstraint(

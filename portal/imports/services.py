@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
 from portal import outbox
-from portal.imports import assemble, bulk, layout, reader
+from portal.imports import assemble, bulk, layout, reader, spill
 from portal.imports.assemble import SOURCE, Assembled, RowProblem, ServiceDefaults
 from portal.imports.layout import Mapping
 from portal.imports.models import Import, ImportMapping, ImportRowError
@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 #: Positions classified and written per batch (one query to find existing keys, one bulk write).
 BATCH = 1000
+#: Rows between two progress reports of a pass over the file (each is a cheap call; the job runner throttles).
+REPORT_EVERY = 250
 #: The jobs (declared in portal.jobs.tasks).
 CHECK_TASK = "import_check"
 RUN_TASK = "import_run"
@@ -228,6 +230,17 @@ class _Pass:
         self.ctx = bulk.WriteContext(creditor=self.creditor, services=self.services, import_id=imp.id,
                                      actor=imp.actor, actor_user_id=imp.confirmed_by_id or imp.created_by_id,
                                      visible_service_ids=visible_service_ids)
+        #: The dry run's spill of the validated positions (see :mod:`portal.imports.spill`).
+        self.spill: spill.Writer | None = None
+
+    def fingerprint(self) -> dict:
+        """Everything the validation of the file depended on: a spill made under another one is not used."""
+        return {
+            "sha256": self.imp.content_sha256, "mapping": self.imp.mapping, "service": self.imp.service_id,
+            "today": self.today.isoformat(), "creditor": self.creditor.fiscal_code,
+            "services": sorted((s.id, s.code.upper(), s.account.iban, s.taxonomy_code) for s in self.services.values()),
+            "visible": sorted(self.visible_service_ids) if self.visible_service_ids is not None else None,
+        }
 
     # -- reading
 
@@ -256,16 +269,45 @@ class _Pass:
                 if not any(c is not None and str(c).strip() for c in cells):
                     continue
                 self.figures.rows += 1
-                if self.figures.rows % 2000 == 0:
+                if self.figures.rows % REPORT_EVERY == 0:
                     self._report(rows)
                 yield parser.parse(number, cells)
 
-        for group in assemble.group_rows(parsed()):
-            self._position(group)
-        self._flush()
+        if not self.write:
+            self.spill = spill.Writer(self.path, self.fingerprint(), self.header_of)
+        try:
+            for group in assemble.group_rows(parsed()):
+                self._position(group)
+            self._flush()
+        except BaseException:
+            if self.spill is not None:
+                self.spill.discard()
+            raise
         if self.figures.rows == 0:
             self._file_problem("Il file contiene solo l'intestazione: nessuna riga da importare.", row=1)
+        if self.spill is not None:
+            self.spill.commit()
         self._report(rows, done=True)
+
+    def run_spilled(self, source: spill.Reader) -> None:
+        """The import without reading the file again: the positions the dry run validated, classified against the
+        ledger as it is now and written, batch by batch."""
+        self.header_of = source.header_of
+        total = max(self.imp.rows_total - self.imp.rows_refused, 1)
+        self.progress(0, total)
+        done = 0
+        for batch in source.batches():
+            for item in batch:
+                done += len(item.rows)
+                if item.key in self.refused_keys:
+                    continue
+                self.pending.append(Assembled(key=item.key, first_row=item.first_row, rows=item.rows,
+                                              service_code=item.service_code, data=item.data, problems=[]))
+                if len(self.pending) >= BATCH:
+                    self._flush()
+                    self.progress(min(done, total), total)
+        self._flush()
+        self.progress(total, total)
 
     def _report(self, rows: reader.RowReader, *, done: bool = False) -> None:
         if self.expected_rows:
@@ -347,7 +389,9 @@ class _Pass:
                 sum(o.amount_cents for o in position.data.installments)
             setattr(self.figures, outcome, getattr(self.figures, outcome) + 1)
             self.figures.add_total(code, position.option_count, amount)
-            self.seen[position.key] = (*self.seen[position.key][:2], (outcome, code, position.option_count, amount))
+            if not self.write:  # what a key repeated further down takes back (the dry run refuses it)
+                self.seen[position.key] = (*self.seen[position.key][:2], (outcome, code, position.option_count,
+                                                                          amount))
             if self.write and outcome == "new":
                 new.append(position.data)
             elif self.write and outcome == "updated":
@@ -355,6 +399,8 @@ class _Pass:
         if new:
             bulk.write_new_positions(self.session, self.ctx, new)
             self.figures.written += len(new)
+        if self.spill is not None:
+            self.spill.add([spill.Spilled(p.key, p.first_row, p.rows, p.service_code, p.data) for p in batch])
         self._store_problems()
 
     def _existing(self, keys: list[str]) -> dict[str, Position]:
@@ -481,6 +527,7 @@ def run_dry_run(session: Session, import_id: int, *, settings: ImportSettings, t
         return imp
     imp.status = "checking"
     session.execute(sa.delete(ImportRowError).where(ImportRowError.import_id == imp.id))
+    spill.discard(file_path(imp, settings))
     work = _Pass(session, imp, settings, write=False, today=today or date.today(),
                  visible_service_ids=visible_service_ids, progress=progress)
     try:
@@ -568,16 +615,23 @@ def run_import(session: Session, import_id: int, *, settings: ImportSettings, to
     try:
         if file_level:
             raise reader.FileRefused("Il file ha errori che ne impediscono la lettura.")
-        work.run()
+        source = spill.open_matching(work.path, work.fingerprint())
+        if source is not None:
+            # What the dry run validated, unless something validation depends on changed since (then: read again).
+            f = work.figures
+            f.rows, f.refused, f.rows_refused = imp.rows_total, imp.positions_refused, imp.rows_refused
+            work.run_spilled(source)
+        else:
+            work.run()
     except reader.FileRefused as exc:
-        return _fail(session, import_id, str(exc))
+        return _fail(session, import_id, str(exc), settings=settings)
     # Problems the dry run did not report: the ledger changed since (a key taken, a position paid, a date passed).
     late = [p for p in getattr(work, "late_problems", []) if (p.row, p.message) not in reported]
     if late and not imp.valid_rows_only:
         first = late[0]
         return _fail(session, import_id, f"Durante l'importazione la riga {first.row} non è più valida: "
                                          f"{first.message} Nulla è stato importato; verificare di nuovo il file.",
-                     problems=late)
+                     problems=late, settings=settings)
     if late:
         _store(session, imp.id, late, getattr(work, "header_of", {}))
         imp.error_count += len(late)
@@ -587,6 +641,7 @@ def run_import(session: Session, import_id: int, *, settings: ImportSettings, to
     imp.positions_refused, imp.totals = f.refused, f.totals
     imp.status, imp.finished_at = "done", utcnow()
     session.flush()
+    spill.discard(work.path)
     if enqueue and f.written:
         # The periodic sweep publishes new positions in GPD bulk calls; ask for one now instead of in 30 s.
         outbox.schedule(session, "sync_sweep", job_id=f"sync-sweep-import-{imp.id}", creditor_id=imp.creditor_id)
@@ -594,10 +649,12 @@ def run_import(session: Session, import_id: int, *, settings: ImportSettings, to
     return imp
 
 
-def _fail(session: Session, import_id: int, message: str, *, problems: list[RowProblem] | None = None) -> Import:
+def _fail(session: Session, import_id: int, message: str, *, problems: list[RowProblem] | None = None,
+          settings: ImportSettings) -> Import:
     """Undo whatever the import wrote and mark it failed, with the reason and the new row errors."""
     session.rollback()
     imp = _lock(session, import_id)
+    spill.discard(file_path(imp, settings))
     imp.status, imp.finished_at, imp.message = "failed", utcnow(), message
     if problems:
         _store(session, imp.id, problems, {})
@@ -616,8 +673,10 @@ def _store(session: Session, import_id: int, problems: list[RowProblem], headers
 # --- Cancel -------------------------------------------------------------------------------------------------------
 
 
-def cancel_import(session: Session, import_id: int, *, actor_user_id: int | None = None) -> Import:
-    """Drop an import that was not confirmed; its file and report stay for the record.
+def cancel_import(session: Session, import_id: int, *, actor_user_id: int | None = None,
+                  settings: ImportSettings | None = None) -> Import:
+    """Drop an import that was not confirmed; its file and report stay for the record (the dry run's spill goes,
+    when ``settings`` say where it is).
 
     :raise ImportRefused: once it is importing or imported (cancel its positions instead).
     """
@@ -628,6 +687,8 @@ def cancel_import(session: Session, import_id: int, *, actor_user_id: int | None
         raise ImportRefused("L'importazione è già confermata: annullare invece le posizioni importate.")
     imp.status, imp.cancelled_at, imp.cancelled_by_id = "cancelled", utcnow(), actor_user_id
     session.flush()
+    if settings is not None:
+        spill.discard(file_path(imp, settings))
     return imp
 
 
@@ -683,10 +744,16 @@ def cancel_positions(session: Session, import_id: int, *, reason: str, actor: st
 
 def report_rows(session: Session, import_id: int, *, after: int | None = None,
                 limit: int = 200) -> list[ImportRowError]:
-    """A page of the row report, by row number (keyset on the error id within the import)."""
+    """A page of the row report, by row number then id; ``after`` is the id of the last error of the previous page
+    (the keyset is the pair, since a problem found late, such as a repeated key, may belong to an earlier row)."""
     query = sa.select(ImportRowError).where(ImportRowError.import_id == import_id)
     if after is not None:
-        query = query.where(ImportRowError.id > after)
+        last = session.scalar(sa.select(ImportRowError.row_number).where(
+            ImportRowError.import_id == import_id, ImportRowError.id == after))
+        if last is not None:
+            query = query.where(sa.tuple_(ImportRowError.row_number, ImportRowError.id) > sa.tuple_(last, after))
+        else:
+            query = query.where(ImportRowError.id > after)
     return list(session.scalars(query.order_by(ImportRowError.row_number, ImportRowError.id).limit(limit)))
 
 
@@ -733,6 +800,16 @@ def pagopa_counts(session: Session, import_id: int) -> PagoPACounts:
         sa.func.count().filter(Position.status == PositionStatus.CANCELLED),
     ).where(Position.import_id == import_id)).one()
     return PagoPACounts(*row)
+
+
+def on_pagopa(session: Session, import_ids: list[int]) -> dict[int, int]:
+    """How many positions of each of these imports pagoPA confirmed (one query, for the list of imports)."""
+    if not import_ids:
+        return {}
+    rows = session.execute(sa.select(Position.import_id, sa.func.count()).where(
+        Position.import_id.in_(import_ids), Position.pagopa_synced_target == "published",
+    ).group_by(Position.import_id))
+    return {import_id: count for import_id, count in rows}
 
 
 def file_sha256(path: Path) -> str:

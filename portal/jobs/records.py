@@ -79,3 +79,8 @@ def list_records(session: Session, creditor_id: int, flt: RecordFilter, *, limit
     more = len(rows) > limit
     rows = rows[:limit]
     return RecordPage(rows, rows[-1].id if more else None, hidden)
+
+
+def latest_run(session: Session, rq_id: str) -> JobRecord | None:
+    """The newest run of the job with this deterministic id (a page follows its progress)."""
+    return session.scalar(sa.select(JobRecord).where(JobRecord.rq_id == rq_id).order_by(JobRecord.id.desc()).limit(1))

@@ -3,6 +3,7 @@
 Backed by python-stdnum and schwifty; messages are Italian, ready for a form field or an import row.
 """
 
+import functools
 import re
 import unicodedata
 
@@ -111,8 +112,12 @@ IBAN_PROBLEMS = {
 }
 
 
+@functools.lru_cache(maxsize=4096)
 def validate_iban(text: str) -> str:
-    """Validate an IBAN (structure, country rules and check digits); return it compact and upper-case."""
+    """Validate an IBAN (structure, country rules and check digits); return it compact and upper-case.
+
+    Cached: a bill run repeats the same few IBANs on every row (a refused one raises and is not cached).
+    """
     try:
         return str(IBAN(text or "").compact)
     except SchwiftyException as exc:

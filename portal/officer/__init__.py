@@ -11,6 +11,7 @@ from portal.officer import (  # noqa: E402,F401
     editing,
     entry,
     form_builder,
+    imports,
     jobs,  # noqa: E402,F401
     notices,
     positions,

@@ -24,6 +24,7 @@ MENU = (
     ("officer.positions", "Posizioni", ANY_ROLE),
     ("officer.new_position", "Nuova posizione", (Role.ADMIN, Role.OPERATOR)),
     ("officer.citizen", "Contribuente", ANY_ROLE),
+    ("officer.imports", "Importazioni", ANY_ROLE),
     ("officer.billruns", "Bollettazioni", ANY_ROLE),
     ("officer.anomalies_list", "Anomalie", ANY_ROLE),
     ("officer.jobs", "Attività", (Role.ADMIN,)),
