@@ -10,7 +10,8 @@ It starts everything itself, private to the run (never the machine's shared serv
 
 Load, for ``--duration`` seconds: paSendRTV2 receipts at ``--rate``/s (each for a distinct option; a call that
 gets no answer or a 5xx is sent again two seconds later, as the node does), an officer listing positions every
-half second, a new position every second (its sync job publishes it on the sandbox), and one bill run.
+half second, a new position every second through the REST API (``POST /api/v1/positions`` with an external id, sent
+again when it fails; its sync job publishes it on the sandbox), and one bill run.
 Faults at 30 %, 50 % and 70 % of the time: ``kill -9`` of an RQ worker and its work horse (restarted 2 s later, as
 systemd would), a Redis restart, a PostgreSQL restart (``pg_ctl restart -m fast``).
 
@@ -24,8 +25,7 @@ prints the ratio.
     .venv/bin/python bench/soak.py [--duration 600] [--rate 20] [--workers 3] [--positions 3000]
                                    [--chunk-size 200] [--scaling] [--keep]
 
-Not covered yet (issue 15): API creations (the REST API does not exist yet), and the soak does not vary the number
-of gunicorn workers.
+Not covered: the soak does not vary the number of gunicorn workers.
 """
 
 from __future__ import annotations
@@ -323,31 +323,39 @@ def make_app(pg: Postgres, redis: Redis, install: Installation):
                        "JOBS_MODE": "rq", "SECRET_KEY": "soak", "JOBS_SCHEDULER": False})
 
 
-def create_position(app, number: int) -> str | None:
-    """One position through the ledger services (its sync job publishes it); its IUPD, or None if it failed."""
+def api_token(app) -> str:
+    """A write token for the soak's "municipal system" (as ``flask api token create`` makes one)."""
+    from portal.accounts import api_tokens
     from portal.extensions import db
-    from portal.ledger import services as ledger
-    from portal.ledger.inputs import DebtorInput, OptionInput, PositionInput
-    from portal.ledger.models import Creditor, Service
+    from portal.ledger.models import Creditor
 
     with app.app_context():
+        issued = api_tokens.create_token(db.session, db.session.scalar(db.select(Creditor)), name="soak",
+                                         scope="write")
+        db.session.commit()
+        db.session.remove()
+        return issued.secret
+
+
+def create_position(web: str, token: str, number: int) -> str | None:
+    """One position through the REST API (its sync job publishes it), as a municipal system makes it: a call that
+    fails (the database restarting, a 5xx, no answer) is sent again, and the external id makes that safe. Its
+    IUPD, or None if it could not be created within a few tries."""
+    body = {"service": "TARI", "external_id": f"soak-{number}", "subject": f"Soak {number}",
+            "debtor": {"fiscal_code": CF_DEBTOR, "name": "Mario Rossi", "street": "Via Roma", "civic_number": "1",
+                       "postal_code": "00100", "city": "Roma", "province": "RM"},
+            "single": {"amount_cents": 1000 + number, "due_date": (date.today() + timedelta(days=60)).isoformat()}}
+    for attempt in range(4):
         try:
-            creditor = db.session.scalar(db.select(Creditor))
-            service = db.session.scalar(db.select(Service))
-            data = PositionInput(
-                service_id=service.id, subject=f"Soak {number}", external_id=f"soak-{number}", source="manual",
-                debtor=DebtorInput(fiscal_code=CF_DEBTOR, name="Mario Rossi", street="Via Roma", civic_number="1",
-                                   postal_code="00100", city="Roma", province="RM"),
-                single=OptionInput(amount_cents=1000 + number, due_date=date.today() + timedelta(days=60)))
-            position, _ = ledger.create_position(db.session, creditor, data, actor="soak")
-            db.session.commit()
-            return position.iupd
-        except Exception as exc:  # noqa: BLE001 - the database may be restarting: the soak notes it and goes on
-            db.session.rollback()
-            log(f"  position {number} not created: {type(exc).__name__}")
-            return None
-        finally:
-            db.session.remove()
+            answer = requests.post(f"{web}/api/v1/positions", json=body, timeout=15,
+                                   headers={"Authorization": f"Bearer {token}"})
+            if answer.status_code in (200, 201):
+                return answer.json()["iupd"]
+            log(f"  position {number}: {answer.status_code} (attempt {attempt + 1})")
+        except requests.RequestException as exc:
+            log(f"  position {number}: {type(exc).__name__} (attempt {attempt + 1})")
+        time.sleep(2)
+    return None
 
 
 def start_bill_run(app) -> int:
@@ -394,6 +402,7 @@ def soak(args, base: Path) -> bool:
                     password=PASSWORD, role="admin")
         db.session.commit()
         db.session.remove()
+    token = api_token(app)
     install.start()
     log(f"Pay Box {install.web} (2 gunicorn workers), {args.workers} RQ workers, scheduler, sandbox "
         f"{install.sandbox}; logs in {base / 'processes.log'}")
@@ -432,7 +441,7 @@ def soak(args, base: Path) -> bool:
         number = 0
         while not stop.is_set():
             began = time.perf_counter()
-            iupd = create_position(app, number)
+            iupd = create_position(install.web, token, number)
             stats.add("create", time.perf_counter() - began, iupd is not None)
             if iupd:
                 created.append(iupd)
