@@ -26,7 +26,7 @@ from portal.ledger import services as ledger
 from portal.ledger.errors import ValidationFailed
 from portal.ledger.models import Creditor, Debtor, Event, PaymentOption, Position, Service
 from portal.ledger.payability import not_payable_reason
-from portal.ledger.status import InvalidTransition, LedgerError, PositionStatus
+from portal.ledger.status import LedgerError, PositionStatus
 from portal.notices import NoticeError, render_notice
 from portal.notices.render import notice_filename
 
@@ -341,10 +341,10 @@ def cancel_position(position_id: int, json: s.CancelIn):
 def _cancel(position: Position, body: s.CancelIn):
     try:
         ledger.cancel_position(db.session, position, reason=body.reason, actor=token().actor)
-    except (InvalidTransition, LedgerError, ValueError) as exc:
-        message = str(exc) if isinstance(exc, ValueError) and not isinstance(exc, LedgerError) else (
-            "La posizione non si può annullare nel suo stato (pagata, già annullata o chiusa).")
-        return problem(409, message)
+    except LedgerError:  # InvalidTransition, IgnoredTransition
+        return problem(409, "La posizione non si può annullare nel suo stato (pagata, già annullata o chiusa).")
+    except ValueError as exc:  # a reason of blanks only
+        return problem(422, str(exc), errors=[{"field": "reason", "message": str(exc)}])
     return convert.position_json(position), 200
 
 
