@@ -22,7 +22,7 @@ and no IUV paid twice, every created position on the sandbox, the bill run done.
 ``--scaling`` then measures bill-run throughput (notices per second, no other load) with 1 and with 3 workers and
 prints the ratio.
 
-    .venv/bin/python bench/soak.py [--duration 600] [--rate 20] [--workers 3] [--positions 3000]
+    .venv/bin/python bench/soak.py [--duration 600] [--rate 20] [--workers 3] [--positions N]
                                    [--chunk-size 200] [--scaling] [--keep]
 
 Not covered: the soak does not vary the number of gunicorn workers.
@@ -575,12 +575,16 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=600)
     parser.add_argument("--rate", type=float, default=20, help="receipts per second")
     parser.add_argument("--workers", type=int, default=3)
-    parser.add_argument("--positions", type=int, default=3000, help="published positions (receipts pay them)")
+    parser.add_argument("--positions", type=int, default=None,
+                        help="published positions (receipts pay them); default: enough for the whole run")
     parser.add_argument("--chunk-size", type=int, default=200, help="notices per bill-run chunk")
     parser.add_argument("--drain", type=float, default=180, help="seconds to wait for the backlog at the end")
     parser.add_argument("--scaling", action="store_true", help="then bill-run throughput with 1 and 3 workers")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, databases)")
     args = parser.parse_args()
+    if args.positions is None:
+        # One distinct option per receipt for the whole run (receipts stop when they run out), plus a margin.
+        args.positions = int(args.rate * args.duration * 1.1) + 100
     base = Path(tempfile.mkdtemp(prefix="paybox-soak-"))
     os.chmod(base, 0o755)  # noqa: S103 - the postgres user runs its cluster below it
     ok = True
