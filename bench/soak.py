@@ -587,6 +587,8 @@ def main() -> None:
         args.positions = int(args.rate * args.duration * 1.1) + 100
     base = Path(tempfile.mkdtemp(prefix="paybox-soak-"))
     os.chmod(base, 0o755)  # noqa: S103 - the postgres user runs its cluster below it
+    # A soak stopped with SIGTERM (Ctrl-C is SIGINT already) still stops its servers and removes its directory.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
     ok = True
     try:
         ok = soak(args, base)
