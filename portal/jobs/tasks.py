@@ -298,3 +298,31 @@ def purge_rate_counters(session: Session):
 
     removed = ratelimit.purge(session.get_bind())
     return Outcome(f"{removed} contatori eliminati", idle=removed == 0)
+
+
+# --- Collections: overdue credits, reminders, litigation ---------------------------------------------------------
+
+
+@task("default", label="Posizioni scadute: controllo giornaliero", kind="collections", every=24 * 3600,
+      timeout=1800, ttl=3600, retry_max=1, retry_intervals=(300,))
+def overdue_scan(session: Session):
+    """Mark expired the unpaid positions past their due date plus the service's grace days (daily)."""
+    from datetime import date
+
+    from portal.collections.overdue import scan
+
+    result = scan(session, today=date.today())
+    return Outcome(str(result), idle=result.count == 0)
+
+
+@task("default", label="Riepilogo giornaliero delle posizioni scadute agli operatori", kind="collections",
+      every=24 * 3600, timeout=1800, ttl=3600, retry_max=1, retry_intervals=(600,))
+def overdue_digest(session: Session):
+    """E-mail each officer who asked for it what is overdue in their services (daily)."""
+    from datetime import date
+
+    from portal.collections.digest import send_digests
+
+    url = f"{current_app.config['PUBLIC_URL'].rstrip('/')}/officer/"
+    with mailer() as m:
+        return send_digests(session, m, today=date.today(), dashboard_url=url)
