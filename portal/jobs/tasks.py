@@ -326,3 +326,31 @@ def overdue_digest(session: Session):
     url = f"{current_app.config['PUBLIC_URL'].rstrip('/')}/officer/"
     with mailer() as m:
         return send_digests(session, m, today=date.today(), dashboard_url=url)
+
+
+@task("default", label="Solleciti e contenzioso: lavorazione di un blocco del lotto", kind="collections",
+      reports_progress=True, timeout=1800, ttl=24 * 3600, retry_max=2, retry_intervals=(30, 300))
+def collections_batch(session: Session, batch_id: int):
+    """Process the next chunk of a reminder or litigation batch (it asks for the following chunk itself)."""
+    from datetime import date
+
+    from portal.collections.batches import run_chunk
+
+    try:
+        client = gpd_client()
+    except ValueError:  # no pagoPA configured: positions on pagoPA are left to retry
+        client = None
+    return run_chunk(session, int(batch_id), today=date.today(), client=client)
+
+
+@task("notices", label="Solleciti e contenzioso: invio delle lettere e pacchetto di stampa", kind="collections",
+      timeout=3 * 3600, ttl=24 * 3600, retry_max=2, retry_intervals=(60, 600))
+def collections_finish(session: Session, batch_id: int):
+    """Send a finished batch's letters by PEC or e-mail and write the print package of the others."""
+    from pathlib import Path
+
+    from portal.collections.delivery import finish
+
+    with mailer() as m:
+        return finish(session, int(batch_id), storage_dir=Path(current_app.config["NOTICES_DIR"]) / "collections",
+                      mailer=m)
