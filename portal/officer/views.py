@@ -26,6 +26,7 @@ MENU = (
     ("officer.new_position", "Nuova posizione", (Role.ADMIN, Role.OPERATOR)),
     ("officer.citizen", "Contribuente", ANY_ROLE),
     ("officer.billruns", "Bollettazioni", ANY_ROLE),
+    ("officer.collections", "Solleciti e contenzioso", ANY_ROLE),
     ("officer.anomalies_list", "Anomalie", ANY_ROLE),
     ("officer.jobs", "Attività", (Role.ADMIN,)),
     ("officer.settings", "Impostazioni", (Role.ADMIN,)),
