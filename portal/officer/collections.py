@@ -102,8 +102,8 @@ def collections_preview_pdf():
     kind = request.args.get("kind") if request.args.get("kind") in dict(KINDS) else "reminder"
     today = date.today()
     found = batches.preview(db.session, current_user.creditor, kind, selection.flt, today=today,
-                            repeat=request.args.get("repeat") == "y", ids=_ids_from_numbers(request.args.get("numbers")),
-                            first=1)
+                            repeat=request.args.get("repeat") == "y",
+                            ids=_ids_from_numbers(request.args.get("numbers")), first=1)
     if not found.first:
         abort(404)
     plan = found.first[0]
