@@ -440,10 +440,41 @@ def doctor(soap_url: str | None):
         raise SystemExit(1)
 
 
+collections_cli = AppGroup("collections", help="Solleciti, contenzioso, interessi e sanzioni.")
+
+
+@collections_cli.command("interest")
+@click.argument("capital")
+@click.argument("due", type=click.DateTime(formats=["%Y-%m-%d"]))
+@click.argument("paid", type=click.DateTime(formats=["%Y-%m-%d"]))
+@click.option("--spread", default="0", show_default=True, help="Punti sul tasso legale (da -3 a +3, c.165).")
+@click.option("--divisor", type=click.Choice(["365", "leap"]), default="365", show_default=True,
+              help="365 sempre, o 366 negli anni bisestili.")
+def collections_interest(capital: str, due, paid, spread: str, divisor: str):
+    """Interessi legali su CAPITAL (euro) scaduto il DUE (AAAA-MM-GG) e pagato il PAID, dalla tabella dei tassi."""
+    from decimal import Decimal, InvalidOperation
+
+    from portal.collections import charges
+    from portal.collections.settings import rate_table
+    from portal.money import AmountError, format_euro, parse_euro
+
+    try:
+        cents = parse_euro(capital)
+        result = charges.interest(cents, due.date(), paid.date(), rate_table(db.session),
+                                  spread=Decimal(spread.replace(",", ".")), divisor=divisor)
+    except (AmountError, InvalidOperation, charges.ChargeError) as exc:
+        raise click.ClickException(str(exc) or "Valore non valido.") from exc
+    for seg in result.segments:
+        click.echo(f"{seg.start:%Y-%m-%d} → {seg.end:%Y-%m-%d}  {seg.days:>5} gg  {seg.percent:>6}%  "
+                   f"÷{seg.divisor}  {seg.cents / 100:.6f}")
+    click.echo(f"Totale: {result.days} giorni, interessi {format_euro(result.cents)}")
+
+
 def register(app) -> None:
     """Add the command groups to the app's CLI."""
     from portal.api.cli import api_cli
 
-    for group in (demo_cli, positions_cli, users_cli, rq_cli, sync_cli, notices_cli, api_cli, imports_cli):
+    for group in (demo_cli, positions_cli, users_cli, rq_cli, sync_cli, notices_cli, api_cli, imports_cli,
+                  collections_cli):
         app.cli.add_command(group)
     app.cli.add_command(doctor)

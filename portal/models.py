@@ -4,6 +4,13 @@ from portal.accounts.api_tokens import ApiToken, api_token_services  # noqa: F40
 from portal.accounts.models import LoginAttempt, User, user_services  # noqa: F401
 from portal.api.idempotency import IdempotencyKey  # noqa: F401
 from portal.citizen_payments.models import CitizenPayment, CitizenPaymentItem  # noqa: F401
+from portal.collections.models import (  # noqa: F401
+    CollectionBatch,
+    CollectionBatchItem,
+    CollectionPolicy,
+    LegalRate,
+    Reminder,
+)
 from portal.forms_builder.models import PaymentForm  # noqa: F401
 from portal.imports.models import Import, ImportMapping, ImportRowError  # noqa: F401
 from portal.jobs.models import JobRecord, SchedulerHeartbeat  # noqa: F401

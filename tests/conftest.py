@@ -18,7 +18,8 @@ from portal.ledger import services as ledger
 from portal.ledger.inputs import DebtorInput, OptionInput, PositionInput, TransferInput
 from portal.settings import services as settings_svc
 
-pytest_plugins = ["tests.browser_support", "tests.notice_fixtures", "tests.citizen_support"]
+pytest_plugins = ["tests.browser_support", "tests.notice_fixtures", "tests.citizen_support",
+                  "tests.collections_support"]
 
 DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/paybox_test"
 PASSWORD = "password-di-prova"

@@ -29,7 +29,13 @@ EVENTS = {
     "receipt_flagged": {"flag": "amount_mismatch", "option_amount_cents": 10000, "position_status": "paid"},
     "receipt_resolved": {"flag": "unknown_iuv", "note": "Rimborsato"},
     "notice_issued": {"bill_run_id": 3, "mode": "envelopes"},
-    "reissued": {"reason": "Contenzioso"},
+    "reissued": {"reason": "Contenzioso", "new_position_id": 8, "new_iupd": "80015010723-abc", "amount_cents": 35206},
+    "reissue_of": {"old_position_id": 7, "old_iupd": "80015010723-def", "deadline": "2027-05-01", "batch_id": 2,
+                   "breakdown": [{"code": "tax", "label": "Imposta non versata", "cents": 25000,
+                                  "explanation": "scaduta il 31/05/2023"},
+                                 {"code": "notification", "label": "Spese di notifica", "cents": 783,
+                                  "explanation": "DM MEF 14/04/2023"}]},
+
     "sync_failed": {"action": "create", "status": 400, "title": "DEBT_POSITION_REQUEST_DATA_ERROR",
                     "message": "Rifiutata"},
     "pagopa_updated": {"version": 2},
@@ -46,6 +52,14 @@ EVENTS = {
                                                                           "due_date": "2027-05-31"}, None],
                                                       ["owed_cents", 10000, 0]]},
 }
+
+#: What the collections write on the status events they cause.
+EVENTS["expired"] = {"previous": "published", "due_date": "2027-01-31", "grace_days": 5}
+EVENTS["reminded"] = {"deadline": "2027-03-02", "due_date": "2027-01-31", "channel": "pec", "cost_cents": 133,
+                      "sequence": 2, "batch_id": 3, "reminder_id": 9, "previous": "expired"}
+EVENTS["in_litigation"] = {"previous": "reminded", "batch_id": 3, "new_position_id": 12,
+                           "reason": "Avviso di accertamento esecutivo"}
+EVENTS["notice_issued"] = {**EVENTS["notice_issued"], "channel": "raccomandata_ar", "batch_id": 3}
 
 
 def text_of(entry) -> str:

@@ -54,6 +54,8 @@ class User(db.Model):
     session_version: Mapped[int] = mapped_column(default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Whether the officer gets a daily e-mail with what is overdue in the services they see.
+    overdue_digest: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
 
     creditor: Mapped[Creditor] = relationship()
     #: Services an operator or viewer is limited to; empty means every service of the creditor.

@@ -23,6 +23,7 @@ KINDS = {
     "notices": "Avvisi e bollettazioni",
     "imports": "Importazioni",
     "mail": "E-mail",
+    "collections": "Solleciti e contenzioso",
     "maintenance": "Manutenzione",
     "test": "Prova",
 }

@@ -298,3 +298,59 @@ def purge_rate_counters(session: Session):
 
     removed = ratelimit.purge(session.get_bind())
     return Outcome(f"{removed} contatori eliminati", idle=removed == 0)
+
+
+# --- Collections: overdue credits, reminders, litigation ---------------------------------------------------------
+
+
+@task("default", label="Posizioni scadute: controllo giornaliero", kind="collections", every=24 * 3600,
+      timeout=1800, ttl=3600, retry_max=1, retry_intervals=(300,))
+def overdue_scan(session: Session):
+    """Mark expired the unpaid positions past their due date plus the service's grace days (daily)."""
+    from datetime import date
+
+    from portal.collections.overdue import scan
+
+    result = scan(session, today=date.today())
+    return Outcome(str(result), idle=result.count == 0)
+
+
+@task("default", label="Riepilogo giornaliero delle posizioni scadute agli operatori", kind="collections",
+      every=24 * 3600, timeout=1800, ttl=3600, retry_max=1, retry_intervals=(600,))
+def overdue_digest(session: Session):
+    """E-mail each officer who asked for it what is overdue in their services (daily)."""
+    from datetime import date
+
+    from portal.collections.digest import send_digests
+
+    url = f"{current_app.config['PUBLIC_URL'].rstrip('/')}/officer/"
+    with mailer() as m:
+        return send_digests(session, m, today=date.today(), dashboard_url=url)
+
+
+@task("default", label="Solleciti e contenzioso: lavorazione di un blocco del lotto", kind="collections",
+      reports_progress=True, timeout=1800, ttl=24 * 3600, retry_max=2, retry_intervals=(30, 300))
+def collections_batch(session: Session, batch_id: int):
+    """Process the next chunk of a reminder or litigation batch (it asks for the following chunk itself)."""
+    from datetime import date
+
+    from portal.collections.batches import run_chunk
+
+    try:
+        client = gpd_client()
+    except ValueError:  # no pagoPA configured: positions on pagoPA are left to retry
+        client = None
+    return run_chunk(session, int(batch_id), today=date.today(), client=client)
+
+
+@task("notices", label="Solleciti e contenzioso: invio delle lettere e pacchetto di stampa", kind="collections",
+      timeout=3 * 3600, ttl=24 * 3600, retry_max=2, retry_intervals=(60, 600))
+def collections_finish(session: Session, batch_id: int):
+    """Send a finished batch's letters by PEC or e-mail and write the print package of the others."""
+    from pathlib import Path
+
+    from portal.collections.delivery import finish
+
+    with mailer() as m:
+        return finish(session, int(batch_id), storage_dir=Path(current_app.config["NOTICES_DIR"]) / "collections",
+                      mailer=m)

@@ -36,6 +36,7 @@ SENTENCES = {
     "receipt_flagged": "È arrivata una ricevuta di pagamento da verificare.",
     "receipt_resolved": "L'anomalia della ricevuta è stata risolta.",
     "reissued": "La posizione è stata sostituita da un nuovo atto.",
+    "reissue_of": "La posizione è l'avviso di accertamento esecutivo che sostituisce una posizione non pagata.",
     "citizen_form": "Il cittadino ha compilato il modulo di pagamento del servizio.",
     "sync_failed": "pagoPA non ha accettato la modifica.",
     "pagopa_updated": "La nuova versione è stata inviata a pagoPA.",
@@ -85,6 +86,18 @@ DETAIL_LABELS = {
     "owed_before_cents": "Dovuto prima",
     "owed_after_cents": "Dovuto dopo",
     "notice_superseded": "Avviso stampato superato (da ristampare)",
+    "deadline": "Termine per pagare",
+    "due_date": "Scadenza",
+    "grace_days": "Giorni di tolleranza",
+    "cost_cents": "Spese addebitate",
+    "sequence": "Sollecito n.",
+    "batch_id": "Lotto n.",
+    "reminder_id": "Sollecito (identificativo)",
+    "new_position_id": "Nuova posizione n.",
+    "new_iupd": "Identificativo della nuova posizione",
+    "old_position_id": "Posizione sostituita n.",
+    "old_iupd": "Identificativo della posizione sostituita",
+    "breakdown": "Composizione dell'importo",
     "pagopa": "pagoPA",
 }
 
@@ -118,7 +131,10 @@ VALUES = {
     "source": {"manual": "inserimento manuale", "api": "servizio web (API)", "import": "importazione da file",
                "demo": "dati dimostrativi", "paSendRT": "ricevuta dal nodo pagoPA", "paSendRTV2": "ricevuta dal nodo "
                "pagoPA", "receipts-api": "recupero ricevute da pagoPA"},
-    "channel": {"gpd": "pagoPA (posizioni debitorie)", "manual": "inserimento manuale"},
+    "channel": {"gpd": "pagoPA (posizioni debitorie)", "manual": "inserimento manuale", "email": "e-mail",
+                "pec": "PEC", "print": "posta (pacchetto di stampa)", "raccomandata_ar": "raccomandata A/R",
+                "raccomandata": "raccomandata semplice", "messo": "messo notificatore",
+                "estero": "notifica all'estero"},
     "action": {"create": "caricamento", "update": "aggiornamento", "invalidate": "annullamento",
                "delete": "eliminazione", "mark_paid": "segnalazione del pagamento"},
     "how": {"invalidated": "annullata", "already_invalid": "era già annullata",
@@ -269,6 +285,14 @@ def change_value(path: str, value) -> str:
 
 
 def _detail_pairs(key: str, value) -> list[tuple[str, str]]:
+    if key == "breakdown" and isinstance(value, list):  # a re-issue's amounts, line by line
+        return [(str(line.get("label")), f"{format_euro(line.get('cents'))} ({line.get('explanation')})"
+                 if line.get("explanation") else format_euro(line.get("cents"))) for line in value]
+    if key in ("deadline", "due_date") and isinstance(value, str):
+        try:
+            return [(DETAIL_LABELS[key], date.fromisoformat(value).strftime("%d/%m/%Y"))]
+        except ValueError:
+            pass
     if key == "changes" and isinstance(value, list):
         return [(change_label(path), f"{change_value(path, before)} → {change_value(path, after)}")
                 for path, before, after in value]

@@ -7,6 +7,7 @@ from flask_login import current_user, login_user, logout_user
 
 from portal.accounts.models import ROLE_LABELS, Role
 from portal.accounts.services import LoginThrottled, authenticate, end_sessions
+from portal.collections import overdue
 from portal.extensions import db
 from portal.ledger import anomalies, queries
 from portal.ledger.status import PositionStatus
@@ -26,6 +27,7 @@ MENU = (
     ("officer.citizen", "Contribuente", ANY_ROLE),
     ("officer.imports", "Importazioni", ANY_ROLE),
     ("officer.billruns", "Bollettazioni", ANY_ROLE),
+    ("officer.collections", "Solleciti e contenzioso", ANY_ROLE),
     ("officer.anomalies_list", "Anomalie", ANY_ROLE),
     ("officer.jobs", "Attività", (Role.ADMIN,)),
     ("officer.settings", "Impostazioni", (Role.ADMIN,)),
@@ -93,6 +95,30 @@ def dashboard():
     totals = queries.dashboard_totals(db.session, current_user.creditor_id, scope=scope, today=date.today())
     open_anomalies = anomalies.count_open(db.session, current_user.creditor_id,
                                           None if scope is None else frozenset(scope))
+    aging = overdue.aging(db.session, current_user.creditor_id, today=date.today(), scope=scope)
+    largest = max((b.owed_cents for row in aging for b in row.buckets), default=0)
+    services = {s.id: s for s in current_user.creditor.services}
     return render_template("officer/dashboard.html", totals=totals, statuses=list(PositionStatus),
                            sync=sync_summary(db.session, current_user.creditor_id),
-                           anomalies=sum(open_anomalies.values()))
+                           anomalies=sum(open_anomalies.values()), aging=aging, largest=largest or 1,
+                           services=services, buckets=overdue.BUCKETS,
+                           alerts=overdue.alerts(db.session, current_user.creditor_id, scope=scope),
+                           digest_form=EmptyForm())
+
+
+@bp.route("/me/overdue-digest", methods=["POST"])
+@roles_required(*ANY_ROLE)
+def overdue_digest_setting():
+    """Turn the officer's daily e-mail of overdue positions on or off (their own setting)."""
+    form = EmptyForm()
+    if form.validate_on_submit():
+        wanted = request.form.get("enabled") == "1"
+        if wanted and not current_user.email:
+            flash("Per ricevere il riepilogo serve un indirizzo e-mail nel profilo: chiederlo a un amministratore.",
+                  "warning")
+        else:
+            current_user.overdue_digest = wanted
+            db.session.commit()
+            flash("Riepilogo giornaliero delle posizioni scadute attivato." if wanted else
+                  "Riepilogo giornaliero delle posizioni scadute disattivato.", "success")
+    return redirect(url_for("officer.dashboard"))

@@ -1,0 +1,465 @@
+"""Reminder (sollecito) and litigation batches: select, preview, then process as a job with progress.
+
+A batch freezes its selection as items (one per position); a job works through the items still without an outcome,
+a chunk per transaction, and asks for the next chunk, so a batch can be stopped and resumed, and running it again
+doubles nothing (an item is done once; a position is reminded once per due date unless the batch says ``repeat``;
+a litigation re-issue has the old position's id as its external id, so it exists once).
+
+Reminder: the timeline gets a ``reminded`` event with the deadline; when the service charges a reminder cost, the
+position is first updated through :func:`portal.ledger.changes.update_position` (a new version goes to pagoPA
+through the sync, with the deadline as new due date; the NAV stays), else nothing changes on pagoPA. The letter
+goes by PEC or e-mail where the debtor has an address, else into the batch's print package.
+
+Litigation: the position is re-read on GPD first (a citizen may just have paid: that one stops, and says so), then
+it moves to ``in_litigation``, its unpaid options are cancelled and pagoPA is asked to invalidate it (the sync
+deletes a draft instead); a new position (``replaces_id``) asks tax + penalty + interest + costs from the engine,
+each a line of its breakdown and, where the service says so, a transfer of its own (TEFA stays with the Province).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from portal import outbox
+from portal.collections import charges
+from portal.collections.models import CollectionBatch, CollectionBatchItem, CollectionPolicy, Reminder
+from portal.collections.settings import policies_by_service, rate_table
+from portal.ledger import changes, queries
+from portal.ledger import services as ledger
+from portal.ledger.errors import ValidationFailed
+from portal.ledger.inputs import DebtorInput, OptionInput, PositionInput, TransferInput
+from portal.ledger.models import Creditor, Position
+from portal.ledger.status import OptionStatus, PositionStatus
+from portal.ledger.types import utcnow
+from portal.pagopa.errors import DebtPositionNotFound, PagoPAError
+from portal.pagopa.gpd import GPDClient
+from portal.pagopa.sync import GPD_PAID_STATUSES
+
+log = logging.getLogger(__name__)
+
+S = PositionStatus
+#: Statuses a position can be reminded in (overdue and still payable).
+REMINDABLE = frozenset({S.PUBLISHED, S.PARTIALLY_PAID, S.EXPIRED, S.REMINDED})
+#: Statuses a position can go to litigation from (nothing of it paid: see :func:`litigate_one`).
+LITIGABLE = frozenset({S.EXPIRED, S.REMINDED})
+#: Items processed per job (one transaction).
+CHUNK = 200
+BATCH_TASK = "collections_batch"
+FINISH_TASK = "collections_finish"
+LITIGATION_SOURCE = "collections"
+KIND_LABELS = {"reminder": "Solleciti", "litigation": "Accertamenti esecutivi"}
+OUTCOME_LABELS = {"reminded": "sollecitata", "litigated": "passata al contenzioso", "skipped": "saltata",
+                  "paid": "pagata su pagoPA", "retry": "da riprovare"}
+
+
+class BatchError(ValueError):
+    """The batch cannot be started or changed (Italian message)."""
+
+
+# --- Selection --------------------------------------------------------------------------------------------------
+
+
+def _reminded_for_due_date():
+    return sa.exists().where(Reminder.position_id == Position.id,
+                             sa.or_(Reminder.due_date == Position.due_date, Reminder.deadline == Position.due_date))
+
+
+def eligible_ids(creditor_id: int, kind: str, flt: queries.PositionFilter, *, today: date, repeat: bool = False,
+                 ids: list[int] | None = None) -> sa.Select:
+    """The ids of the positions a batch of ``kind`` would take from the filter (or from ``ids``), oldest first."""
+    query = queries.matching_ids(creditor_id, flt, today).where(Position.due_date < today)
+    if ids is not None:
+        query = query.where(Position.id.in_(ids or [-1]))
+    if kind == "reminder":
+        query = query.where(Position.status.in_(REMINDABLE))
+        if not repeat:
+            query = query.where(~_reminded_for_due_date())
+    elif kind == "litigation":
+        query = query.where(Position.status.in_(LITIGABLE), Position.paid_cents == 0)
+        expired_reminder = sa.exists().where(Reminder.position_id == Position.id, Reminder.deadline < today)
+        needs = sa.select(CollectionPolicy.requires_reminder).where(
+            CollectionPolicy.service_id == Position.service_id).scalar_subquery()
+        query = query.where(sa.or_(expired_reminder, sa.func.coalesce(needs, True).is_(False)))
+    else:
+        raise BatchError("Tipo di lotto sconosciuto.")
+    return query.order_by(None).order_by(Position.id)
+
+
+@dataclass(frozen=True)
+class PlannedReminder:
+    position: Position
+    owed_cents: int
+    cost_cents: int
+    deadline: date
+    channel: str
+
+
+@dataclass(frozen=True)
+class PlannedAssessment:
+    position: Position
+    tax_cents: int
+    breakdown: charges.Breakdown
+    deadline: date
+
+
+@dataclass(frozen=True)
+class Preview:
+    count: int
+    owed_cents: int
+    first: list
+
+
+def channel_of(debtor) -> tuple[str, str | None]:
+    """How a letter reaches the debtor: PEC, e-mail, or the print package."""
+    if debtor.pec:
+        return "pec", debtor.pec
+    if debtor.email:
+        return "email", debtor.email
+    return "print", None
+
+
+def preview(session: Session, creditor: Creditor, kind: str, flt: queries.PositionFilter, *, today: date,
+            repeat: bool = False, ids: list[int] | None = None, first: int = 10) -> Preview:
+    """Count, amount still owed and the first positions with what the batch would do to each (nothing written)."""
+    selected = eligible_ids(creditor.id, kind, flt, today=today, repeat=repeat, ids=ids).subquery()
+    count, owed = session.execute(
+        sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(Position.amount_cents - Position.paid_cents), 0))
+        .where(Position.id.in_(sa.select(selected.c.id)))).one()
+    positions = session.scalars(sa.select(Position).where(Position.id.in_(sa.select(selected.c.id)))
+                                .order_by(Position.id).limit(first)).all()
+    policies = policies_by_service(session, creditor.id)
+    rates = rate_table(session) if kind == "litigation" else []
+    plans = [plan_reminder(p, policies[p.service_id], today) if kind == "reminder"
+             else plan_assessment(session, p, policies[p.service_id], rates, today) for p in positions]
+    return Preview(int(count), int(owed), plans)
+
+
+def plan_reminder(position: Position, policy: CollectionPolicy, today: date) -> PlannedReminder:
+    channel, _ = channel_of(position.debtor)
+    return PlannedReminder(position, changes.owed_cents(position), policy.reminder_cost_cents or 0,
+                           today + timedelta(days=policy.reminder_days), channel)
+
+
+def _reminders(session: Session, position: Position) -> list[Reminder]:
+    return list(session.scalars(sa.select(Reminder).where(Reminder.position_id == position.id)
+                                .order_by(Reminder.id)))
+
+
+def plan_assessment(session: Session, position: Position, policy: CollectionPolicy, rates, today: date) -> \
+        PlannedAssessment:
+    """What the act would ask: the tax (what is owed, less reminder costs) from its original due date."""
+    reminders = _reminders(session, position)
+    reminder_costs = sum(r.cost_cents for r in reminders)
+    tax = changes.owed_cents(position) - reminder_costs
+    due = min([r.due_date for r in reminders] + [position.due_date])
+    base = charges.assessment(tax, due, today, rates, policy.assessment_policy())
+    lines = list(base.lines)
+    if reminder_costs:
+        lines.insert(len(lines) - (1 if base.amount("notification") else 0),
+                     charges.Line("reminder", "Spese del sollecito", reminder_costs, "già addebitate con il sollecito"))
+    return PlannedAssessment(position, tax, charges.Breakdown(tuple(lines)),
+                             today + timedelta(days=policy.appeal_days))
+
+
+# --- Starting, stopping, resuming -------------------------------------------------------------------------------
+
+
+def start(session: Session, creditor: Creditor, kind: str, flt: queries.PositionFilter, *, today: date,
+          title: str, repeat: bool = False, ids: list[int] | None = None,
+          actor_user_id: int | None = None) -> CollectionBatch:
+    """Freeze the selection as a batch and ask for its first chunk after the commit.
+
+    :raise BatchError: when nothing is selected.
+    """
+    selected = [row[0] for row in session.execute(
+        eligible_ids(creditor.id, kind, flt, today=today, repeat=repeat, ids=ids))]
+    if not selected:
+        raise BatchError("Nessuna posizione da lavorare con questi criteri.")
+    batch = CollectionBatch(creditor_id=creditor.id, kind=kind, status="running", title=title[:140] or
+                            KIND_LABELS[kind], repeat=repeat, total=len(selected), done=0,
+                            created_by_id=actor_user_id)
+    session.add(batch)
+    session.flush()
+    session.execute(sa.insert(CollectionBatchItem), [{"batch_id": batch.id, "position_id": pid} for pid in selected])
+    _schedule_chunk(session, batch)
+    return batch
+
+
+def _schedule_chunk(session: Session, batch: CollectionBatch) -> None:
+    outbox.schedule(session, BATCH_TASK, batch.id, job_id=f"collections-batch-{batch.id}-{batch.done}",
+                    creditor_id=batch.creditor_id, created_by_id=batch.created_by_id, total=batch.total)
+
+
+def stop(session: Session, batch: CollectionBatch) -> None:
+    """Stop a running batch after the chunk at work (what is done stays done)."""
+    if batch.status != "running":
+        raise BatchError("Il lotto non è in corso.")
+    batch.status = "stopped"
+
+
+def resume(session: Session, batch: CollectionBatch) -> None:
+    """Resume a stopped batch, or retry the positions pagoPA could not be asked about."""
+    if batch.status == "running":
+        raise BatchError("Il lotto è già in corso.")
+    retried = session.execute(sa.update(CollectionBatchItem).where(
+        CollectionBatchItem.batch_id == batch.id, CollectionBatchItem.outcome == "retry").values(
+        outcome=None, message=None)).rowcount
+    if batch.status == "done" and not retried:
+        raise BatchError("Il lotto è concluso: non c'è nulla da riprendere.")
+    batch.done -= retried
+    batch.status = "running"
+    batch.finished_at = None
+    _schedule_chunk(session, batch)
+
+
+def counts(session: Session, batch: CollectionBatch) -> dict[str | None, int]:
+    """How many items have each outcome (``None``: still to do)."""
+    return {outcome: n for outcome, n in session.execute(
+        sa.select(CollectionBatchItem.outcome, sa.func.count()).where(CollectionBatchItem.batch_id == batch.id)
+        .group_by(CollectionBatchItem.outcome))}
+
+
+# --- The job ----------------------------------------------------------------------------------------------------
+
+
+def run_chunk(session: Session, batch_id: int, *, today: date, client: GPDClient | None = None,
+              chunk: int = CHUNK) -> str:
+    """Process the next ``chunk`` items of a running batch; ask for the next chunk, or for the finish."""
+    batch = session.scalar(sa.select(CollectionBatch).where(CollectionBatch.id == batch_id).with_for_update())
+    if batch is None:
+        return "lotto inesistente"
+    if batch.status != "running":
+        return "lotto fermato" if batch.status == "stopped" else "lotto concluso"
+    items = session.scalars(sa.select(CollectionBatchItem).where(
+        CollectionBatchItem.batch_id == batch.id, CollectionBatchItem.outcome.is_(None))
+        .order_by(CollectionBatchItem.id).limit(chunk)).all()
+    creditor = session.get(Creditor, batch.creditor_id)
+    policies = policies_by_service(session, creditor.id)
+    rates = rate_table(session) if batch.kind == "litigation" else []
+    actor = f"user:{batch.created_by_id}" if batch.created_by_id else "system"
+    for item in items:
+        position = session.get(Position, item.position_id)
+        policy = policies[position.service_id]
+        if batch.kind == "reminder":
+            item.outcome, item.message, item.reminder_id = remind_one(
+                session, position, batch=batch, policy=policy, today=today, actor=actor)
+        else:
+            item.outcome, item.message, item.new_position_id = litigate_one(
+                session, position, creditor=creditor, batch=batch, policy=policy, rates=rates, today=today,
+                actor=actor, client=client)
+        batch.done += 1
+        outbox.report_progress(batch.done, batch.total)
+    session.flush()
+    left = session.scalar(sa.select(sa.func.count()).where(CollectionBatchItem.batch_id == batch.id,
+                                                           CollectionBatchItem.outcome.is_(None)))
+    if left:
+        _schedule_chunk(session, batch)
+    else:
+        batch.status = "done"
+        batch.finished_at = utcnow()
+        outbox.schedule(session, FINISH_TASK, batch.id, job_id=f"collections-finish-{batch.id}-{batch.done}",
+                        creditor_id=batch.creditor_id, created_by_id=batch.created_by_id)
+    return f"{len(items)} posizioni lavorate, {left} ancora da lavorare"
+
+
+def _user_id(actor: str) -> int | None:
+    return int(actor.split(":", 1)[1]) if actor.startswith("user:") else None
+
+
+def remind_one(session: Session, position: Position, *, batch: CollectionBatch, policy: CollectionPolicy,
+               today: date, actor: str) -> tuple[str, str | None, int | None]:
+    """Send one reminder (see the module docstring); returns (outcome, message, reminder id)."""
+    changes.lock(session, position)
+    if position.status not in REMINDABLE or position.due_date >= today:
+        return "skipped", "Non più da sollecitare: pagata, annullata o non ancora scaduta.", None
+    previous = _reminders(session, position)
+    same = [r for r in previous if position.due_date in (r.due_date, r.deadline)]
+    if same and not batch.repeat:
+        return "skipped", "Già sollecitata per questa scadenza (un secondo sollecito va chiesto esplicitamente).", None
+    due = same[0].due_date if same else position.due_date
+    sequence = max((r.sequence for r in previous if r.due_date == due), default=0) + 1
+    deadline = today + timedelta(days=policy.reminder_days)
+    cost = policy.reminder_cost_cents or 0
+    message = None
+    user_id = _user_id(actor)
+    if cost:
+        try:
+            _add_cost(session, position, cost, deadline, policy, today=today, actor=actor, user_id=user_id)
+        except (changes.ChangeRefused, ValidationFailed) as exc:
+            cost, message = 0, f"Spese del sollecito non addebitate: {exc}"[:500]
+    channel, address = channel_of(position.debtor)
+    reminder = Reminder(creditor_id=position.creditor_id, position=position, batch_id=batch.id, due_date=due,
+                        sequence=sequence, deadline=deadline, amount_cents=changes.owed_cents(position),
+                        cost_cents=cost, channel=channel, address=address, issued_by_id=user_id,
+                        delivery_status="queued")
+    session.add(reminder)
+    session.flush()
+    details = {"deadline": deadline.isoformat(), "due_date": due.isoformat(), "channel": channel,
+               "cost_cents": cost, "sequence": sequence, "batch_id": batch.id, "reminder_id": reminder.id}
+    if position.status == S.REMINDED:
+        ledger.record_event(session, position, S.REMINDED.value, actor=actor, actor_user_id=user_id,
+                            previous=S.REMINDED.value, **details)
+    else:
+        ledger.transition(session, position, S.REMINDED, actor=actor, actor_user_id=user_id, **details)
+    return "reminded", message, reminder.id
+
+
+def _add_cost(session: Session, position: Position, cost: int, deadline: date, policy: CollectionPolicy, *,
+              today: date, actor: str, user_id: int | None) -> None:
+    """Add the reminder cost to what is owed (single payment and first unpaid installment) and give the overdue
+    options the reminder's deadline; a new version goes to pagoPA through the sync."""
+    data = changes.position_input(position)
+    options = ([data.single] if data.single else []) + data.installments
+    charged = [o for o in ([data.single] if data.single else []) + data.installments[:1] if o]
+    for option in options:
+        if option.due_date < today:
+            option.due_date = deadline
+    creditor_cf = position.service.creditor.fiscal_code
+    for option in charged:
+        option.amount_cents += cost
+        if not option.transfers:
+            continue
+        if policy.costs_taxonomy_code and len(option.transfers) < 5:
+            option.transfers.append(TransferInput(amount_cents=cost, taxonomy_code=policy.costs_taxonomy_code,
+                                                  iban=position.service.account.iban,
+                                                  beneficiary_fiscal_code=creditor_cf,
+                                                  remittance="Spese del sollecito"))
+        else:
+            own = next((t for t in option.transfers if t.beneficiary_fiscal_code in (None, creditor_cf)),
+                       option.transfers[0])
+            own.amount_cents += cost
+    changes.update_position(session, position, data, actor=actor, actor_user_id=user_id,
+                            reason="Sollecito: spese addebitate e nuovo termine di pagamento", today=today)
+
+
+def litigate_one(session: Session, position: Position, *, creditor: Creditor, batch: CollectionBatch,
+                 policy: CollectionPolicy, rates, today: date, actor: str,
+                 client: GPDClient | None) -> tuple[str, str | None, int | None]:
+    """Move one position to litigation and re-issue it (see the module docstring); (outcome, message, new id)."""
+    changes.lock(session, position)
+    existing = session.scalar(sa.select(Position).where(
+        Position.creditor_id == creditor.id, Position.source == LITIGATION_SOURCE,
+        Position.external_id == _external_id(position)))
+    if existing is not None:
+        return "litigated", "Già riemessa.", existing.id
+    if position.status not in LITIGABLE:
+        return "skipped", "Non più da portare in contenzioso: pagata, annullata o già in contenzioso.", None
+    if position.paid_cents or any(o.status == OptionStatus.PAID for o in position.options):
+        return "skipped", "Pagata in parte: va riemessa per il solo residuo, a mano.", None
+    if policy.requires_reminder and not any(r.deadline < today for r in _reminders(session, position)):
+        return "skipped", "Il termine del sollecito non è ancora scaduto.", None
+    if position.pagopa_synced_target == "published":
+        if client is None:
+            return "retry", "pagoPA non configurato: impossibile verificare che non sia stata pagata.", None
+        try:
+            remote = client.get(creditor.fiscal_code, position.iupd)
+        except DebtPositionNotFound:
+            remote = None
+        except PagoPAError as exc:
+            return "retry", f"pagoPA non raggiungibile, si riprova riprendendo il lotto: {exc}"[:500], None
+        if remote is not None and (remote.status in GPD_PAID_STATUSES
+                                   or any(o.status != "PO_UNPAID" for o in remote.options)):
+            return ("paid", "Il cittadino ha appena pagato su pagoPA: la posizione non passa al contenzioso "
+                            "(la ricevuta è in arrivo).", None)
+    plan = plan_assessment(session, position, policy, rates, today)
+    user_id = _user_id(actor)
+    data = _assessment_input(position, creditor, policy, plan)
+    new, _ = ledger.create_position(session, creditor, data, actor=actor, actor_user_id=user_id, today=today)
+    new.replaces_id = position.id
+    lines = plan.breakdown.as_dicts()
+    ledger.transition(session, position, S.IN_LITIGATION, actor=actor, actor_user_id=user_id, batch_id=batch.id,
+                      new_position_id=new.id, reason="Avviso di accertamento esecutivo")
+    for option in position.options:
+        if option.status == OptionStatus.UNPAID:
+            option.status = OptionStatus.CANCELLED
+    if position.pagopa_target != "absent":
+        from portal.ledger import sync_state
+
+        sync_state.request_sync(session, position, target="invalid", actor_user_id=user_id)
+    ledger.record_event(session, position, "reissued", actor=actor, actor_user_id=user_id, new_position_id=new.id,
+                        new_iupd=new.iupd, amount_cents=new.amount_cents)
+    ledger.record_event(session, new, "reissue_of", actor=actor, actor_user_id=user_id, old_position_id=position.id,
+                        old_iupd=position.iupd, breakdown=lines, deadline=plan.deadline.isoformat(),
+                        batch_id=batch.id)
+    session.flush()
+    return "litigated", None, new.id
+
+
+def _external_id(position: Position) -> str:
+    return f"accertamento:{position.id}"
+
+
+def _assessment_input(position: Position, creditor: Creditor, policy: CollectionPolicy,
+                      plan: PlannedAssessment) -> PositionInput:
+    """The new position: one single payment whose transfers split the breakdown (see the module docstring)."""
+    bd = plan.breakdown
+    groups: dict[tuple, int] = {}
+    unpaid = [o for o in position.options if o.status == OptionStatus.UNPAID]
+    single = next((o for o in unpaid if o.kind == "single"), None)
+    for option in [single] if single else unpaid:
+        for t in option.transfers:
+            key = (t.beneficiary_fiscal_code, t.beneficiary_name, t.iban, t.taxonomy_code)
+            groups[key] = groups.get(key, 0) + t.amount_cents
+    if not groups:
+        groups[(creditor.fiscal_code, creditor.name, position.service.account.iban, position.service.taxonomy_code)] = 1
+    keys = list(groups)
+    taxes = charges.split_by_shares(plan.tax_cents, [groups[k] for k in keys])
+    penalties = charges.split_by_shares(bd.amount("penalty"), [groups[k] for k in keys])
+    interests = charges.split_by_shares(bd.amount("interest"), [groups[k] for k in keys])
+    costs = bd.amount("notification") + bd.amount("reminder")
+    own_tax, own_penalty, transfers = [], 0, []
+    tax_code = policy.assessment_taxonomy_code
+    for key, tax, pen, intr in zip(keys, taxes, penalties, interests, strict=True):
+        cf, name, iban, taxonomy = key
+        if cf != creditor.fiscal_code:
+            transfers.append(TransferInput(amount_cents=tax + pen + intr, iban=iban, taxonomy_code=taxonomy,
+                                           beneficiary_fiscal_code=cf, beneficiary_name=name,
+                                           remittance=f"Accertamento: quota {name}: tributo, sanzione, interessi"
+                                           [:140]))
+            continue
+        separate = bool(policy.penalty_taxonomy_code)
+        own_penalty += pen + intr if separate else 0
+        own_tax.append(TransferInput(amount_cents=tax + (0 if separate else pen + intr), iban=iban,
+                                     taxonomy_code=tax_code or taxonomy, beneficiary_fiscal_code=cf,
+                                     beneficiary_name=name, remittance="Accertamento: tributo"
+                                     + ("" if separate else ", sanzione e interessi")))
+    if not own_tax:
+        own_tax.append(TransferInput(amount_cents=0, iban=position.service.account.iban,
+                                     taxonomy_code=tax_code or position.service.taxonomy_code,
+                                     beneficiary_fiscal_code=creditor.fiscal_code, beneficiary_name=creditor.name,
+                                     remittance="Accertamento: spese"))
+    extra = []
+    if own_penalty:
+        extra.append(TransferInput(amount_cents=own_penalty, iban=position.service.account.iban,
+                                   taxonomy_code=policy.penalty_taxonomy_code,
+                                   beneficiary_fiscal_code=creditor.fiscal_code, beneficiary_name=creditor.name,
+                                   remittance="Accertamento: sanzione e interessi"))
+    if costs and policy.costs_taxonomy_code:
+        extra.append(TransferInput(amount_cents=costs, iban=position.service.account.iban,
+                                   taxonomy_code=policy.costs_taxonomy_code,
+                                   beneficiary_fiscal_code=creditor.fiscal_code, beneficiary_name=creditor.name,
+                                   remittance="Accertamento: spese di notifica"))
+    elif costs:
+        own_tax[0].amount_cents += costs
+        own_tax[0].remittance = (own_tax[0].remittance or "") + " e spese"
+    all_transfers = [t for t in own_tax + transfers + extra if t.amount_cents > 0]
+    while len(all_transfers) > 5:  # GPD takes at most five: fold the extra ones into the first own transfer
+        folded = all_transfers.pop()
+        all_transfers[0].amount_cents += folded.amount_cents
+    d = position.debtor
+    subject = f"Avviso di accertamento esecutivo - {position.subject}"[:140]
+    return PositionInput(
+        service_id=position.service_id,
+        debtor=DebtorInput(fiscal_code=d.fiscal_code, name=d.name, kind=d.kind, street=d.street,
+                           civic_number=d.civic_number, postal_code=d.postal_code, city=d.city, province=d.province,
+                           country=d.country or "IT", email=d.email, pec=d.pec, phone=d.phone),
+        subject=subject,
+        single=OptionInput(amount_cents=bd.cents, due_date=plan.deadline, transfers=all_transfers),
+        external_id=_external_id(position),
+        source=LITIGATION_SOURCE,
+    )
