@@ -2,7 +2,7 @@
 reminder/litigation batches and their items, and the officers' daily overdue digest setting.
 
 Revision ID: e0212333692a
-Revises: 42a973fd2cd3
+Revises: 5431db4aa6d0
 Create Date: 2026-12-07 14:56:40.396560
 
 """
@@ -17,7 +17,7 @@ import portal.ledger.types
 
 # revision identifiers, used by Alembic.
 revision = 'e0212333692a'
-down_revision = '42a973fd2cd3'
+down_revision = '5431db4aa6d0'
 branch_labels = None
 depends_on = None
 
