@@ -218,6 +218,18 @@ def sync_status():
                f"con errore: {summary.failing}.")
 
 
+fdr_cli = AppGroup("fdr", help="Flussi di rendicontazione pagoPA (FdR).")
+
+
+@fdr_cli.command("sync")
+def fdr_sync():
+    """Fetch and reconcile the new reporting flows now (what the periodic job does every 30 minutes)."""
+    from portal.jobs.tasks import reconcile_flows
+
+    click.echo(reconcile_flows(db.session).summary() + ".")
+    db.session.commit()
+
+
 notices_cli = AppGroup("notices", help="Avvisi di pagamento pagoPA (PDF).")
 
 
@@ -448,6 +460,6 @@ def register(app) -> None:
     """Add the command groups to the app's CLI."""
     from portal.api.cli import api_cli
 
-    for group in (demo_cli, positions_cli, users_cli, rq_cli, sync_cli, notices_cli, api_cli, imports_cli):
+    for group in (demo_cli, positions_cli, users_cli, rq_cli, sync_cli, fdr_cli, notices_cli, api_cli, imports_cli):
         app.cli.add_command(group)
     app.cli.add_command(doctor)

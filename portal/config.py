@@ -155,6 +155,9 @@ def load_config(env: dict | None = None) -> dict:
         # Bulk uploads (Importazioni): where each uploaded file is kept with its report (a volume shared by the
         # web nodes and the workers, like NOTICES_DIR); the largest file is MAX_UPLOAD_MB.
         "IMPORTS_DIR": env.get("IMPORTS_DIR") or str(ROOT / "instance" / "imports"),
+        # Reporting flows (FdR): a receipt paid this many days ago that no flow reported yet becomes an anomaly on
+        # the Rendicontazione page (0: never). PSPs report within a few working days.
+        "FDR_UNREPORTED_DAYS": _int(env, "FDR_UNREPORTED_DAYS", 10),
         # Citizens' portal: how long a citizen waits for pagoPA before being offered a retry (the publication goes
         # on in the background), and how many form posts and notice look-ups a client address may make per minute
         # and a fiscal code per hour.

@@ -7,6 +7,7 @@ from portal.citizen_payments.models import CitizenPayment, CitizenPaymentItem  #
 from portal.forms_builder.models import PaymentForm  # noqa: F401
 from portal.imports.models import Import, ImportMapping, ImportRowError  # noqa: F401
 from portal.jobs.models import JobRecord, SchedulerHeartbeat  # noqa: F401
+from portal.ledger.flows import ReportedPayment, ReportingAnomaly, ReportingFlow  # noqa: F401
 from portal.ledger.models import (  # noqa: F401
     Account,
     Creditor,

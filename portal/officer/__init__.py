@@ -15,6 +15,7 @@ from portal.officer import (  # noqa: E402,F401
     notices,
     positions,
     publishing,
+    reporting,
     settings,
     views,
 )

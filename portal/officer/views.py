@@ -26,6 +26,7 @@ MENU = (
     ("officer.citizen", "Contribuente", ANY_ROLE),
     ("officer.billruns", "Bollettazioni", ANY_ROLE),
     ("officer.anomalies_list", "Anomalie", ANY_ROLE),
+    ("officer.reporting_flows", "Rendicontazione", ANY_ROLE),
     ("officer.jobs", "Attività", (Role.ADMIN,)),
     ("officer.settings", "Impostazioni", (Role.ADMIN,)),
 )
