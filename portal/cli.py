@@ -230,6 +230,47 @@ def fdr_sync():
     db.session.commit()
 
 
+webhooks_cli = AppGroup("webhooks", help="Webhook verso i sistemi del Comune.")
+
+
+@webhooks_cli.command("add")
+@click.argument("url")
+@click.option("--secret", help="Segreto per la firma (almeno 16 caratteri); senza, ne viene generato uno.")
+@click.option("--event", "events", multiple=True, help="Evento (ripetibile; nessuno: tutti).")
+@click.option("--service", "service_codes", multiple=True, help="Codice di un servizio (ripetibile; nessuno: tutti).")
+@click.option("--creditor", "creditor_fiscal_code", help="Codice fiscale dell'ente (se ce n'è più di uno).")
+def webhooks_add(url: str, secret: str | None, events: tuple[str, ...], service_codes: tuple[str, ...],
+                 creditor_fiscal_code: str | None):
+    """Add a subscriber; its secret is printed on the last line (shown only now)."""
+    from flask import current_app
+
+    from portal.api.cli import _creditor
+    from portal.webhooks import services
+
+    try:
+        subscriber, secret = services.add_subscriber(
+            db.session, _creditor(creditor_fiscal_code), url=url, events=list(events), secret=secret,
+            service_codes=[c.upper() for c in service_codes],
+            allow_private=bool(current_app.config.get("WEBHOOKS_ALLOW_PRIVATE")))
+    except services.SubscriberError as exc:
+        raise click.ClickException(str(exc)) from None
+    db.session.commit()
+    click.echo(f"Destinatario {subscriber.id} aggiunto: {url}")
+    click.echo(secret)
+
+
+@webhooks_cli.command("deliver")
+@click.option("--seconds", default=50.0, show_default=True, help="Per quanto tempo al massimo.")
+def webhooks_deliver(seconds: float):
+    """Send the due deliveries now, in this process (what the delivery job does)."""
+    from flask import current_app
+
+    from portal.webhooks.delivery import DeliverySettings, deliver_due
+
+    counts = deliver_due(db.session, DeliverySettings.from_config(current_app.config), max_seconds=seconds)
+    click.echo(f"Consegnati {counts['delivered']}, da ritentare {counts['pending']}, falliti {counts['failed']}.")
+
+
 notices_cli = AppGroup("notices", help="Avvisi di pagamento pagoPA (PDF).")
 
 
@@ -460,6 +501,7 @@ def register(app) -> None:
     """Add the command groups to the app's CLI."""
     from portal.api.cli import api_cli
 
-    for group in (demo_cli, positions_cli, users_cli, rq_cli, sync_cli, fdr_cli, notices_cli, api_cli, imports_cli):
+    for group in (demo_cli, positions_cli, users_cli, rq_cli, sync_cli, fdr_cli, webhooks_cli, notices_cli, api_cli,
+                  imports_cli):
         app.cli.add_command(group)
     app.cli.add_command(doctor)

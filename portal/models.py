@@ -22,3 +22,10 @@ from portal.ledger.models import (  # noqa: F401
 )
 from portal.notices.models import BillRun, BillRunChunk, BillRunItem, NoticeDelivery  # noqa: F401
 from portal.ratelimit import RateCounter  # noqa: F401
+from portal.webhooks import events as _webhook_events  # noqa: F401,E402  (registers the session listener)
+from portal.webhooks.models import (  # noqa: F401,E402
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookSubscriber,
+    webhook_subscriber_services,
+)

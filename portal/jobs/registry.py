@@ -23,6 +23,7 @@ KINDS = {
     "notices": "Avvisi e bollettazioni",
     "imports": "Importazioni",
     "mail": "E-mail",
+    "webhooks": "Webhook",
     "maintenance": "Manutenzione",
     "test": "Prova",
 }

@@ -120,6 +120,18 @@ def sync_reporting_flows(session: Session):
     return Outcome(total.summary(), idle=total.recorded == 0 and total.not_reported == 0)
 
 
+@task("default", label="Invio dei webhook ai sistemi del Comune", kind="webhooks", every=60,
+      timeout=120, ttl=600, retry_max=0)
+def deliver_webhooks(session: Session):
+    """Send every due webhook delivery (asked for after each change, and every minute for the retries)."""
+    from portal.webhooks.delivery import DeliverySettings, deliver_due
+
+    counts = deliver_due(session, DeliverySettings.from_config(current_app.config))
+    sent = sum(counts.values())
+    return Outcome(f"{counts['delivered']} consegnati, {counts['pending']} da ritentare, {counts['failed']} falliti",
+                   idle=sent == 0)
+
+
 @task("default", label="Pulizia dello storico delle attività", kind="maintenance", every=24 * 3600,
       timeout=600, ttl=3600, retry_max=0)
 def purge_job_records(session: Session):
