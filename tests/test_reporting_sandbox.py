@@ -73,6 +73,32 @@ def run_sync(app):
 
 def test_three_paid_notices_come_back_in_a_flow_and_become_reported(app, ctx, jobs, sandbox_url, creditor, service,
                                                                     client, login, make_user):
+    from portal.webhooks import services as webhooks
+    from portal.webhooks.delivery import DeliverySettings, deliver_due, verify
+    from tests.webhook_support import receiving
+
+    with receiving() as (receiver, hook_url):
+        webhooks.add_subscriber(db.session, creditor, url=hook_url, secret="whsec_e2e_secret_000000", allow_private=True)
+        db.session.commit()
+        ids, flow = _pay_and_reconcile(app, jobs, sandbox_url, creditor, service)
+        deliver_due(db.session, DeliverySettings(allow_private=True, timeout=5), max_seconds=20)
+    for position_id in ids:
+        position = db.session.get(Position, position_id)
+        calls = [c for c in receiver.calls if f'"iupd":"{position.iupd}"' in c["body"]]
+        assert [c["headers"]["Paybox-Event"] for c in calls] == ["position.paid", "position.reported"]
+        assert all(verify("whsec_e2e_secret_000000", c["headers"]["Paybox-Signature"], c["body"]) for c in calls)
+        assert f'"flow_id":"{flow.fdr}"' in calls[1]["body"]
+
+    login(make_user("consulta", role="viewer"))
+    page = client.get("/officer/reporting").get_data(as_text=True)
+    assert f'data-flow="{flow.fdr}"' in page
+    assert "78,49" in page
+    detail = client.get(f"/officer/reporting/flows/{flow.id}").get_data(as_text=True)
+    assert detail.count('data-outcome="matched"') == 3
+    assert "Scarica ora" not in page  # admins only
+
+
+def _pay_and_reconcile(app, jobs, sandbox_url, creditor, service):
     ids = pay_three(app, jobs, sandbox_url, creditor, service)
     published = requests.post(f"{sandbox_url}/sandbox/fdr/publish", json={}, timeout=5).json()["flows"]
     assert len(published) == 1
@@ -89,14 +115,7 @@ def test_three_paid_notices_come_back_in_a_flow_and_become_reported(app, ctx, jo
         assert event.details["flow_id"] == flow.fdr
     # Running again finds nothing new.
     assert run_sync(app).recorded == 0
-
-    login(make_user("consulta", role="viewer"))
-    page = client.get("/officer/reporting").get_data(as_text=True)
-    assert f'data-flow="{flow.fdr}"' in page
-    assert "78,49" in page
-    detail = client.get(f"/officer/reporting/flows/{flow.id}").get_data(as_text=True)
-    assert detail.count('data-outcome="matched"') == 3
-    assert "Scarica ora" not in page  # admins only
+    return ids, flow
 
 
 def psp_server(pay: str):

@@ -284,3 +284,34 @@ def test_a_worker_killed_mid_burst_loses_nothing(app, ctx, creditor, make_positi
     assert len(event_ids) == burst
     assert received == event_ids  # every event at least once
     assert {d.status for d in deliveries()} == {"delivered"}
+
+
+def test_an_admin_adds_a_subscriber_sees_the_secret_once_and_sends_a_failed_delivery_again(
+        ctx, client, login, make_user, creditor, make_position):
+    login(make_user("admin", role="admin"))
+    with receiving(default=500) as (receiver, url):
+        page = client.post("/officer/settings/webhooks", data={"url": url + "/hook", "events": ["position.paid"]})
+        assert page.status_code == 200
+        html = page.get_data(as_text=True)
+        assert 'data-testid="webhook-secret"' in html
+        assert page.headers["Cache-Control"] == "no-store"
+        assert 'data-testid="webhook-secret"' not in client.get("/officer/settings/webhooks").get_data(as_text=True)
+        [subscriber] = services.list_subscribers(db.session, creditor.id)
+        assert subscriber.events == ["position.paid"]
+        refused = client.post("/officer/settings/webhooks", data={"url": "gopher://x"})
+        assert refused.status_code == 422
+        pay(creditor, make_position)
+        db.session.execute(sa.update(WebhookDelivery).values(retry_until=utcnow()))
+        db.session.commit()
+        run()
+        log = client.get(f"/officer/settings/webhooks/deliveries?subscriber={subscriber.id}").get_data(as_text=True)
+        assert 'data-status="failed"' in log
+        assert "HTTP 500" in log
+        receiver.default = 200
+        assert client.post(f"/officer/settings/webhooks/{subscriber.id}/resend-failed").status_code == 303
+        run()
+    assert deliveries()[0].status == "delivered"
+    viewer = make_user("consulta", role="viewer")
+    client.post("/officer/logout")
+    login(viewer)
+    assert client.get("/officer/settings/webhooks").status_code == 403

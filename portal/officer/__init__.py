@@ -18,4 +18,5 @@ from portal.officer import (  # noqa: E402,F401
     reporting,
     settings,
     views,
+    webhooks,
 )
