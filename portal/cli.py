@@ -271,6 +271,36 @@ def webhooks_deliver(seconds: float):
     click.echo(f"Consegnati {counts['delivered']}, da ritentare {counts['pending']}, falliti {counts['failed']}.")
 
 
+payments_cli = AppGroup("payments", help="Pagamenti incassati (esportazioni per la ragioneria).")
+
+
+@payments_cli.command("export")
+@click.argument("path", type=click.Path(dir_okay=False, writable=True))
+@click.option("--from", "day_from", required=True, type=click.DateTime(formats=["%Y-%m-%d"]), help="AAAA-MM-GG")
+@click.option("--to", "day_to", required=True, type=click.DateTime(formats=["%Y-%m-%d"]), help="AAAA-MM-GG")
+@click.option("--by", type=click.Choice(["paid", "regulation"]), default="paid", show_default=True,
+              help="Per data di pagamento o di regolamento (bonifico al tesoriere).")
+@click.option("--layout", type=click.Choice(["it", "machine"]), default="it", show_default=True)
+@click.option("--creditor", "creditor_fiscal_code", help="Codice fiscale dell'ente (se ce n'è più di uno).")
+def payments_export(path: str, day_from, day_to, by: str, layout: str, creditor_fiscal_code: str | None):
+    """Every transfer paid in the period, with its receipt and flow, and totals per service and beneficiary."""
+    from portal.api.cli import _creditor
+    from portal.reports import exports, payments
+
+    creditor = _creditor(creditor_fiscal_code)
+    rows = payments.payment_rows(db.session, creditor.id, day_from.date(), day_to.date(), by=by)
+    chosen = payments.LAYOUTS[layout]
+    if path.lower().endswith(".xlsx"):
+        with open(path, "wb") as out:
+            count = exports.write_xlsx(out, rows, layout=chosen)
+    elif path.lower().endswith(".csv"):
+        with open(path, "w", encoding="utf-8", newline="") as out:
+            count = exports.write_csv(out, rows, layout=chosen)
+    else:
+        raise click.ClickException("Il file deve terminare con .csv o .xlsx.")
+    click.echo(f"{count} righe scritte in {path}.")
+
+
 notices_cli = AppGroup("notices", help="Avvisi di pagamento pagoPA (PDF).")
 
 
@@ -501,7 +531,7 @@ def register(app) -> None:
     """Add the command groups to the app's CLI."""
     from portal.api.cli import api_cli
 
-    for group in (demo_cli, positions_cli, users_cli, rq_cli, sync_cli, fdr_cli, webhooks_cli, notices_cli, api_cli,
-                  imports_cli):
+    for group in (demo_cli, positions_cli, users_cli, rq_cli, sync_cli, fdr_cli, webhooks_cli, payments_cli,
+                  notices_cli, api_cli, imports_cli):
         app.cli.add_command(group)
     app.cli.add_command(doctor)

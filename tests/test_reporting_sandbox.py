@@ -72,13 +72,14 @@ def run_sync(app):
 
 
 def test_three_paid_notices_come_back_in_a_flow_and_become_reported(app, ctx, jobs, sandbox_url, creditor, service,
-                                                                    client, login, make_user):
+                                                                    client, login, make_user, tmp_path):
     from portal.webhooks import services as webhooks
     from portal.webhooks.delivery import DeliverySettings, deliver_due, verify
     from tests.webhook_support import receiving
 
     with receiving() as (receiver, hook_url):
-        webhooks.add_subscriber(db.session, creditor, url=hook_url, secret="whsec_e2e_secret_000000", allow_private=True)
+        webhooks.add_subscriber(db.session, creditor, url=hook_url, secret="whsec_e2e_secret_000000",
+                                allow_private=True)
         db.session.commit()
         ids, flow = _pay_and_reconcile(app, jobs, sandbox_url, creditor, service)
         deliver_due(db.session, DeliverySettings(allow_private=True, timeout=5), max_seconds=20)
@@ -96,6 +97,23 @@ def test_three_paid_notices_come_back_in_a_flow_and_become_reported(app, ctx, jo
     detail = client.get(f"/officer/reporting/flows/{flow.id}").get_data(as_text=True)
     assert detail.count('data-outcome="matched"') == 3
     assert "Scarica ora" not in page  # admins only
+
+    # The accounting export by regulation date: its totals equal the flow's.
+    day = flow.regulation_date.isoformat()
+    export = client.get(f"/officer/reporting/export?from={day}&to={day}&by=regulation&layout=machine")
+    import csv
+    import io
+
+    rows = list(csv.DictReader(io.StringIO(export.get_data(as_text=True))))
+    payments_rows = [r for r in rows if r["row_type"] == "payment"]
+    assert len(payments_rows) == 3
+    assert {r["flow_id"] for r in payments_rows} == {flow.fdr}
+    [service_total] = [r for r in rows if r["row_type"] == "service_total"]
+    assert int(service_total["amount_cents"]) == flow.sum_cents
+    cli = app.test_cli_runner().invoke(args=["payments", "export", str(tmp_path / "p.xlsx"), "--from", day,
+                                             "--to", day, "--by", "regulation"])
+    assert cli.exit_code == 0, cli.output
+    assert "5 righe" in cli.output  # 3 payments, 1 service total, 1 beneficiary total
 
 
 def _pay_and_reconcile(app, jobs, sandbox_url, creditor, service):

@@ -97,3 +97,36 @@ def reporting_sync():
                     creditor_id=current_user.creditor_id)
     flash("Download dei flussi di rendicontazione avviato: l'esito è tra le attività.", "success")
     return redirect(url_for("officer.reporting_flows"))
+
+
+@bp.route("/reporting/export")
+@roles_required(*ANY_ROLE)
+def reporting_export():
+    """The accounting export of a period (``from``/``to`` AAAA-MM-GG, ``by`` paid|regulation), CSV or XLSX."""
+    from datetime import date
+
+    from flask import Response, stream_with_context
+
+    from portal.reports import exports, payments
+
+    try:
+        day_from = date.fromisoformat(request.args.get("from", ""))
+        day_to = date.fromisoformat(request.args.get("to", ""))
+    except ValueError:
+        flash("Indicare il periodo con date valide (dal, al).", "danger")
+        return redirect(url_for("officer.reporting_flows"))
+    by = request.args.get("by") if request.args.get("by") in payments.BY else "paid"
+    layout = payments.LAYOUTS.get(request.args.get("layout", "it"), payments.ITALIAN)
+    scope = _scope()
+    rows = payments.payment_rows(db.session, current_user.creditor_id, day_from, day_to, by=by,
+                                 service_ids=None if scope is None else set(scope))
+    name = f"pagamenti_{by}_{day_from:%Y%m%d}_{day_to:%Y%m%d}"
+    if request.args.get("format") == "xlsx":
+        import io
+
+        buffer = io.BytesIO()
+        exports.write_xlsx(buffer, rows, layout=layout)
+        return Response(buffer.getvalue(), mimetype=exports.XLSX_MIMETYPE,
+                        headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'})
+    return Response(stream_with_context(exports.iter_csv(rows, layout=layout)), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
