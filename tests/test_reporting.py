@@ -246,3 +246,20 @@ def test_resolving_an_anomaly_needs_a_note_and_goes_on_the_timeline(ctx, credito
     assert event.details["note"] == "Il PSP ha trattenuto 2,50 €"
     flt = reporting_anomalies.AnomalyFilter(include_resolved=True, kind=reporting.AMOUNT_MISMATCH)
     assert reporting_anomalies.list_anomalies(db.session, creditor.id, flt) == [anomaly]
+
+
+def test_the_accounting_export_is_formula_safe_and_totals_per_service(ctx, creditor, make_position):
+    import io
+
+    from portal.reports import exports, payments
+
+    position, receipt = paid(make_position, amount=4250, name="=HYPERLINK(\"http://x\")")
+    day = receipt.payment_at.astimezone(exports.ROME).date()
+    out = io.StringIO()
+    count = exports.write_csv(out, payments.payment_rows(db.session, creditor.id, day, day), layout=payments.ITALIAN)
+    assert count == 3  # the payment, its service total, its beneficiary total
+    text = out.getvalue()
+    assert "'=HYPERLINK" in text
+    assert "42,50" in text
+    assert "Totale servizio" in text
+    assert list(payments.payment_rows(db.session, creditor.id, day, day, by="regulation")) == []  # not reported yet
