@@ -192,3 +192,15 @@ def test_an_admin_asks_for_the_download_now(app, ctx, jobs, client, login, make_
     response = client.post("/officer/reporting/sync")
     assert response.status_code == 302
     assert [job.task for job in jobs.pending] == ["sync_reporting_flows"]
+
+
+def test_the_demo_button_has_the_sandbox_publish_and_fetches_the_flows(app, ctx, jobs, sandbox_url, creditor, service,
+                                                                       client, login, make_user, monkeypatch):
+    [position_id] = pay_three(app, jobs, sandbox_url, creditor, service, amounts=(1500,))
+    monkeypatch.setitem(app.config, "PAGOPA_SANDBOX_URL", sandbox_url)
+    login(make_user("admin", role="admin"))
+    assert "Sandbox: fai pubblicare" in client.get("/officer/reporting").get_data(as_text=True)
+    assert client.post("/officer/reporting/sandbox-publish").status_code == 302
+    jobs.run_pending()
+    db.session.expire_all()
+    assert db.session.get(Position, position_id).status == PositionStatus.REPORTED

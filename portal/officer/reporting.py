@@ -5,7 +5,7 @@ flows (a scoped officer sees the lines and anomalies of their services only, and
 services' money); operators and admins resolve anomalies with a note; admins ask for a download of the flows now.
 """
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from jinja2_fragments.flask import render_block
 
@@ -44,7 +44,8 @@ def reporting_flows():
         anomalies=reporting_anomalies.list_anomalies(db.session, creditor_id, flt),
         counts=reporting_anomalies.count_open(db.session, creditor_id, flt.scope), flt=flt,
         kinds=reporting_anomalies.KINDS, form=ResolveAnomalyForm(), sync_form=EmptyForm(),
-        show_superseded=request.args.get("superseded") == "1")
+        show_superseded=request.args.get("superseded") == "1",
+        sandbox=bool(current_app.config.get("PAGOPA_SANDBOX_URL")))
 
 
 @bp.route("/reporting/flows/<int:flow_id>")
@@ -96,6 +97,31 @@ def reporting_sync():
     outbox.schedule(db.session, SYNC_TASK, job_id=f"periodic-{SYNC_TASK}", created_by_id=current_user.id,
                     creditor_id=current_user.creditor_id)
     flash("Download dei flussi di rendicontazione avviato: l'esito è tra le attività.", "success")
+    return redirect(url_for("officer.reporting_flows"))
+
+
+@bp.route("/reporting/sandbox-publish", methods=["POST"])
+@roles_required(Role.ADMIN)
+def reporting_sandbox_publish():
+    """Demo only (the sandbox configured): the sandbox's PSP publishes flows for what it was paid, then we fetch."""
+    import requests
+
+    from portal import outbox
+    from portal.ledger.models import Creditor
+
+    sandbox = current_app.config.get("PAGOPA_SANDBOX_URL")
+    if not sandbox or not EmptyForm().validate_on_submit():
+        abort(404 if not sandbox else 400)
+    creditor = db.session.get(Creditor, current_user.creditor_id)
+    try:
+        flows = requests.post(f"{sandbox}/sandbox/fdr/publish", json={"organization": creditor.fiscal_code},
+                              timeout=10).json().get("flows", [])
+    except (requests.RequestException, ValueError):
+        flash("La sandbox pagoPA non risponde.", "danger")
+        return redirect(url_for("officer.reporting_flows"))
+    outbox.schedule(db.session, SYNC_TASK, job_id=f"periodic-{SYNC_TASK}", created_by_id=current_user.id,
+                    creditor_id=current_user.creditor_id)
+    flash(f"La sandbox ha pubblicato {len(flows)} flussi; il download è avviato.", "success")
     return redirect(url_for("officer.reporting_flows"))
 
 
