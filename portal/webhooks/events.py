@@ -9,6 +9,8 @@ commit together or not at all; the domain does not know webhooks exist.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import uuid
 from datetime import datetime
@@ -83,12 +85,20 @@ def import_data(imp: Import) -> dict:
                        "positions_refused": imp.positions_refused}}
 
 
-def record(session: Session, creditor_id: int, name: str, data: dict, *, position_id: int | None = None,
+def _wanted(session: Session, creditor_id: int, name: str, service_id: int | None) -> list[WebhookSubscriber]:
+    return [s for s in _subscribers(session, creditor_id) if s.wants(name, service_id)]
+
+
+def record(session: Session, creditor_id: int, name: str, data, *, position_id: int | None = None,
            service_id: int | None = None, now: datetime | None = None) -> WebhookEvent | None:
-    """Write one event and its deliveries to the subscribers that want it (none: nothing is written)."""
-    subscribers = [s for s in _subscribers(session, creditor_id) if s.wants(name, service_id)]
+    """Write one event and its deliveries to the subscribers that want it (none: nothing is written).
+
+    :param data: the body's ``data``, or a callable building it (called only when someone wants the event).
+    """
+    subscribers = _wanted(session, creditor_id, name, service_id)
     if not subscribers:
         return None
+    data = data() if callable(data) else data
     now = now or utcnow()
     event_id = str(uuid.uuid4())
     fiscal_code = session.scalar(sa.select(Creditor.fiscal_code).where(Creditor.id == creditor_id))
@@ -115,9 +125,25 @@ def _subscribers(session: Session, creditor_id: int) -> list[WebhookSubscriber]:
     return cache[creditor_id]
 
 
+_paused: contextvars.ContextVar[bool] = contextvars.ContextVar("paybox_webhooks_paused", default=False)
+
+
+@contextlib.contextmanager
+def paused():
+    """No webhook events inside the block: for tools working on a database older than the webhook tables
+    (migration tests, restores of old backups)."""
+    token = _paused.set(True)
+    try:
+        yield
+    finally:
+        _paused.reset(token)
+
+
 @sa_event.listens_for(Session, "after_flush")
 def _collect(session: Session, flush_context) -> None:
     """Note what this flush wrote that subscribers may hear of (bodies are built once the flush is over)."""
+    if _paused.get():
+        return
     found = []
     for obj in session.new:
         if isinstance(obj, Event) and obj.kind in KINDS:
@@ -141,10 +167,10 @@ def _emit(session: Session, flush_context) -> None:
         if what == "position":
             position = obj.position or session.get(Position, obj.position_id)
             record(session, position.creditor_id, KINDS[obj.kind],
-                   position_data(position, kind=obj.kind, details=obj.details or {}), position_id=position.id,
-                   service_id=position.service_id, now=obj.at)
+                   lambda p=position, e=obj: position_data(p, kind=e.kind, details=e.details or {}),
+                   position_id=position.id, service_id=position.service_id, now=obj.at)
         else:
-            record(session, obj.creditor_id, "import.finished", import_data(obj))
+            record(session, obj.creditor_id, "import.finished", lambda i=obj: import_data(i))
 
 
 @sa_event.listens_for(Session, "after_transaction_end")
