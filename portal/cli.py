@@ -214,6 +214,89 @@ def sync_status():
                f"con errore: {summary.failing}.")
 
 
+fdr_cli = AppGroup("fdr", help="Flussi di rendicontazione pagoPA (FdR).")
+
+
+@fdr_cli.command("sync")
+def fdr_sync():
+    """Fetch and reconcile the new reporting flows now (what the periodic job does every 30 minutes)."""
+    from portal.jobs.tasks import reconcile_flows
+
+    click.echo(reconcile_flows(db.session).summary() + ".")
+    db.session.commit()
+
+
+webhooks_cli = AppGroup("webhooks", help="Webhook verso i sistemi del Comune.")
+
+
+@webhooks_cli.command("add")
+@click.argument("url")
+@click.option("--secret", help="Segreto per la firma (almeno 16 caratteri); senza, ne viene generato uno.")
+@click.option("--event", "events", multiple=True, help="Evento (ripetibile; nessuno: tutti).")
+@click.option("--service", "service_codes", multiple=True, help="Codice di un servizio (ripetibile; nessuno: tutti).")
+@click.option("--creditor", "creditor_fiscal_code", help="Codice fiscale dell'ente (se ce n'è più di uno).")
+def webhooks_add(url: str, secret: str | None, events: tuple[str, ...], service_codes: tuple[str, ...],
+                 creditor_fiscal_code: str | None):
+    """Add a subscriber; its secret is printed on the last line (shown only now)."""
+    from flask import current_app
+
+    from portal.api.cli import _creditor
+    from portal.webhooks import services
+
+    try:
+        subscriber, secret = services.add_subscriber(
+            db.session, _creditor(creditor_fiscal_code), url=url, events=list(events), secret=secret,
+            service_codes=[c.upper() for c in service_codes],
+            allow_private=bool(current_app.config.get("WEBHOOKS_ALLOW_PRIVATE")))
+    except services.SubscriberError as exc:
+        raise click.ClickException(str(exc)) from None
+    db.session.commit()
+    click.echo(f"Destinatario {subscriber.id} aggiunto: {url}")
+    click.echo(secret)
+
+
+@webhooks_cli.command("deliver")
+@click.option("--seconds", default=50.0, show_default=True, help="Per quanto tempo al massimo.")
+def webhooks_deliver(seconds: float):
+    """Send the due deliveries now, in this process (what the delivery job does)."""
+    from flask import current_app
+
+    from portal.webhooks.delivery import DeliverySettings, deliver_due
+
+    counts = deliver_due(db.session, DeliverySettings.from_config(current_app.config), max_seconds=seconds)
+    click.echo(f"Consegnati {counts['delivered']}, da ritentare {counts['pending']}, falliti {counts['failed']}.")
+
+
+payments_cli = AppGroup("payments", help="Pagamenti incassati (esportazioni per la ragioneria).")
+
+
+@payments_cli.command("export")
+@click.argument("path", type=click.Path(dir_okay=False, writable=True))
+@click.option("--from", "day_from", required=True, type=click.DateTime(formats=["%Y-%m-%d"]), help="AAAA-MM-GG")
+@click.option("--to", "day_to", required=True, type=click.DateTime(formats=["%Y-%m-%d"]), help="AAAA-MM-GG")
+@click.option("--by", type=click.Choice(["paid", "regulation"]), default="paid", show_default=True,
+              help="Per data di pagamento o di regolamento (bonifico al tesoriere).")
+@click.option("--layout", type=click.Choice(["it", "machine"]), default="it", show_default=True)
+@click.option("--creditor", "creditor_fiscal_code", help="Codice fiscale dell'ente (se ce n'è più di uno).")
+def payments_export(path: str, day_from, day_to, by: str, layout: str, creditor_fiscal_code: str | None):
+    """Every transfer paid in the period, with its receipt and flow, and totals per service and beneficiary."""
+    from portal.api.cli import _creditor
+    from portal.reports import exports, payments
+
+    creditor = _creditor(creditor_fiscal_code)
+    rows = payments.payment_rows(db.session, creditor.id, day_from.date(), day_to.date(), by=by)
+    chosen = payments.LAYOUTS[layout]
+    if path.lower().endswith(".xlsx"):
+        with open(path, "wb") as out:
+            count = exports.write_xlsx(out, rows, layout=chosen)
+    elif path.lower().endswith(".csv"):
+        with open(path, "w", encoding="utf-8", newline="") as out:
+            count = exports.write_csv(out, rows, layout=chosen)
+    else:
+        raise click.ClickException("Il file deve terminare con .csv o .xlsx.")
+    click.echo(f"{count} righe scritte in {path}.")
+
+
 notices_cli = AppGroup("notices", help="Avvisi di pagamento pagoPA (PDF).")
 
 
@@ -474,7 +557,7 @@ def register(app) -> None:
     """Add the command groups to the app's CLI."""
     from portal.api.cli import api_cli
 
-    for group in (demo_cli, positions_cli, users_cli, rq_cli, sync_cli, notices_cli, api_cli, imports_cli,
-                  collections_cli):
+    for group in (demo_cli, positions_cli, users_cli, rq_cli, sync_cli, fdr_cli, webhooks_cli, payments_cli,
+                  notices_cli, api_cli, imports_cli, collections_cli):
         app.cli.add_command(group)
     app.cli.add_command(doctor)

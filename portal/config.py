@@ -155,6 +155,17 @@ def load_config(env: dict | None = None) -> dict:
         # Bulk uploads (Importazioni): where each uploaded file is kept with its report (a volume shared by the
         # web nodes and the workers, like NOTICES_DIR); the largest file is MAX_UPLOAD_MB.
         "IMPORTS_DIR": env.get("IMPORTS_DIR") or str(ROOT / "instance" / "imports"),
+        # Reporting flows (FdR): a receipt paid this many days ago that no flow reported yet becomes an anomaly on
+        # the Rendicontazione page (0: never). PSPs report within a few working days.
+        "FDR_UNREPORTED_DAYS": _int(env, "FDR_UNREPORTED_DAYS", 10),
+        # Webhooks to the Comune's systems: seconds a receiver has to answer; whether outbound calls may reach
+        # private and loopback addresses (refused in production unless set: SSRF); seconds a claimed delivery is
+        # held by its worker before another may retry it; deliveries per claim and parallel calls per worker.
+        "WEBHOOKS_TIMEOUT_SECONDS": _float(env, "WEBHOOKS_TIMEOUT_SECONDS", 5.0),
+        "WEBHOOKS_ALLOW_PRIVATE": _bool(env.get("WEBHOOKS_ALLOW_PRIVATE"), default=mode != "production"),
+        "WEBHOOKS_LEASE_SECONDS": _int(env, "WEBHOOKS_LEASE_SECONDS", 60),
+        "WEBHOOKS_BATCH": _int(env, "WEBHOOKS_BATCH", 100),
+        "WEBHOOKS_THREADS": _int(env, "WEBHOOKS_THREADS", 8),
         # Citizens' portal: how long a citizen waits for pagoPA before being offered a retry (the publication goes
         # on in the background), and how many form posts and notice look-ups a client address may make per minute
         # and a fiscal code per hour.

@@ -14,6 +14,7 @@ from portal.collections.models import (  # noqa: F401
 from portal.forms_builder.models import PaymentForm  # noqa: F401
 from portal.imports.models import Import, ImportMapping, ImportRowError  # noqa: F401
 from portal.jobs.models import JobRecord, SchedulerHeartbeat  # noqa: F401
+from portal.ledger.flows import ReportedPayment, ReportingAnomaly, ReportingFlow  # noqa: F401
 from portal.ledger.models import (  # noqa: F401
     Account,
     Creditor,
@@ -28,3 +29,10 @@ from portal.ledger.models import (  # noqa: F401
 )
 from portal.notices.models import BillRun, BillRunChunk, BillRunItem, NoticeDelivery  # noqa: F401
 from portal.ratelimit import RateCounter  # noqa: F401
+from portal.webhooks import events as _webhook_events  # noqa: F401,E402  (registers the session listener)
+from portal.webhooks.models import (  # noqa: F401,E402
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookSubscriber,
+    webhook_subscriber_services,
+)

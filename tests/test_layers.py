@@ -23,7 +23,8 @@ LAYERS = (
     {"portal.ledger", "portal.accounts", "portal.forms_builder"},
     # services and adapters (citizen payments: spontaneous and notices, Checkout, receipts)
     {"portal.settings", "portal.pagopa", "portal.notices", "portal.reports", "portal.mail", "portal.formatting",
-     "portal.imports", "portal.citizen_payments", "portal.collections"},
+     "portal.imports", "portal.citizen_payments", "portal.collections",
+     "portal.webhooks"},
     # jobs, and the demo data built from the services
     {"portal.jobs", "portal.demo"},
     # HTTP, command line, the app factory, the models index for migrations, operations (health, metrics, doctor)
@@ -33,7 +34,8 @@ RANK = {area: rank for rank, areas in enumerate(LAYERS) for area in areas}
 #: Areas that must not import Flask (or a Flask extension) themselves; they reach ``db`` through portal.extensions.
 NO_FLASK = {"portal.ledger", "portal.accounts", "portal.outbox", "portal.money", "portal.settings", "portal.timing",
             "portal.imports", "portal.metrics",
-            "portal.forms_builder", "portal.citizen_payments", "portal.ratelimit", "portal.collections"}
+            "portal.forms_builder", "portal.citizen_payments", "portal.ratelimit", "portal.collections",
+            "portal.webhooks"}
 #: Single modules that must not import Flask in an area that has views too.
 NO_FLASK_MODULES = {"portal.ops.health", "portal.ops.collectors", "portal.ops.doctor"}
 #: Areas that must not import prometheus-client: the domain is counted by the layers above it.

@@ -25,6 +25,10 @@ EVENTS = {
                       "installment_number": 2, "payment_method": "CP", "psp_name": "Banca", "stand_in": True,
                       "payment_at": "2027-01-10T10:00:00+00:00", "fee_cents": 150, "source": "paSendRTV2"}
        for status in PositionStatus},
+    # The flow's references (portal.ledger.reporting) override the generic status details.
+    "reported": {"previous": "paid", "flow_id": "2027-01-12BCITITMM-0001", "revision": 1, "regulation": "SCT-0001",
+                 "regulation_date": "2027-01-12", "psp_id": "BCITITMM", "psp_name": "Banca",
+                 "iuvs": ["01000000000000014"]},
     "installment_paid": {"option_kind": "installment", "payment_method": "BBT", "source": "receipts-api"},
     "receipt_flagged": {"flag": "amount_mismatch", "option_amount_cents": 10000, "position_status": "paid"},
     "receipt_resolved": {"flag": "unknown_iuv", "note": "Rimborsato"},
@@ -41,6 +45,14 @@ EVENTS = {
     "pagopa_updated": {"version": 2},
     "pagopa_invalidated": {"how": "invalidated"},
     "pagopa_deleted": {},
+    "option_reported": {"iuv": "01000000000000014", "notice_number": "301000000000000144",
+                        "flow_id": "2027-01-12BCITITMM-0001", "revision": 2, "regulation": "SCT-0001",
+                        "regulation_date": "2027-01-12", "psp_id": "BCITITMM", "psp_name": "Banca"},
+    "report_flagged": {"anomaly": "amount_mismatch", "flow_id": "2027-01-12BCITITMM-0001", "iuv": "01000000000000014",
+                       "amount_cents": 4200, "expected_cents": 4250},
+    "report_withdrawn": {"flow_id": "2027-01-12BCITITMM-0001", "revision": 2, "iuv": "01000000000000014",
+                         "amount_cents": 4250},
+    "report_resolved": {"anomaly": "report_withdrawn", "flow_id": "2027-01-12BCITITMM-0001", "note": "Verificato"},
     "publish_requested": {"selection": True},
     "updated": {"reason": "Superficie corretta", "version": 3, "notice_superseded": True, "changes": [
         ["subject", "TARI 2027", "TARI 2027 - rettifica"], ["debtor.postal_code", "00100", "00185"],

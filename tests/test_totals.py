@@ -177,7 +177,8 @@ def test_the_migration_sums_the_positions_already_there(tmp_path):
     """Upgrading a database that already holds positions fills the totals from them (nothing is lost)."""
     from flask_migrate import downgrade, upgrade
 
-    from portal.ledger.models import Creditor, Service
+    from portal.ledger.models import Creditor, PaymentOption, Service
+    from portal.webhooks import events as webhook_events
     from tests.test_concurrent_receipts import seed
     from tests.test_migrations import _script
     from tests.test_sqlite import _logging_kept
@@ -187,12 +188,16 @@ def test_the_migration_sums_the_positions_already_there(tmp_path):
         with _logging_kept():
             downgrade(revision=before)
         assert "position_totals" not in sa.inspect(db.engine).get_table_names()
-        # The models have the positions columns of later migrations: give them a stand-in while seeding.
-        there = {col["name"] for col in sa.inspect(db.engine).get_columns("positions")}
-        later = [c for c in Position.__table__.columns if c.name not in there]
-        for column in later:
-            db.session.execute(sa.text(f"ALTER TABLE positions ADD COLUMN {column.name} "
+        # The models have the columns of later migrations: give them a stand-in while seeding.
+        later = []
+        for table in (Position.__table__, PaymentOption.__table__):
+            there = {col["name"] for col in sa.inspect(db.engine).get_columns(table.name)}
+            later += [(table.name, c) for c in table.columns if c.name not in there]
+        for table_name, column in later:
+            db.session.execute(sa.text(f"ALTER TABLE {table_name} ADD COLUMN {column.name} "
                                        f"{column.type.compile(dialect=db.engine.dialect)}"))
+        webhooks_off = webhook_events.paused()  # their tables come later too
+        webhooks_off.__enter__()
         ids = seed(db.session)
         creditor = db.session.scalar(sa.select(Creditor))
         first, second = (db.session.get(Position, i) for i in ids[:2])
@@ -202,8 +207,9 @@ def test_the_migration_sums_the_positions_already_there(tmp_path):
         ledger.create_position(db.session, creditor, position_input(db.session.scalar(sa.select(Service)),
                                                                     amount=4321), actor="test", enqueue_sync=False)
         db.session.commit()
-        for column in later:
-            db.session.execute(sa.text(f"ALTER TABLE positions DROP COLUMN {column.name}"))
+        webhooks_off.__exit__(None, None, None)
+        for table_name, column in later:
+            db.session.execute(sa.text(f"ALTER TABLE {table_name} DROP COLUMN {column.name}"))
         db.session.commit()
         db.session.remove()
         with _logging_kept():

@@ -24,6 +24,7 @@ KINDS = {
     "imports": "Importazioni",
     "mail": "E-mail",
     "collections": "Solleciti e contenzioso",
+    "webhooks": "Webhook",
     "maintenance": "Manutenzione",
     "test": "Prova",
 }

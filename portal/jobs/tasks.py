@@ -88,6 +88,50 @@ def poll_receipts(session: Session):
     return Outcome(f"{stored} ricevute registrate (da {since:%Y-%m-%d %H:%M} UTC)", idle=stored == 0)
 
 
+def fdr_client():
+    """The FdR (reporting flows) client for the current app's settings."""
+    from portal.pagopa.fdr import FdrClient
+
+    return FdrClient.from_config(current_app.config)
+
+
+def reconcile_flows(session: Session):
+    """For every creditor: the new reporting flows and revisions, reconciled; unreported receipts flagged."""
+    from portal.ledger.models import Creditor
+    from portal.pagopa.fdr_sync import SyncResult, sync_flows
+
+    days = int(current_app.config.get("FDR_UNREPORTED_DAYS") or 0)
+    client = fdr_client()
+    total = SyncResult()
+    for creditor_id in session.scalars(sa.select(Creditor.id).order_by(Creditor.id)).all():
+        result = sync_flows(session, session.get(Creditor, creditor_id), client,
+                            unreported_after=timedelta(days=days) if days else None)
+        for name in ("listed", "recorded", "rejected", "matched", "anomalies", "not_reported"):
+            setattr(total, name, getattr(total, name) + getattr(result, name))
+        total.reported_positions += result.reported_positions
+    return total
+
+
+@task("default", label="Flussi di rendicontazione da pagoPA (riconciliazione)", kind="pagopa", every=30 * 60,
+      timeout=1800, ttl=1800, retry_max=0)
+def sync_reporting_flows(session: Session):
+    """Download and reconcile the reporting flows (FdR) published since the last run (periodic)."""
+    total = reconcile_flows(session)
+    return Outcome(total.summary(), idle=total.recorded == 0 and total.not_reported == 0)
+
+
+@task("default", label="Invio dei webhook ai sistemi del Comune", kind="webhooks", every=60,
+      timeout=120, ttl=600, retry_max=0)
+def deliver_webhooks(session: Session):
+    """Send every due webhook delivery (asked for after each change, and every minute for the retries)."""
+    from portal.webhooks.delivery import DeliverySettings, deliver_due
+
+    counts = deliver_due(session, DeliverySettings.from_config(current_app.config))
+    sent = sum(counts.values())
+    return Outcome(f"{counts['delivered']} consegnati, {counts['pending']} da ritentare, {counts['failed']} falliti",
+                   idle=sent == 0)
+
+
 @task("default", label="Pulizia dello storico delle attività", kind="maintenance", every=24 * 3600,
       timeout=600, ttl=3600, retry_max=0)
 def purge_job_records(session: Session):

@@ -276,6 +276,9 @@ class PaymentOption(db.Model):
         default=OptionStatus.UNPAID,
     )
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: When a reporting flow (FdR) last covered every transfer of this option to the creditor itself (a
+    #: beneficiary's share, e.g. TEFA, is reported to that beneficiary, not to us); ``None`` while not reported.
+    reported_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     position: Mapped[Position] = relationship(back_populates="options")
     transfers: Mapped[list["Transfer"]] = relationship(back_populates="option", order_by="Transfer.index")

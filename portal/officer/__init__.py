@@ -17,6 +17,8 @@ from portal.officer import (  # noqa: E402,F401
     notices,
     positions,
     publishing,
+    reporting,
     settings,
     views,
+    webhooks,
 )

@@ -209,3 +209,14 @@ class ApiTokenForm(FlaskForm):
     #: Choices are the creditor's services (set by the view); none selected means every service.
     service_ids = SelectMultipleField(_l("Servizi consentiti"), coerce=int)
     expires_on = StringField(_l("Scadenza (facoltativa)"), validators=[Optional()])
+
+
+class WebhookForm(FlaskForm):
+    """A new webhook subscriber: where to send, which events, which services."""
+
+    url = StringField(_l("Indirizzo (URL) del sistema ricevente"),
+                      validators=[DataRequired(_l("Indicare l'indirizzo del sistema ricevente.")), Length(max=500)])
+    #: Choices set by the view (every event); none selected means all of them.
+    events = SelectMultipleField(_l("Eventi (nessuno: tutti)"))
+    #: Choices are the creditor's services (set by the view); none selected means every service.
+    service_ids = SelectMultipleField(_l("Servizi (nessuno: tutti)"), coerce=int)

@@ -42,6 +42,10 @@ SENTENCES = {
     "pagopa_updated": "La nuova versione è stata inviata a pagoPA.",
     "pagopa_invalidated": "La posizione è stata annullata su pagoPA.",
     "pagopa_deleted": "La posizione è stata eliminata da pagoPA.",
+    "option_reported": "Il pagamento di un avviso è stato rendicontato da pagoPA.",
+    "report_flagged": "La rendicontazione di pagoPA non corrisponde a quanto registrato: da verificare.",
+    "report_withdrawn": "Una nuova revisione del flusso di rendicontazione non riporta più un pagamento.",
+    "report_resolved": "L'anomalia di rendicontazione è stata risolta.",
 }
 
 #: How the details of an event are named.
@@ -79,6 +83,12 @@ DETAIL_LABELS = {
     "how": "Esito",
     "version": "Versione",
     "flow_id": "Flusso di rendicontazione",
+    "revision": "Revisione del flusso",
+    "regulation": "Identificativo del bonifico (regolamento)",
+    "regulation_date": "Data del regolamento",
+    "iuvs": "IUV rendicontati",
+    "anomaly": "Anomalia",
+    "expected_cents": "Importo atteso",
     "bill_run_id": "Bollettazione n.",
     "mode": "File di stampa",
     "request_id": "Identificativo della richiesta",
@@ -171,6 +181,12 @@ VALUES = {
         "TIMEOUT": "pagoPA non ha risposto in tempo",
         "CONNECTION_ERROR": "pagoPA non raggiungibile",
     },
+    "anomaly": {"unknown_payment": "pagamento rendicontato senza ricevuta",
+                "amount_mismatch": "importo rendicontato diverso",
+                "already_reported": "pagamento rendicontato due volte",
+                "flow_totals": "totali del flusso incoerenti", "flow_rejected": "flusso illeggibile",
+                "not_reported": "ricevuta non ancora rendicontata",
+                "report_withdrawn": "rendicontazione ritirata da una revisione"},
     "mode": {"merged": "un PDF per blocco", "envelopes": "un PDF per busta"},
     # ctReceipt's paymentMethod, as the node sends it.
     "payment_method": {"CP": "carta di pagamento", "BBT": "bonifico bancario", "BP": "bollettino postale",
@@ -218,6 +234,11 @@ def detail_value(key: str, value) -> str:
         return VALUES[key].get(value, value if key != "payment_method" else f"{VALUES[key]['other']} ({value})")
     if key.endswith("_cents") and isinstance(value, int):
         return format_euro(value)
+    if key.endswith("_date") and isinstance(value, str):
+        try:
+            return date.fromisoformat(value).strftime("%d/%m/%Y")
+        except ValueError:
+            return value
     if key.endswith("_at") and isinstance(value, str):
         try:
             return format_datetime(datetime.fromisoformat(value))

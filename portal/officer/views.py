@@ -29,6 +29,7 @@ MENU = (
     ("officer.billruns", "Bollettazioni", ANY_ROLE),
     ("officer.collections", "Solleciti e contenzioso", ANY_ROLE),
     ("officer.anomalies_list", "Anomalie", ANY_ROLE),
+    ("officer.reporting_flows", "Rendicontazione", ANY_ROLE),
     ("officer.jobs", "Attività", (Role.ADMIN,)),
     ("officer.settings", "Impostazioni", (Role.ADMIN,)),
 )

@@ -1,0 +1,180 @@
+"""Webhook events written in the transaction of the change they tell about, never from a view.
+
+A session listener watches what each flush writes: a timeline event of a position that a subscriber can hear of
+(paid, partially paid, reported, cancelled, reissued) or an import that finished. For each it writes one
+:class:`~portal.webhooks.models.WebhookEvent` (the exact JSON body, a fresh event id) and one delivery per
+subscriber that wants it, then asks the outbox for a delivery run after the commit. The change and its webhooks
+commit together or not at all; the domain does not know webhooks exist.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+import uuid
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy.orm import Session
+
+from portal import outbox
+from portal.imports.models import Import
+from portal.ledger.models import Creditor, Event, Position
+from portal.ledger.types import utcnow
+from portal.webhooks.models import WebhookDelivery, WebhookEvent, WebhookSubscriber
+
+#: Timeline event kind → webhook event name.
+KINDS = {
+    "paid": "position.paid",
+    "partially_paid": "position.partially_paid",
+    "installment_paid": "position.partially_paid",
+    "reported": "position.reported",
+    "cancelled": "position.cancelled",
+    "reissued": "position.reissued",
+}
+#: The delivery job the outbox is asked for.
+DELIVER_TASK = "deliver_webhooks"
+DELIVER_JOB_ID = "webhooks-deliver"
+#: How long a failing delivery is retried.
+RETRY_WINDOW_HOURS = 24
+
+_COLLECTED = "paybox.webhooks.collected"
+#: Details of a timeline event that go in the body, by group.
+RECEIPT_KEYS = ("receipt_id", "iuv", "notice_number", "amount_cents", "fee_cents", "psp_id", "psp_name",
+                "payment_method", "payment_at", "installment_number")
+FLOW_KEYS = ("flow_id", "revision", "regulation", "regulation_date", "psp_id", "psp_name")
+
+
+def dumps(payload: dict) -> str:
+    """The JSON body: compact, keys sorted, UTF-8 as is."""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), sort_keys=True, default=str)
+
+
+def position_data(position: Position, *, kind: str, details: dict) -> dict:
+    """The small body of a position's event: ids, amounts, and the receipt's or flow's references."""
+    data = {
+        "position": {
+            "id": position.id, "iupd": position.iupd, "external_id": position.external_id,
+            "source": position.source, "service": position.service.code, "status": position.status.value,
+            "amount_cents": position.amount_cents, "paid_cents": _int(position.paid_cents),
+            "debtor_fiscal_code": position.debtor.fiscal_code,
+            "notice_numbers": [o.notice_number for o in position.options],
+        },
+    }
+    if kind in ("paid", "partially_paid", "installment_paid") and details.get("receipt_id"):
+        data["receipt"] = {k: details.get(k) for k in RECEIPT_KEYS if details.get(k) is not None}
+    if kind == "reported":
+        data["flow"] = {k: details.get(k) for k in FLOW_KEYS if details.get(k) is not None}
+    if kind in ("cancelled", "reissued") and details.get("reason"):
+        data["reason"] = details["reason"]
+    return data
+
+
+def _int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def import_data(imp: Import) -> dict:
+    return {"import": {"id": imp.id, "status": imp.status, "filename": imp.filename, "imported": imp.imported,
+                       "positions_new": imp.positions_new, "positions_updated": imp.positions_updated,
+                       "positions_refused": imp.positions_refused}}
+
+
+def _wanted(session: Session, creditor_id: int, name: str, service_id: int | None) -> list[WebhookSubscriber]:
+    return [s for s in _subscribers(session, creditor_id) if s.wants(name, service_id)]
+
+
+def record(session: Session, creditor_id: int, name: str, data, *, position_id: int | None = None,
+           service_id: int | None = None, now: datetime | None = None) -> WebhookEvent | None:
+    """Write one event and its deliveries to the subscribers that want it (none: nothing is written).
+
+    :param data: the body's ``data``, or a callable building it (called only when someone wants the event).
+    """
+    subscribers = _wanted(session, creditor_id, name, service_id)
+    if not subscribers:
+        return None
+    data = data() if callable(data) else data
+    now = now or utcnow()
+    event_id = str(uuid.uuid4())
+    fiscal_code = session.scalar(sa.select(Creditor.fiscal_code).where(Creditor.id == creditor_id))
+    body = dumps({"id": event_id, "type": name, "created": now.isoformat(timespec="seconds"),
+                  "creditor": fiscal_code, "data": data})
+    event = WebhookEvent(event_id=event_id, creditor_id=creditor_id, name=name, position_id=position_id, body=body,
+                         created_at=now)
+    session.add(event)
+    from datetime import timedelta
+
+    for subscriber in subscribers:
+        session.add(WebhookDelivery(event=event, subscriber_id=subscriber.id, position_id=position_id,
+                                    next_attempt_at=now, retry_until=now + timedelta(hours=RETRY_WINDOW_HOURS),
+                                    created_at=now))
+    outbox.schedule(session, DELIVER_TASK, job_id=DELIVER_JOB_ID, creditor_id=creditor_id)
+    return event
+
+
+def _subscribers(session: Session, creditor_id: int) -> list[WebhookSubscriber]:
+    cache = session.info.setdefault("paybox.webhooks.subscribers", {})
+    if creditor_id not in cache:
+        cache[creditor_id] = list(session.scalars(sa.select(WebhookSubscriber).where(
+            WebhookSubscriber.creditor_id == creditor_id, WebhookSubscriber.active)))
+    return cache[creditor_id]
+
+
+_paused: contextvars.ContextVar[bool] = contextvars.ContextVar("paybox_webhooks_paused", default=False)
+
+
+@contextlib.contextmanager
+def paused():
+    """No webhook events inside the block: for tools working on a database older than the webhook tables
+    (migration tests, restores of old backups)."""
+    token = _paused.set(True)
+    try:
+        yield
+    finally:
+        _paused.reset(token)
+
+
+@sa_event.listens_for(Session, "after_flush")
+def _collect(session: Session, flush_context) -> None:
+    """Note what this flush wrote that subscribers may hear of (bodies are built once the flush is over)."""
+    if _paused.get():
+        return
+    found = []
+    for obj in session.new:
+        if isinstance(obj, Event) and obj.kind in KINDS:
+            found.append(("position", obj))
+    for obj in session.dirty:
+        if isinstance(obj, Import):
+            added = sa.inspect(obj).attrs.status.history.added
+            if added and added[-1] in ("done", "failed"):
+                found.append(("import", obj))
+    if found:
+        session.info.setdefault(_COLLECTED, []).extend(found)
+
+
+@sa_event.listens_for(Session, "after_flush_postexec")
+def _emit(session: Session, flush_context) -> None:
+    """Write the events noted by :func:`_collect` (flushed with the next flush, at the latest by the commit)."""
+    found = session.info.pop(_COLLECTED, None)
+    if not found:
+        return
+    for what, obj in found:
+        if what == "position":
+            position = obj.position or session.get(Position, obj.position_id)
+            record(session, position.creditor_id, KINDS[obj.kind],
+                   lambda p=position, e=obj: position_data(p, kind=e.kind, details=e.details or {}),
+                   position_id=position.id, service_id=position.service_id, now=obj.at)
+        else:
+            record(session, obj.creditor_id, "import.finished", lambda i=obj: import_data(i))
+
+
+@sa_event.listens_for(Session, "after_transaction_end")
+def _forget(session: Session, transaction) -> None:
+    if transaction.parent is None:
+        session.info.pop("paybox.webhooks.subscribers", None)
+        session.info.pop(_COLLECTED, None)
