@@ -228,7 +228,7 @@ def counts(session: Session, batch: CollectionBatch) -> dict[str | None, int]:
 
 
 def run_chunk(session: Session, batch_id: int, *, today: date, client: GPDClient | None = None,
-              chunk: int = CHUNK) -> str:
+              chunk: int | None = None) -> str:
     """Process the next ``chunk`` items of a running batch; ask for the next chunk, or for the finish."""
     batch = session.scalar(sa.select(CollectionBatch).where(CollectionBatch.id == batch_id).with_for_update())
     if batch is None:
@@ -237,7 +237,7 @@ def run_chunk(session: Session, batch_id: int, *, today: date, client: GPDClient
         return "lotto fermato" if batch.status == "stopped" else "lotto concluso"
     items = session.scalars(sa.select(CollectionBatchItem).where(
         CollectionBatchItem.batch_id == batch.id, CollectionBatchItem.outcome.is_(None))
-        .order_by(CollectionBatchItem.id).limit(chunk)).all()
+        .order_by(CollectionBatchItem.id).limit(chunk or CHUNK)).all()
     creditor = session.get(Creditor, batch.creditor_id)
     policies = policies_by_service(session, creditor.id)
     rates = rate_table(session) if batch.kind == "litigation" else []

@@ -8,7 +8,7 @@ from datetime import date
 from pathlib import Path
 
 import sqlalchemy as sa
-from flask import Response, abort, flash, redirect, render_template, request, send_file, url_for
+from flask import Response, abort, flash, make_response, redirect, render_template, request, send_file, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, StringField, TextAreaField
@@ -137,7 +137,10 @@ def collection_batch(batch_id: int):
     context = {"batch": batch, "items": items, "counts": batches.counts(db.session, batch), "form": EmptyForm(),
                "outcomes": batches.OUTCOME_LABELS, "kinds": dict(KINDS)}
     if htmx and htmx.target == "batch-progress":
-        return render_template("officer/_collection_progress.html", **context)
+        response = make_response(render_template("officer/_collection_progress.html", **context))
+        if batch.status != "running":  # over (or stopped) while the page watched: show the outcomes of every row
+            response.headers["HX-Refresh"] = "true"
+        return response
     return render_template("officer/collection_batch.html", **context)
 
 
