@@ -20,13 +20,11 @@ def client_address() -> str:
 def limit(action: str, *, fiscal_code: str | None = None) -> None:
     """Count one ``action`` for this client (and this fiscal code); 429 past the configured limits."""
     config = current_app.config
-    engine = db.engine
-    allowed = ratelimit.hit(engine, f"{action}:ip:{client_address()}",
-                            limit=int(config.get("CITIZEN_RATE_PER_IP_PER_MINUTE") or 30), window_seconds=60)
+    limits = [(f"{action}:ip:{client_address()}", int(config.get("CITIZEN_RATE_PER_IP_PER_MINUTE") or 30), 60)]
     if fiscal_code:
-        allowed = ratelimit.hit(engine, f"{action}:cf:{ratelimit.hashed(fiscal_code.upper())}",
-                                limit=int(config.get("CITIZEN_RATE_PER_FISCAL_CODE_PER_HOUR") or 20),
-                                window_seconds=3600) and allowed
+        limits.append((f"{action}:cf:{ratelimit.hashed(fiscal_code.upper())}",
+                       int(config.get("CITIZEN_RATE_PER_FISCAL_CODE_PER_HOUR") or 20), 3600))
+    allowed = ratelimit.hit_all(db.engine, limits)
     if not allowed:
         abort(429, description="Troppe richieste in poco tempo: attenda qualche minuto e riprovi.")
 
