@@ -117,6 +117,9 @@ def load_config(env: dict | None = None) -> dict:
         "REMEMBER_COOKIE_SECURE": mode == "production",
         "BABEL_DEFAULT_LOCALE": env.get("PAYBOX_LOCALE", "it"),
         "BABEL_DEFAULT_TIMEZONE": "Europe/Rome",
+        # The catalogues (``make translations``) and the languages a visitor may pick (``?lang=de``).
+        "BABEL_TRANSLATION_DIRECTORIES": str(ROOT / "translations"),
+        "LANGUAGES": ("it", "de", "en"),
         "LOGIN_MAX_FAILURES": _int(env, "LOGIN_MAX_FAILURES", 5),
         "LOGIN_LOCKOUT_MINUTES": _int(env, "LOGIN_LOCKOUT_MINUTES", 15),
         "LOGIN_MAX_FAILURES_PER_IP": _int(env, "LOGIN_MAX_FAILURES_PER_IP", 30),

@@ -11,6 +11,7 @@ from datetime import date
 
 import requests
 from flask import abort, current_app, make_response, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from jinja2_fragments.flask import render_block
 
 from portal.citizen import bp
@@ -160,8 +161,8 @@ def receipt_pdf(token: str):
 def _signed_payment(link: str):
     token = links.verify(current_app.config["SECRET_KEY"], link)
     if token is None:
-        abort(410, description="Il link alla ricevuta non è valido o è scaduto. La ricevuta resta disponibile "
-                               "presso l'ufficio del Comune.")
+        abort(410, description=_("Il link alla ricevuta non è valido o è scaduto. La ricevuta resta disponibile "
+                                 "presso l'ufficio del Comune."))
     return _payment_or_404(token)
 
 

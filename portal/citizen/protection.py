@@ -4,6 +4,7 @@ people never see and simple bots fill in (no third-party CAPTCHA)."""
 from __future__ import annotations
 
 from flask import abort, current_app, request
+from flask_babel import gettext as _
 
 from portal import ratelimit
 from portal.extensions import db
@@ -26,7 +27,7 @@ def limit(action: str, *, fiscal_code: str | None = None) -> None:
                        int(config.get("CITIZEN_RATE_PER_FISCAL_CODE_PER_HOUR") or 20), 3600))
     allowed = ratelimit.hit_all(db.engine, limits)
     if not allowed:
-        abort(429, description="Troppe richieste in poco tempo: attenda qualche minuto e riprovi.")
+        abort(429, description=_("Troppe richieste in poco tempo: attenda qualche minuto e riprovi."))
 
 
 def honeypot_filled(form) -> bool:

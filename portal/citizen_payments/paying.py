@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from portal.citizen_payments.models import CitizenPayment
+from portal.i18n import N_, _
 from portal.ledger.models import Creditor
 from portal.ledger.payability import not_payable_reason
 from portal.ledger.status import OptionStatus
@@ -37,7 +38,7 @@ class CheckoutStart:
     message: str = ""
 
 
-SLOW_MESSAGE = ("pagoPA sta rispondendo più lentamente del solito. Il pagamento è registrato e sarà pronto a breve: "
+SLOW_MESSAGE = N_("pagoPA sta rispondendo più lentamente del solito. Il pagamento è registrato e sarà pronto a breve: "
                 "riprovi tra qualche istante, senza compilare di nuovo il modulo.")
 
 
@@ -59,10 +60,10 @@ def start_checkout(session: Session, payment: CitizenPayment, gpd: GPDClient, ch
         if outcome.result in ("busy", "retry"):
             log.info("citizen payment %s: pagoPA slow for position %s (%s)", payment.id, position.iupd,
                      outcome.result)
-            return CheckoutStart("slow", message=SLOW_MESSAGE)
+            return CheckoutStart("slow", message=_(SLOW_MESSAGE))
         if outcome.result == "rejected":
-            return CheckoutStart("refused", message="pagoPA non ha accettato il pagamento. Il Comune è stato "
-                                                    "informato: riprovi più tardi o contatti l'ufficio.")
+            return CheckoutStart("refused", message=_("pagoPA non ha accettato il pagamento. Il Comune è stato "
+                                                      "informato: riprovi più tardi o contatti l'ufficio."))
     problems = [reason for item in payment.items if (reason := _not_payable(item))]
     if problems:
         return CheckoutStart("refused", message=" ".join(problems))
@@ -75,11 +76,11 @@ def start_checkout(session: Session, payment: CitizenPayment, gpd: GPDClient, ch
         url = checkout.create_cart(notices, urls, email=payment.email, id_cart=f"PB{payment.id}", version=2)
     except PagoPARejected as exc:
         log.warning("citizen payment %s: Checkout refused the cart: %s", payment.id, exc)
-        return CheckoutStart("refused", message="pagoPA non ha accettato il carrello di pagamento: riprovi più "
-                                                "tardi.")
+        return CheckoutStart("refused", message=_("pagoPA non ha accettato il carrello di pagamento: riprovi "
+                                                  "più tardi."))
     except PagoPAError as exc:
         log.warning("citizen payment %s: Checkout unavailable: %s", payment.id, exc)
-        return CheckoutStart("slow", message=SLOW_MESSAGE)
+        return CheckoutStart("slow", message=_(SLOW_MESSAGE))
     payment.status = "checkout"
     payment.checkout_url = url
     payment.outcome = None
@@ -89,6 +90,6 @@ def start_checkout(session: Session, payment: CitizenPayment, gpd: GPDClient, ch
 
 def _not_payable(item) -> str | None:
     if item.option.status != OptionStatus.UNPAID:
-        return "Un avviso del carrello risulta già pagato." if item.option.status == OptionStatus.PAID else \
-            "Un avviso del carrello è stato annullato."
+        return _("Un avviso del carrello risulta già pagato.") if item.option.status == OptionStatus.PAID else \
+            _("Un avviso del carrello è stato annullato.")
     return not_payable_reason(item.position)
