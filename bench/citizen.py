@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import load_average, log, machine_cpu, proc_children, process_cpu, recreate_database  # noqa: E402
+from portal import timing  # noqa: E402
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/paybox_citizens2_bench"
 HOST = "127.0.0.1"
@@ -121,7 +122,7 @@ class Browser:
     def request(self, method: str, path: str, form: dict | None = None) -> tuple[int, dict[str, str], str]:
         body = urlencode(form).encode() if form is not None else b""
         head = [f"{method} {path} HTTP/1.1", f"Host: {HOST}:{self.port}", "Connection: close",
-                "Accept: text/html"]
+                "Accept: text/html", f"X-Request-Start: t={time.time():.6f}"]
         if self.cookies:
             head.append("Cookie: " + "; ".join(f"{k}={v}" for k, v in self.cookies.items()))
         if form is not None:
@@ -154,11 +155,13 @@ class Results:
 
     def __init__(self):
         self.durations: dict[str, list[float]] = {kind: [] for kind in KINDS}
+        #: The server's own timings of each request answered (``Server-Timing``), by kind.
+        self.server: dict[str, list[dict[str, float]]] = {kind: [] for kind in KINDS}
         self.errors: dict[str, dict[str, int]] = {kind: {} for kind in KINDS}
         self.lock = threading.Lock()
         self.measuring = False
 
-    def add(self, kind: str, ms: float, error: str | None) -> None:
+    def add(self, kind: str, ms: float, error: str | None, server: dict[str, float]) -> None:
         if not self.measuring:
             return
         with self.lock:
@@ -166,6 +169,7 @@ class Results:
                 self.errors[kind][error] = self.errors[kind].get(error, 0) + 1
             else:
                 self.durations[kind].append(ms)
+                self.server[kind].append({**server, "client": ms})
 
 
 class Citizen:
@@ -193,7 +197,7 @@ class Citizen:
             error = f"HTTP {status}"
         elif error is None and location and not headers.get("location", "").startswith(location):
             error = f"redirected to {urlsplit(headers.get('location', '')).path or 'nowhere'}"
-        self.results.add(kind, ms, error)
+        self.results.add(kind, ms, error, timing.parse_header(headers.get("server-timing", "")))
         if self.think > 0:
             time.sleep(self.rng.expovariate(1 / self.think))
         return None if error else (headers, body)
@@ -290,6 +294,7 @@ def start_gunicorn(url: str, port: int, sandbox: str, options: list[str], logfil
         "PAGOPA_RECEIPTS_URL": f"{sandbox}/gpd/payments-receipts-service/v1",
         "PAGOPA_FDR_URL": f"{sandbox}/fdr-org/service/v1",
         "PAGOPA_API_KEY": API_KEY,
+        "CITIZEN_SERVER_TIMING": "1",
         # The limits stay on (every post counts), far above what the run sends from its one address.
         "CITIZEN_RATE_PER_IP_PER_MINUTE": "100000000",
         "CITIZEN_RATE_PER_FISCAL_CODE_PER_HOUR": "100000000",
@@ -333,6 +338,41 @@ def cpu_now(gunicorn: subprocess.Popen, sandbox: subprocess.Popen, pids: list[in
             "gunicorn": sum(map(process_cpu, [gunicorn.pid, *proc_children(gunicorn.pid)])),
             "sandbox": sum(map(process_cpu, [sandbox.pid, *proc_children(sandbox.pid)])),
             "postgres": sum(map(process_cpu, pids)), "machine": machine_cpu()[0]}
+
+
+#: The Server-Timing metrics printed, in order, with what each one covers.
+PHASES = (
+    ("queue", "sent -> view starts (connect, listen queue, gunicorn)"),
+    ("ratelimit", "the rate counters' transaction"),
+    ("position", "pay: the position created with its IUV (ledger)"),
+    ("commit", "pay: position and payment committed before pagoPA"),
+    ("publish", "pay: published on GPD (sandbox), committed"),
+    ("checkout", "pay: Checkout cart opened (sandbox)"),
+    ("sql", "SQL statements (all of the view's)"),
+    ("gc", "garbage collection pauses"),
+    ("app", "the view, wall time"),
+    ("cpu", "the view, CPU time of its thread"),
+    ("rest", "client total - queue - app (Flask around the view, commit, answer sent, client)"),
+    ("client", "what the client measured"),
+)
+
+
+def breakdown(results: "Results") -> list[str]:
+    """p50/p95 of each server-side phase, per kind of request (phases a kind never has are left out)."""
+    lines = [f"{'server-side, ms':<16}" + "".join(f"{kind[:13]:>15}" for kind in KINDS) + "   (p50/p95)"]
+    for name, note in PHASES:
+        row, seen = [], False
+        for kind in KINDS:
+            calls = results.server[kind]
+            if name == "rest":
+                values = [c["client"] - c.get("queue", 0.0) - c.get("app", 0.0) for c in calls if "app" in c]
+            else:
+                values = [c[name] for c in calls if name in c]
+            seen = seen or bool(values)
+            row.append(f"{percentile(values, 50):.1f}/{percentile(values, 95):.1f}" if values else "-")
+        if seen:
+            lines.append(f"  {name:<14}" + "".join(f"{cell:>15}" for cell in row) + f"   {note}")
+    return lines
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -432,6 +472,9 @@ def main() -> None:
     for kind in KINDS:
         for error, count in results.errors[kind].items():
             log(f"  {kind}: {count} × {error}")
+    log("")
+    for line in breakdown(results):
+        log(line)
     cpu = {key: after[key] - before[key] for key in after}
     other = cpu["machine"] - cpu["client"] - cpu["gunicorn"] - cpu["sandbox"] - cpu["postgres"]
     done = max(total, 1)

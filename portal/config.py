@@ -148,6 +148,8 @@ def load_config(env: dict | None = None) -> dict:
         # A Server-Timing header on the node's calls (where the time went: parse, XSD, SQL, commit...), for
         # bench/receipts.py and for diagnosing a slow installation; off by default.
         "PAGOPA_SERVER_TIMING": _bool(env.get("PAGOPA_SERVER_TIMING")),
+        # The same breakdown on the citizens' portal's answers (bench/citizen.py reads it).
+        "CITIZEN_SERVER_TIMING": _bool(env.get("CITIZEN_SERVER_TIMING")),
         # Bill runs: where chunks and packages are written (a volume every worker and web node shares when they
         # run on several machines), notices per chunk job, and what the print index says.
         "NOTICES_DIR": env.get("NOTICES_DIR") or str(ROOT / "instance" / "notices"),

@@ -14,6 +14,7 @@ from flask import abort, current_app, make_response, redirect, render_template, 
 from flask_babel import gettext as _
 from jinja2_fragments.flask import render_block
 
+from portal import timing
 from portal.citizen import bp
 from portal.citizen.context import creditor_url, slugs
 from portal.citizen.protection import limit
@@ -83,7 +84,8 @@ def pay(token: str):
         return redirect(url_for("citizen.payment", token=token), code=303)
     if payment.kind == "spontaneous":
         try:
-            spontaneous.ensure_position(db.session, payment, today=date.today())
+            with timing.phase("position"):
+                spontaneous.ensure_position(db.session, payment, today=date.today())
         except ValidationFailed as exc:
             problem = paying.CheckoutStart("refused", message=" ".join(e.message for e in exc.errors))
             context = _context(payment) | {"state": state_of(db.session, payment), "problem": problem}

@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import abort, current_app, request
 from flask_babel import gettext as _
 
-from portal import ratelimit
+from portal import ratelimit, timing
 from portal.extensions import db
 
 #: The honeypot input: hidden from people (and from screen readers), left empty by them.
@@ -25,7 +25,8 @@ def limit(action: str, *, fiscal_code: str | None = None) -> None:
     if fiscal_code:
         limits.append((f"{action}:cf:{ratelimit.hashed(fiscal_code.upper())}",
                        int(config.get("CITIZEN_RATE_PER_FISCAL_CODE_PER_HOUR") or 20), 3600))
-    allowed = ratelimit.hit_all(db.engine, limits)
+    with timing.phase("ratelimit"):
+        allowed = ratelimit.hit_all(db.engine, limits)
     if not allowed:
         abort(429, description=_("Troppe richieste in poco tempo: attenda qualche minuto e riprovi."))
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from portal import timing
 from portal.citizen_payments.models import CitizenPayment
 from portal.i18n import N_, _
 from portal.ledger.models import Creditor
@@ -49,13 +50,15 @@ def start_checkout(session: Session, payment: CitizenPayment, gpd: GPDClient, ch
     Commits after each step. A second call (the retry button, a double click) continues from where the first one
     stopped: converged positions are not sent again, and a new cart is opened only for what is still unpaid.
     """
-    session.commit()  # the positions and the payment exist before pagoPA is called
+    with timing.phase("commit"):
+        session.commit()  # the positions and the payment exist before pagoPA is called
     for item in payment.items:
         position = item.position
         if position.pagopa_synced_target == "published" and not position.sync_pending:
             continue
-        outcome = sync_position(session, position.id, gpd)
-        session.commit()
+        with timing.phase("publish"):
+            outcome = sync_position(session, position.id, gpd)
+            session.commit()
         session.refresh(position)
         if outcome.result in ("busy", "retry"):
             log.info("citizen payment %s: pagoPA slow for position %s (%s)", payment.id, position.iupd,
@@ -73,7 +76,8 @@ def start_checkout(session: Session, payment: CitizenPayment, gpd: GPDClient, ch
                           item.option.amount_cents, creditors[item.position.creditor_id].name,
                           item.option.description) for item in payment.items]
     try:
-        url = checkout.create_cart(notices, urls, email=payment.email, id_cart=f"PB{payment.id}", version=2)
+        with timing.phase("checkout"):
+            url = checkout.create_cart(notices, urls, email=payment.email, id_cart=f"PB{payment.id}", version=2)
     except PagoPARejected as exc:
         log.warning("citizen payment %s: Checkout refused the cart: %s", payment.id, exc)
         return CheckoutStart("refused", message=_("pagoPA non ha accettato il carrello di pagamento: riprovi "
