@@ -166,6 +166,9 @@ def load_config(env: dict | None = None) -> dict:
         "CITIZEN_PAGOPA_TIMEOUT_SECONDS": _float(env, "CITIZEN_PAGOPA_TIMEOUT_SECONDS", 4.0),
         "CITIZEN_RATE_PER_IP_PER_MINUTE": _int(env, "CITIZEN_RATE_PER_IP_PER_MINUTE", 30),
         "CITIZEN_RATE_PER_FISCAL_CODE_PER_HOUR": _int(env, "CITIZEN_RATE_PER_FISCAL_CODE_PER_HOUR", 20),
+        # Days after which a spontaneous payment never paid has its position cancelled (0: never). Its notice is
+        # due 10 days after the citizen pressed "Paga con pagoPA".
+        "CITIZEN_ABANDONED_DAYS": _int(env, "CITIZEN_ABANDONED_DAYS", 30),
         # Outgoing e-mail (notices to debtors). Without MAIL_SERVER, development writes each message as an .eml
         # file under MAIL_OUTBOX_DIR instead of sending it; production refuses to send without a server.
         "MAIL_SERVER": env.get("MAIL_SERVER") or None,
