@@ -6,8 +6,13 @@ BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 HOST ?= 127.0.0.1
 PORT ?= 5000
+# The languages of the Flask-Babel catalogues (see `make translations`).
+LANGUAGES := it de en
+PO_FILES := $(foreach lang,$(LANGUAGES),translations/$(lang)/LC_MESSAGES/messages.po)
+MO_FILES := $(PO_FILES:.po=.mo)
+PYBABEL := $(BIN)/pybabel
 
-.PHONY: run test install install-dev assets demo lint bench clean
+.PHONY: run test install install-dev assets demo lint bench clean translations
 
 SANDBOX_PORT ?= 5001
 # What the app needs to know of them: its own URL (printed with the logins) and the sandbox's (where it publishes).
@@ -45,7 +50,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 
 # Front-end packages come from npm, pinned by package-lock.json, and are copied under static/vendor (not committed);
 # then every static file gets a fingerprinted, gzipped copy and static/cache_manifest.json (flask digest compile).
-assets: static/.digested
+assets: static/.digested $(MO_FILES)
 static/.digested: $(VENV)/.installed static/vendor/.installed $(filter-out static/.digested,$(wildcard static/css/*.css static/js/*.js static/*.svg))
 	$(FLASK) digest clean >/dev/null
 	$(FLASK) digest compile >/dev/null
@@ -60,6 +65,24 @@ static/vendor/.installed: package.json package-lock.json
 	cp node_modules/htmx.org/dist/htmx.min.js static/vendor/htmx/
 	cp node_modules/swagger-ui-dist/{swagger-ui-bundle.js,swagger-ui.css} static/vendor/swagger-ui/
 	touch $@
+
+# Flask-Babel catalogues: extract every gettext text (Python and templates, babel.cfg) into translations/messages.pot,
+# update (or start) the catalogue of each language, complete the Italian one (the source language), compile all.
+# Untranslated texts of de/en fall back to Italian. `make assets` compiles the committed catalogues (.mo not kept).
+
+translations: install
+	$(PYBABEL) extract -F babel.cfg -k lazy_gettext -k _l -k N_ --sort-by-file --width 120 --project "Pay Box" \
+	    --copyright-holder "Pay Box" --msgid-bugs-address "" -o translations/messages.pot .
+	for lang in $(LANGUAGES); do \
+	    if [ -f translations/$$lang/LC_MESSAGES/messages.po ]; then \
+	        $(PYBABEL) update -i translations/messages.pot -d translations -l $$lang --width 120 --ignore-obsolete; \
+	    else $(PYBABEL) init -i translations/messages.pot -d translations -l $$lang --width 120; fi; \
+	done
+	$(BIN)/python -m portal.i18n prepare translations
+	$(PYBABEL) compile -d translations --statistics
+
+translations/%/LC_MESSAGES/messages.mo: translations/%/LC_MESSAGES/messages.po $(VENV)/.installed
+	$(PYBABEL) compile -i $< -o $@ -l $*
 
 demo: install
 	$(FLASK) db upgrade

@@ -48,10 +48,47 @@ def register_extensions(app: Flask) -> None:
     csrf.init_app(app)
     login_manager.init_app(app)
     htmx.init_app(app)
-    babel.init_app(app)
+    register_languages(app)
     static_digest.init_app(app)
     jobs.init_app(app)
     serve_static_files(app)
+
+
+def register_languages(app: Flask) -> None:
+    """Flask-Babel with the catalogues of ``translations/`` (``make translations``): Italian by default
+    (``PAYBOX_LOCALE``), another of ``LANGUAGES`` when the visitor picks it (``?lang=de``, kept in the session).
+
+    Untranslated texts fall back to the Italian source. The Flask-free layers translate through
+    :mod:`portal.i18n`, which gets Flask-Babel's translations of the current request here.
+    """
+    import flask_babel
+    from flask import has_request_context, session
+
+    from portal import i18n
+
+    languages = tuple(app.config.get("LANGUAGES") or ("it",))
+
+    def select_locale() -> str:
+        if has_request_context():
+            chosen = request.args.get("lang")
+            if chosen in languages:
+                if session.get("lang") != chosen:
+                    session["lang"] = chosen
+                return chosen
+            if session.get("lang") in languages:
+                return session["lang"]
+        return app.config.get("BABEL_DEFAULT_LOCALE") or "it"
+
+    babel.init_app(app, locale_selector=select_locale)
+    # Flask-Babel keeps the locale on ``g``, which outlives a request when an application context was already
+    # pushed (tests, CLI): each request chooses again.
+    app.before_request(flask_babel.refresh)
+    i18n.install(lambda message: flask_babel.get_translations().ugettext(message))
+
+    @app.context_processor
+    def language_context():
+        current = str(flask_babel.get_locale() or "it")
+        return {"html_lang": current, "languages": languages, "current_language": current}
 
 
 #: Seconds a browser keeps a static file whose name has no fingerprint (fonts referenced by the CSS, ...).

@@ -117,6 +117,9 @@ def load_config(env: dict | None = None) -> dict:
         "REMEMBER_COOKIE_SECURE": mode == "production",
         "BABEL_DEFAULT_LOCALE": env.get("PAYBOX_LOCALE", "it"),
         "BABEL_DEFAULT_TIMEZONE": "Europe/Rome",
+        # The catalogues (``make translations``) and the languages a visitor may pick (``?lang=de``).
+        "BABEL_TRANSLATION_DIRECTORIES": str(ROOT / "translations"),
+        "LANGUAGES": ("it", "de", "en"),
         "LOGIN_MAX_FAILURES": _int(env, "LOGIN_MAX_FAILURES", 5),
         "LOGIN_LOCKOUT_MINUTES": _int(env, "LOGIN_LOCKOUT_MINUTES", 15),
         "LOGIN_MAX_FAILURES_PER_IP": _int(env, "LOGIN_MAX_FAILURES_PER_IP", 30),
@@ -145,6 +148,8 @@ def load_config(env: dict | None = None) -> dict:
         # A Server-Timing header on the node's calls (where the time went: parse, XSD, SQL, commit...), for
         # bench/receipts.py and for diagnosing a slow installation; off by default.
         "PAGOPA_SERVER_TIMING": _bool(env.get("PAGOPA_SERVER_TIMING")),
+        # The same breakdown on the citizens' portal's answers (bench/citizen.py reads it).
+        "CITIZEN_SERVER_TIMING": _bool(env.get("CITIZEN_SERVER_TIMING")),
         # Bill runs: where chunks and packages are written (a volume every worker and web node shares when they
         # run on several machines), notices per chunk job, and what the print index says.
         "NOTICES_DIR": env.get("NOTICES_DIR") or str(ROOT / "instance" / "notices"),
@@ -172,6 +177,9 @@ def load_config(env: dict | None = None) -> dict:
         "CITIZEN_PAGOPA_TIMEOUT_SECONDS": _float(env, "CITIZEN_PAGOPA_TIMEOUT_SECONDS", 4.0),
         "CITIZEN_RATE_PER_IP_PER_MINUTE": _int(env, "CITIZEN_RATE_PER_IP_PER_MINUTE", 30),
         "CITIZEN_RATE_PER_FISCAL_CODE_PER_HOUR": _int(env, "CITIZEN_RATE_PER_FISCAL_CODE_PER_HOUR", 20),
+        # Days after which a spontaneous payment never paid has its position cancelled (0: never). Its notice is
+        # due 10 days after the citizen pressed "Paga con pagoPA".
+        "CITIZEN_ABANDONED_DAYS": _int(env, "CITIZEN_ABANDONED_DAYS", 30),
         # Outgoing e-mail (notices to debtors). Without MAIL_SERVER, development writes each message as an .eml
         # file under MAIL_OUTBOX_DIR instead of sending it; production refuses to send without a server.
         "MAIL_SERVER": env.get("MAIL_SERVER") or None,

@@ -1,8 +1,9 @@
 """Where the time of one request goes: named phases, summed, rendered as a ``Server-Timing`` header.
 
 The SOAP endpoint turns it on with ``PAGOPA_SERVER_TIMING`` (``bench/receipts.py`` reads the header to print its
-breakdown). Code on the request's path marks its phases with :func:`phase`, which costs one context-variable look-up
-when nobody is measuring; SQL statements and garbage-collection pauses are added up by the hooks of
+breakdown), the citizens' portal with ``CITIZEN_SERVER_TIMING`` (``bench/citizen.py``). Code on the request's
+path marks its phases with :func:`phase`, which costs one context-variable look-up when nobody is measuring; SQL
+statements and garbage-collection pauses are added up by the hooks of
 :func:`install_hooks`. Plain Python: no Flask.
 """
 
@@ -62,6 +63,16 @@ class Timings:
 _current: ContextVar[Timings | None] = ContextVar("paybox_timings", default=None)
 
 
+def begin(timings: Timings | None):
+    """Make ``timings`` the current one until :func:`end` with the returned token (for request hooks, where a
+    ``with`` block cannot span the view)."""
+    return _current.set(timings)
+
+
+def end(token) -> None:
+    _current.reset(token)
+
+
 @contextmanager
 def collecting(timings: Timings | None) -> Iterator[Timings | None]:
     """Make ``timings`` the one :func:`phase` and the SQL timing add to, for the duration of the block."""
@@ -99,6 +110,27 @@ def timed(name: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
                 return function(*args, **kwargs)
         return wrapper
     return decorate
+
+
+def queued_seconds(value: str | None, now: float) -> float | None:
+    """Seconds since ``X-Request-Start`` (``t=<epoch seconds>``, as a proxy or the benchmark sets it), if sent.
+
+    What the call waited before the view ran: the connection, the listen queue, gunicorn's parsing. Values in
+    milliseconds or microseconds (other proxies' habit) are recognised by their size.
+    """
+    if not value:
+        return None
+    raw = value.strip().removeprefix("t=")
+    try:
+        stamp = float(raw)
+    except ValueError:
+        return None
+    if stamp > 1e14:
+        stamp /= 1e6
+    elif stamp > 1e11:
+        stamp /= 1e3
+    waited = now - stamp
+    return waited if 0 <= waited < 3600 else None
 
 
 def parse_header(value: str) -> dict[str, float]:

@@ -48,7 +48,7 @@ def test_a_citizen_pays_a_certificate_and_the_officer_sees_it(app, page, demo_co
 
     page.get_by_role("button", name="Continua").click()
     expect(page.locator("#form-errors")).to_be_visible()
-    expect(page.locator("#e-codice_fiscale")).to_have_text("Campo obbligatorio.")
+    expect(page.locator("#f-codice_fiscale-error")).to_have_text("Campo obbligatorio.")
     expect(page.locator("#form-errors")).to_be_focused()
     settled(page)
     check_page(page, "citizen-service-errors")
@@ -59,7 +59,7 @@ def test_a_citizen_pays_a_certificate_and_the_officer_sees_it(app, page, demo_co
     page.get_by_label("Tipo di certificato").select_option("Residenza")
     page.locator("label[for=f-_voce-1]").click()
     page.get_by_role("button", name="Continua").click()
-    expect(page.locator("#e-codice_fiscale")).to_contain_text("non valido")
+    expect(page.locator("#f-codice_fiscale-error")).to_contain_text("non valido")
     settled(page)
     page.get_by_label("Codice fiscale").fill(CF)
     page.get_by_role("button", name="Continua").click()

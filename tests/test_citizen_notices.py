@@ -119,5 +119,5 @@ def test_field_errors_for_a_short_number(client, ctx, creditor):
     response = lookup(client, "1234", "x")
     assert response.status_code == 422
     body = response.get_data(as_text=True)
-    assert re.search(r'id="e-codice_avviso">Il codice avviso è di 18 cifre', body)
-    assert re.search(r'id="e-codice_fiscale">Indicare il codice fiscale', body)
+    assert re.search(r'id="f-codice_avviso-error"[^>]*>Il codice avviso è di 18 cifre', body)
+    assert re.search(r'id="f-codice_fiscale-error"[^>]*>Indicare il codice fiscale', body)

@@ -34,10 +34,10 @@ def test_the_form_shows_every_error_on_its_field(client, ctx, form_service):
     response = client.post("/servizi/CERT", data={"codice_fiscale": "RSSMRA80A01H501X", "nome": "", "_voce": "9"})
     assert response.status_code == 422
     body = response.get_data(as_text=True)
-    assert re.search(r'id="e-codice_fiscale">[^<]*non valido', body)
-    assert re.search(r'id="e-nome">Campo obbligatorio.', body)
-    assert re.search(r'id="e-tipo_certificato">Campo obbligatorio.', body)
-    assert re.search(r'id="e-_voce">Scegliere una delle voci.', body)
+    assert re.search(r'id="f-codice_fiscale-error"[^>]*>[^<]*non valido', body)
+    assert re.search(r'id="f-nome-error"[^>]*>Campo obbligatorio.', body)
+    assert re.search(r'id="f-tipo_certificato-error"[^>]*>Campo obbligatorio.', body)
+    assert re.search(r'id="f-_voce-error"[^>]*>Scegliere una delle voci.', body)
     assert 'aria-invalid="true"' in body
     assert db.session.scalar(sa.select(sa.func.count()).select_from(CitizenPayment)) == 0
 

@@ -16,9 +16,9 @@ PORTAL = Path(__file__).resolve().parent.parent / "portal"
 #: The layers, bottom first (see shared DESIGN.md §1). An area may import its own layer (without circles) and below.
 LAYERS = (
     # bottom: the outbox, the shared db metadata, money and settings helpers, URL converters, request timings,
-    # the Prometheus metrics (counted by the layers above, never by the domain), rate counters
+    # the Prometheus metrics (counted by the layers above, never by the domain), rate counters, translatable texts
     {"portal.outbox", "portal.money", "portal.extensions", "portal.config", "portal.routing", "portal.timing",
-     "portal.metrics", "portal.ratelimit"},
+     "portal.metrics", "portal.ratelimit", "portal.i18n"},
     # the domain (payment forms: their fields, amount rules and subjects)
     {"portal.ledger", "portal.accounts", "portal.forms_builder"},
     # services and adapters (citizen payments: spontaneous and notices, Checkout, receipts)
@@ -35,7 +35,7 @@ RANK = {area: rank for rank, areas in enumerate(LAYERS) for area in areas}
 NO_FLASK = {"portal.ledger", "portal.accounts", "portal.outbox", "portal.money", "portal.settings", "portal.timing",
             "portal.imports", "portal.metrics",
             "portal.forms_builder", "portal.citizen_payments", "portal.ratelimit", "portal.collections",
-            "portal.webhooks"}
+            "portal.webhooks", "portal.i18n"}
 #: Single modules that must not import Flask in an area that has views too.
 NO_FLASK_MODULES = {"portal.ops.health", "portal.ops.collectors", "portal.ops.doctor"}
 #: Areas that must not import prometheus-client: the domain is counted by the layers above it.

@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("citizen", __name__)
 
-from portal.citizen import notices, payments, views  # noqa: E402,F401  (routes register on bp)
+from portal.citizen import notices, payments, timings, views  # noqa: E402,F401  (routes and hooks register on bp)

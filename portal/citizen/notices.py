@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import date
 
 from flask import flash, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
 from jinja2_fragments.flask import render_block
 
 from portal.citizen import bp
@@ -50,16 +51,16 @@ def _notice(slug: str | None):
         if honeypot_filled(request.form):
             return render_template("citizen/refused.html", creditor=creditor), 400
         if notice_lookup.normalize_nav(nav) is None:
-            errors["codice_avviso"] = "Il codice avviso è di 18 cifre (spazi ammessi)."
+            errors["codice_avviso"] = _("Il codice avviso è di 18 cifre (spazi ammessi).")
         if not code or len(code) not in (11, 16):
-            errors["codice_fiscale"] = "Indicare il codice fiscale dell'intestatario (16 caratteri, 11 cifre per le " \
-                                       "imprese)."
+            errors["codice_fiscale"] = _("Indicare il codice fiscale dell'intestatario (16 caratteri, 11 cifre per "
+                                         "le imprese).")
         if errors:
             status = 422
         else:
             found = notice_lookup.lookup(db.session, nav, code, creditor_ids=[creditor.id], today=today)
             if found is None:
-                error, status = notice_lookup.NOT_FOUND, 200
+                error, status = _(notice_lookup.NOT_FOUND), 200
             elif request.form.get("azione") == "aggiungi":
                 target = found if found.payable or found.replacement is None else found.replacement
                 try:
@@ -67,7 +68,7 @@ def _notice(slug: str | None):
                 except notices_cart.CartError as exc:
                     error = str(exc)
                 else:
-                    flash("Avviso aggiunto al carrello.", "success")
+                    flash(_("Avviso aggiunto al carrello."), "success")
                     return redirect(creditor_url("notice", slug), code=303)
     context = dict(creditor=creditor, slug=slug, nav=nav, fiscal_code=fiscal_code, found=found, error=error,
                    errors=errors, message=None, honeypot=HONEYPOT, action=creditor_url("notice", slug),
@@ -93,7 +94,7 @@ def cart_pay():
     email = (request.form.get("email") or "").strip().lower()[:254] or None
     back = request.form.get("indietro") if _local(request.form.get("indietro")) else url_for("citizen.home")
     if email and not EMAIL_RE.match(email):
-        flash("Indirizzo e-mail non valido (esempio: nome@dominio.it).", "danger")
+        flash(_("Indirizzo e-mail non valido (esempio: nome@dominio.it)."), "danger")
         return redirect(back, code=303)
     try:
         payment = notices_cart.create_payment(db.session, _cart(), email=email, today=date.today())

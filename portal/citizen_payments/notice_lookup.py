@@ -14,12 +14,13 @@ from datetime import date
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, joinedload
 
+from portal.i18n import N_, _
 from portal.ledger.identifiers import normalize_fiscal_code
 from portal.ledger.models import Creditor, PaymentOption, Position
 from portal.ledger.notice_numbers import format_nav
 from portal.ledger.status import OptionStatus, PositionStatus
 
-NOT_FOUND = ("Nessun avviso corrisponde al codice avviso e al codice fiscale indicati. Controlli i dati: il codice "
+NOT_FOUND = N_("Nessun avviso corrisponde al codice avviso e al codice fiscale indicati. Controlli i dati: il codice "
              "avviso ha 18 cifre ed è stampato sull'avviso; il codice fiscale è quello dell'intestatario.")
 #: The most notices one Checkout cart takes.
 CART_MAX = 5
@@ -88,7 +89,7 @@ def describe(session: Session, option: PaymentOption, *, today: date, depth: int
     if option.kind == "installment":
         total = session.scalar(sa.select(sa.func.count()).where(PaymentOption.position_id == position.id,
                                                                 PaymentOption.kind == "installment"))
-        installment = f"Rata {option.installment_number} di {total}"
+        installment = _("Rata %(n)s di %(total)s", n=option.installment_number, total=total)
     explanation, replacement = _explain(session, position, option, today=today, depth=depth)
     return NoticeView(option_id=option.id, creditor_id=creditor.id, creditor_name=creditor.name,
                       creditor_fiscal_code=creditor.fiscal_code, subject=position.subject,
@@ -101,26 +102,28 @@ def _explain(session: Session, position: Position, option: PaymentOption, *, tod
              depth: int) -> tuple[str | None, NoticeView | None]:
     status = position.status
     if option.status == OptionStatus.PAID:
-        when = f" il {option.paid_at:%d/%m/%Y}" if option.paid_at else ""
-        return f"Questo avviso risulta già pagato{when}: non deve pagarlo di nuovo.", None
+        if option.paid_at:
+            return _("Questo avviso risulta già pagato il %(date)s: non deve pagarlo di nuovo.",
+                     date=f"{option.paid_at:%d/%m/%Y}"), None
+        return _("Questo avviso risulta già pagato: non deve pagarlo di nuovo."), None
     if status == PositionStatus.IN_LITIGATION or (status == PositionStatus.CANCELLED and depth == 0):
         newer = session.scalar(sa.select(Position).where(Position.replaces_id == position.id)
                                .order_by(Position.id.desc()).limit(1))
         if newer is not None and depth < 3:
             nxt = next((o for o in newer.options if o.status == OptionStatus.UNPAID), newer.options[0])
             replacement = describe(session, nxt, today=today, depth=depth + 1)
-            return (f"Questo avviso è stato sostituito da un nuovo avviso con l'importo aggiornato (codice avviso "
-                    f"{replacement.nav_display}): paghi il nuovo avviso, non questo."), replacement
+            return _("Questo avviso è stato sostituito da un nuovo avviso con l'importo aggiornato (codice avviso "
+                     "%(nav)s): paghi il nuovo avviso, non questo.", nav=replacement.nav_display), replacement
     if status in (PositionStatus.CANCELLED, PositionStatus.IN_LITIGATION) or option.status == OptionStatus.CANCELLED:
-        return "Questo avviso è stato annullato dal Comune: non deve essere pagato.", None
+        return _("Questo avviso è stato annullato dal Comune: non deve essere pagato."), None
     if status in (PositionStatus.PAID, PositionStatus.REPORTED):
-        return "Questo avviso risulta già pagato: non deve pagarlo di nuovo.", None
+        return _("Questo avviso risulta già pagato: non deve pagarlo di nuovo."), None
     if status == PositionStatus.DRAFT or position.pagopa_synced_target != "published":
-        return "Questo avviso non è ancora pagabile online: riprovi più tardi.", None
+        return _("Questo avviso non è ancora pagabile online: riprovi più tardi."), None
     if status == PositionStatus.EXPIRED or option.due_date < today and position.status != PositionStatus.REMINDED:
-        return (f"Questo avviso è scaduto il {option.due_date:%d/%m/%Y} e non è più pagabile online: si rivolga "
-                f"all'ufficio del Comune per un nuovo avviso."), None
+        return _("Questo avviso è scaduto il %(date)s e non è più pagabile online: si rivolga all'ufficio del "
+                 "Comune per un nuovo avviso.", date=f"{option.due_date:%d/%m/%Y}"), None
     if option.kind == "single" and status == PositionStatus.PARTIALLY_PAID:
-        return ("È già stata pagata almeno una rata: il pagamento in unica soluzione non è più possibile. Paghi le "
-                "rate restanti con i loro codici avviso."), None
+        return _("È già stata pagata almeno una rata: il pagamento in unica soluzione non è più possibile. Paghi "
+                 "le rate restanti con i loro codici avviso."), None
     return None, None

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from portal.citizen_payments.models import CitizenPayment, CitizenPaymentItem
 from portal.citizen_payments.notice_lookup import CART_MAX, NoticeView, describe
 from portal.citizen_payments.spontaneous import new_token
+from portal.i18n import _
 from portal.ledger.models import PaymentOption
 
 
@@ -24,12 +25,12 @@ def add(cart: list[int], notice: NoticeView) -> list[int]:
     :raise CartError: the notice is not payable, already there, or the cart is full.
     """
     if not notice.payable:
-        raise CartError(notice.explanation or "Questo avviso non è pagabile.")
+        raise CartError(notice.explanation or _("Questo avviso non è pagabile."))
     if notice.option_id in cart:
-        raise CartError("Questo avviso è già nel carrello.")
+        raise CartError(_("Questo avviso è già nel carrello."))
     if len(cart) >= CART_MAX:
-        raise CartError(f"Il carrello contiene già {CART_MAX} avvisi, il massimo per un pagamento: paghi questi e "
-                        "poi gli altri.")
+        raise CartError(_("Il carrello contiene già %(n)s avvisi, il massimo per un pagamento: paghi questi e "
+                          "poi gli altri.", n=CART_MAX))
     return [*cart, notice.option_id]
 
 
@@ -48,11 +49,11 @@ def create_payment(session: Session, cart: list[int], *, email: str | None, toda
     """
     notices = views(session, cart, today=today)
     if not notices:
-        raise CartError("Il carrello è vuoto.")
+        raise CartError(_("Il carrello è vuoto."))
     blocked = [n for n in notices if not n.payable]
     if blocked:
-        raise CartError(f"L'avviso {blocked[0].nav_display} non è più pagabile: {blocked[0].explanation} Lo tolga "
-                        "dal carrello per pagare gli altri.")
+        raise CartError(_("L'avviso %(nav)s non è più pagabile: %(why)s Lo tolga dal carrello per pagare gli altri.",
+                          nav=blocked[0].nav_display, why=blocked[0].explanation))
     options = {o.id: o for o in session.scalars(sa.select(PaymentOption).where(
         PaymentOption.id.in_([n.option_id for n in notices])))}
     first = options[notices[0].option_id].position

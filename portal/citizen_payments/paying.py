@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from portal import timing
 from portal.citizen_payments.models import CitizenPayment
+from portal.i18n import N_, _
 from portal.ledger.models import Creditor
 from portal.ledger.payability import not_payable_reason
 from portal.ledger.status import OptionStatus
@@ -37,7 +39,7 @@ class CheckoutStart:
     message: str = ""
 
 
-SLOW_MESSAGE = ("pagoPA sta rispondendo più lentamente del solito. Il pagamento è registrato e sarà pronto a breve: "
+SLOW_MESSAGE = N_("pagoPA sta rispondendo più lentamente del solito. Il pagamento è registrato e sarà pronto a breve: "
                 "riprovi tra qualche istante, senza compilare di nuovo il modulo.")
 
 
@@ -48,21 +50,23 @@ def start_checkout(session: Session, payment: CitizenPayment, gpd: GPDClient, ch
     Commits after each step. A second call (the retry button, a double click) continues from where the first one
     stopped: converged positions are not sent again, and a new cart is opened only for what is still unpaid.
     """
-    session.commit()  # the positions and the payment exist before pagoPA is called
+    with timing.phase("commit"):
+        session.commit()  # the positions and the payment exist before pagoPA is called
     for item in payment.items:
         position = item.position
         if position.pagopa_synced_target == "published" and not position.sync_pending:
             continue
-        outcome = sync_position(session, position.id, gpd)
-        session.commit()
+        with timing.phase("publish"):
+            outcome = sync_position(session, position.id, gpd)
+            session.commit()
         session.refresh(position)
         if outcome.result in ("busy", "retry"):
             log.info("citizen payment %s: pagoPA slow for position %s (%s)", payment.id, position.iupd,
                      outcome.result)
-            return CheckoutStart("slow", message=SLOW_MESSAGE)
+            return CheckoutStart("slow", message=_(SLOW_MESSAGE))
         if outcome.result == "rejected":
-            return CheckoutStart("refused", message="pagoPA non ha accettato il pagamento. Il Comune è stato "
-                                                    "informato: riprovi più tardi o contatti l'ufficio.")
+            return CheckoutStart("refused", message=_("pagoPA non ha accettato il pagamento. Il Comune è stato "
+                                                      "informato: riprovi più tardi o contatti l'ufficio."))
     problems = [reason for item in payment.items if (reason := _not_payable(item))]
     if problems:
         return CheckoutStart("refused", message=" ".join(problems))
@@ -72,14 +76,15 @@ def start_checkout(session: Session, payment: CitizenPayment, gpd: GPDClient, ch
                           item.option.amount_cents, creditors[item.position.creditor_id].name,
                           item.option.description) for item in payment.items]
     try:
-        url = checkout.create_cart(notices, urls, email=payment.email, id_cart=f"PB{payment.id}", version=2)
+        with timing.phase("checkout"):
+            url = checkout.create_cart(notices, urls, email=payment.email, id_cart=f"PB{payment.id}", version=2)
     except PagoPARejected as exc:
         log.warning("citizen payment %s: Checkout refused the cart: %s", payment.id, exc)
-        return CheckoutStart("refused", message="pagoPA non ha accettato il carrello di pagamento: riprovi più "
-                                                "tardi.")
+        return CheckoutStart("refused", message=_("pagoPA non ha accettato il carrello di pagamento: riprovi "
+                                                  "più tardi."))
     except PagoPAError as exc:
         log.warning("citizen payment %s: Checkout unavailable: %s", payment.id, exc)
-        return CheckoutStart("slow", message=SLOW_MESSAGE)
+        return CheckoutStart("slow", message=_(SLOW_MESSAGE))
     payment.status = "checkout"
     payment.checkout_url = url
     payment.outcome = None
@@ -89,6 +94,6 @@ def start_checkout(session: Session, payment: CitizenPayment, gpd: GPDClient, ch
 
 def _not_payable(item) -> str | None:
     if item.option.status != OptionStatus.UNPAID:
-        return "Un avviso del carrello risulta già pagato." if item.option.status == OptionStatus.PAID else \
-            "Un avviso del carrello è stato annullato."
+        return _("Un avviso del carrello risulta già pagato.") if item.option.status == OptionStatus.PAID else \
+            _("Un avviso del carrello è stato annullato.")
     return not_payable_reason(item.position)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
+from portal.i18n import _
 from portal.money import AmountError, format_euro, parse_euro
 
 #: Kind → the label officers read in the builder.
@@ -115,13 +116,13 @@ def compute(rule: AmountRule, answers: dict, raw: dict, *, today: date) -> Amoun
         choice = (raw.get(CHOICE_INPUT) or "").strip()
         index = int(choice) if choice.isascii() and choice.isdigit() else -1
         if not 0 <= index < len(rule.options):
-            raise AmountInvalid(CHOICE_INPUT, "Scegliere una delle voci.")
+            raise AmountInvalid(CHOICE_INPUT, _("Scegliere una delle voci."))
         option = rule.options[index]
         cents, explanation, option_label = option.amount_cents, option.label, option.label
     elif rule.kind == "quantity":
         quantity = answers.get(rule.quantity_field)
         if not isinstance(quantity, int) or quantity < 1:
-            raise AmountInvalid(rule.quantity_field, "Indicare una quantità di almeno 1.")
+            raise AmountInvalid(rule.quantity_field, _("Indicare una quantità di almeno 1."))
         cents = quantity * rule.amount_cents
         explanation = f"{quantity} × {format_euro(rule.amount_cents)}"
     elif rule.kind == "typed":
@@ -130,14 +131,14 @@ def compute(rule: AmountRule, answers: dict, raw: dict, *, today: date) -> Amoun
         except AmountError as exc:
             raise AmountInvalid(TYPED_INPUT, str(exc)) from exc
         if rule.min_cents is not None and cents < rule.min_cents:
-            raise AmountInvalid(TYPED_INPUT, f"L'importo minimo è {format_euro(rule.min_cents)}.")
+            raise AmountInvalid(TYPED_INPUT, _("L'importo minimo è %(euro)s.", euro=format_euro(rule.min_cents)))
         if rule.max_cents is not None and cents > rule.max_cents:
-            raise AmountInvalid(TYPED_INPUT, f"L'importo massimo è {format_euro(rule.max_cents)}.")
+            raise AmountInvalid(TYPED_INPUT, _("L'importo massimo è %(euro)s.", euro=format_euro(rule.max_cents)))
         explanation = "importo indicato"
     else:
         raise ValueError(f"unknown amount rule {rule.kind!r}")
     if cents > MAX_CENTS:
-        raise AmountInvalid(rule.quantity_field or TYPED_INPUT, "L'importo supera il massimo consentito.")
+        raise AmountInvalid(rule.quantity_field or TYPED_INPUT, _("L'importo supera il massimo consentito."))
     reduced = _reduce(rule.reduction, cents, answers, today)
     if reduced is not None:
         explanation += f", ridotto del {rule.reduction.percent}% (pagamento entro {rule.reduction.days} giorni)"

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date
 
+from portal.i18n import _
 from portal.ledger.identifiers import IdentifierError, validate_debtor_fiscal_code
 
 #: Kind → the label officers read in the builder.
@@ -94,12 +95,12 @@ def read_answer(spec: FieldSpec, raw: str | None, *, today: date):
     if spec.kind == "checkbox":
         checked = text.strip().lower() in ("1", "on", "true", "si", "sì", "y", "yes")
         if spec.required and not checked:
-            raise AnswerError("Questa casella è obbligatoria.")
+            raise AnswerError(_("Questa casella è obbligatoria."))
         return checked
     text = " ".join(text.split()) if spec.kind != "text" else text.strip()
     if not text:
         if spec.required:
-            raise AnswerError("Campo obbligatorio.")
+            raise AnswerError(_("Campo obbligatorio."))
         return None
     reader = _READERS[spec.kind]
     return reader(spec, text, today)
@@ -107,23 +108,24 @@ def read_answer(spec: FieldSpec, raw: str | None, *, today: date):
 
 def _text(spec: FieldSpec, text: str, today: date) -> str:
     if len(text) > spec.text_max:
-        raise AnswerError(f"Al massimo {spec.text_max} caratteri (ne sono stati scritti {len(text)}).")
+        raise AnswerError(_("Al massimo %(max)s caratteri (ne sono stati scritti %(n)s).", max=spec.text_max,
+                            n=len(text)))
     if spec.min_length and len(text) < spec.min_length:
-        raise AnswerError(f"Almeno {spec.min_length} caratteri.")
+        raise AnswerError(_("Almeno %(n)s caratteri.", n=spec.min_length))
     return text
 
 
 def _number(spec: FieldSpec, text: str, today: date) -> int:
     cleaned = text.replace(".", "").replace(" ", "")
     if not (cleaned.isascii() and cleaned.lstrip("-").isdigit()) or len(cleaned) > 9:
-        raise AnswerError("Indicare un numero intero, senza decimali.")
+        raise AnswerError(_("Indicare un numero intero, senza decimali."))
     value = int(cleaned)
     low = spec.min_value if spec.min_value is not None else 0
     high = spec.max_value if spec.max_value is not None else NUMBER_MAX
     if value < low:
-        raise AnswerError(f"Il valore minimo è {low}.")
+        raise AnswerError(_("Il valore minimo è %(n)s.", n=low))
     if value > high:
-        raise AnswerError(f"Il valore massimo è {high}.")
+        raise AnswerError(_("Il valore massimo è %(n)s.", n=high))
     return value
 
 
@@ -144,21 +146,21 @@ def parse_date(text: str) -> date | None:
 def _date(spec: FieldSpec, text: str, today: date) -> str:
     value = parse_date(text)
     if value is None:
-        raise AnswerError("Indicare una data valida (gg/mm/aaaa).")
+        raise AnswerError(_("Indicare una data valida (gg/mm/aaaa)."))
     if value.year < 1900 or value.year > today.year + 10:
-        raise AnswerError("La data è fuori dall'intervallo ammesso.")
+        raise AnswerError(_("La data è fuori dall'intervallo ammesso."))
     return value.isoformat()
 
 
 def _choice(spec: FieldSpec, text: str, today: date) -> str:
     if text not in spec.choices:
-        raise AnswerError("Scegliere una delle voci dell'elenco.")
+        raise AnswerError(_("Scegliere una delle voci dell'elenco."))
     return text
 
 
 def _fiscal_code(spec: FieldSpec, text: str, today: date) -> str:
     if len(text) > 20:
-        raise AnswerError("Il codice fiscale ha 16 caratteri (11 cifre per le imprese).")
+        raise AnswerError(_("Il codice fiscale ha 16 caratteri (11 cifre per le imprese)."))
     try:
         code, _kind = validate_debtor_fiscal_code(text)
     except IdentifierError as exc:
@@ -169,14 +171,14 @@ def _fiscal_code(spec: FieldSpec, text: str, today: date) -> str:
 def _email(spec: FieldSpec, text: str, today: date) -> str:
     text = text.replace(" ", "").lower()
     if len(text) > EMAIL_MAX or not EMAIL_RE.match(text):
-        raise AnswerError("Indirizzo e-mail non valido (esempio: nome@dominio.it).")
+        raise AnswerError(_("Indirizzo e-mail non valido (esempio: nome@dominio.it)."))
     return text
 
 
 def _plate(spec: FieldSpec, text: str, today: date) -> str:
     plate = re.sub(r"[\s.-]", "", text).upper()
     if not PLATE_RE.match(plate):
-        raise AnswerError("Targa non valida: lettere e cifre senza spazi (esempio: AB123CD).")
+        raise AnswerError(_("Targa non valida: lettere e cifre senza spazi (esempio: AB123CD)."))
     return plate
 
 

@@ -334,6 +334,19 @@ def citizen_receipts_sweep(session: Session):
     return Outcome(f"{asked} ricevute da inviare", idle=asked == 0)
 
 
+@task("default", label="Annullamento dei pagamenti online abbandonati", kind="maintenance", every=3600,
+      timeout=600, ttl=3600, retry_max=0)
+def cancel_abandoned_citizen_positions(session: Session):
+    """Cancel the positions of spontaneous payments never paid after ``CITIZEN_ABANDONED_DAYS`` (0: never)."""
+    from portal.citizen_payments.abandoned import cancel_abandoned
+
+    days = int(current_app.config.get("CITIZEN_ABANDONED_DAYS") or 0)
+    if days <= 0:
+        return Outcome("disattivato (CITIZEN_ABANDONED_DAYS = 0)", idle=True)
+    cancelled = cancel_abandoned(session, days=days, now=utcnow())
+    return Outcome(f"{len(cancelled)} posizioni annullate", idle=not cancelled)
+
+
 @task("default", label="Pulizia dei contatori dei limiti di richieste", kind="maintenance", every=3600,
       timeout=300, ttl=600, retry_max=0)
 def purge_rate_counters(session: Session):

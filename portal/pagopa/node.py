@@ -35,6 +35,7 @@ from portal.ledger.models import Creditor, PaymentOption
 from portal.ledger.payments import CreditorRef, ReceiptRejected, record_receipt
 from portal.ledger.status import OptionStatus
 from portal.pagopa import soap
+from portal.timing import queued_seconds as _queued_seconds
 
 log = logging.getLogger("portal.pagopa.node")
 
@@ -68,27 +69,6 @@ def pa_for_node():
     timings.add("app", time.perf_counter() - start)
     response.headers["Server-Timing"] = timings.header()
     return response
-
-
-def _queued_seconds(value: str | None, now: float) -> float | None:
-    """Seconds since ``X-Request-Start`` (``t=<epoch seconds>``, as a proxy or the benchmark sets it), if sent.
-
-    What the call waited before the view ran: the connection, the listen queue, gunicorn's parsing. Values in
-    milliseconds or microseconds (other proxies' habit) are recognised by their size.
-    """
-    if not value:
-        return None
-    raw = value.strip().removeprefix("t=")
-    try:
-        stamp = float(raw)
-    except ValueError:
-        return None
-    if stamp > 1e14:
-        stamp /= 1e6
-    elif stamp > 1e11:
-        stamp /= 1e3
-    waited = now - stamp
-    return waited if 0 <= waited < 3600 else None
 
 
 #: The WSGI environ key of the warm-up call (not a header: no client can set it), which the metrics do not count.

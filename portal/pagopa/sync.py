@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from portal import metrics, outbox
 from portal.ledger import sync_state
@@ -106,9 +106,16 @@ class BatchOutcome:
 
 
 def lock_position(session: Session, position_id: int) -> Position | None:
-    """The position, locked for this transaction; ``None`` if another transaction holds it (or it does not exist)."""
+    """The position, locked for this transaction; ``None`` if another transaction holds it (or it does not exist).
+
+    Loaded with what GPD's payload needs (service and Ente, debtor, options and their transfers): three round trips
+    instead of six.
+    """
     return session.scalar(
         sa.select(Position).where(Position.id == position_id).with_for_update(skip_locked=True, of=Position)
+        .options(joinedload(Position.service, innerjoin=True).joinedload(Service.creditor, innerjoin=True),
+                 joinedload(Position.debtor, innerjoin=True),
+                 selectinload(Position.options).selectinload(PaymentOption.transfers))
     )
 
 
@@ -317,7 +324,8 @@ def _error_text(exc: PagoPAError) -> str:
 
 
 def _org_fiscal_code(session: Session, position: Position) -> str:
-    return session.scalar(sa.select(Creditor.fiscal_code).where(Creditor.id == position.creditor_id))
+    # From the identity map when the Ente is loaded already (lock_position loads it with the service).
+    return session.get(Creditor, position.creditor_id).fiscal_code
 
 
 # --- Many positions ----------------------------------------------------------------------------------------------
