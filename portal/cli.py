@@ -9,6 +9,7 @@ from portal.extensions import db
 demo_cli = AppGroup("demo", help="Dati dimostrativi.")
 positions_cli = AppGroup("positions", help="Posizioni debitorie.")
 users_cli = AppGroup("users", help="Utenti del back office.")
+creditors_cli = AppGroup("creditors", help="Enti creditori (la prima configurazione di un'installazione).")
 
 
 @demo_cli.command("load")
@@ -55,6 +56,33 @@ def positions_export(path: str, layout: str):
     with open(path, "w", newline="", encoding="utf-8") as out:
         count = exports.write_all_positions_csv(db.session, out, layout=exports.LAYOUTS[layout])
     click.echo(f"{count} righe scritte in {path}")
+
+
+@creditors_cli.command("create")
+@click.argument("fiscal_code")
+@click.option("--name", required=True, help="Denominazione dell'ente (es. «Comune di Valleverde»).")
+@click.option("--segregation-code", required=True, help="Codice di segregazione assegnato da pagoPA (due cifre).")
+@click.option("--iban", required=True, help="IBAN del conto di tesoreria registrato su pagoPA.")
+@click.option("--broker-id", help="Codice fiscale dell'intermediario tecnologico.")
+@click.option("--station-id", help="Codice della stazione pagoPA.")
+def creditors_create(fiscal_code: str, name: str, segregation_code: str, iban: str, broker_id: str | None,
+                     station_id: str | None):
+    """Create an Ente with its treasury account, the first step of a new installation (then `users create`)."""
+    from portal.ledger.errors import ValidationFailed
+    from portal.ledger.identifiers import IdentifierError
+    from portal.settings import services as settings_svc
+
+    try:
+        creditor = settings_svc.create_creditor(db.session, fiscal_code=fiscal_code, name=name,
+                                                segregation_code=segregation_code, broker_id=broker_id,
+                                                station_id=station_id)
+        settings_svc.add_account(db.session, creditor, iban=iban, label="Tesoreria")
+    except (IdentifierError, ValidationFailed, ValueError) as exc:
+        db.session.rollback()
+        raise click.ClickException(str(exc)) from exc
+    db.session.commit()
+    click.echo(f"Ente «{creditor.name}» ({creditor.fiscal_code}) creato; servizi e utenti dal back office o con "
+               "`users create`.")
 
 
 @users_cli.command("create")
@@ -557,7 +585,8 @@ def register(app) -> None:
     """Add the command groups to the app's CLI."""
     from portal.api.cli import api_cli
 
-    for group in (demo_cli, positions_cli, users_cli, rq_cli, sync_cli, fdr_cli, webhooks_cli, payments_cli,
+    for group in (demo_cli, positions_cli, creditors_cli, users_cli, rq_cli, sync_cli, fdr_cli, webhooks_cli,
+                  payments_cli,
                   notices_cli, api_cli, imports_cli, collections_cli):
         app.cli.add_command(group)
     app.cli.add_command(doctor)
