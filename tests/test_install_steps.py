@@ -46,7 +46,7 @@ def installation(tmp_path):
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
         conn.execute(f'CREATE DATABASE "{name}"')
     values = {
-        "SECRET_KEY": secrets.token_hex(32), "DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{name}",
+        "SECRET_KEY": secrets.token_urlsafe(48), "DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{name}",
         "REDIS_URL": REDIS_URL, "PAYBOX_PUBLIC_URL": "https://paybox.example.it",
         **{key: "http://127.0.0.1:9/unreachable" for key in ("PAGOPA_GPD_URL", "PAGOPA_RECEIPTS_URL",
                                                                "PAGOPA_CHECKOUT_URL", "PAGOPA_FDR_URL")},
