@@ -86,19 +86,28 @@ def get_anomaly(session: Session, creditor_id: int, receipt_id: int, scope: froz
     return session.scalar(sa.select(Receipt).where(Receipt.id == receipt_id, *_visible(creditor_id, scope)))
 
 
+def mark_resolved(record, note: str, actor_user_id: int | None, *, example: str) -> None:
+    """Stamp an anomaly (a flagged receipt, a reconciliation anomaly: anything with ``resolved_at``,
+    ``resolved_by_id`` and ``resolution_note``) as handled, with the note of what was done.
+
+    :raise AnomalyError: without a note (``example`` says what one looks like), or when it was resolved already.
+    """
+    note = " ".join((note or "").split())
+    if not note:
+        raise AnomalyError(f"Indicare come è stata risolta l'anomalia ({example}).")
+    if record.resolved_at is not None:
+        raise AnomalyError("L'anomalia è già stata risolta.")
+    record.resolved_at = utcnow()
+    record.resolved_by_id = actor_user_id
+    record.resolution_note = note[:NOTE_MAX]
+
+
 def resolve(session: Session, receipt: Receipt, *, note: str, actor: str, actor_user_id: int | None) -> None:
     """Mark a flagged receipt as handled, with what was done.
 
     :raise AnomalyError: without a note, or when it was resolved already.
     """
-    note = " ".join((note or "").split())
-    if not note:
-        raise AnomalyError("Indicare come è stata risolta l'anomalia (rimborso, compensazione, …).")
-    if receipt.resolved_at is not None:
-        raise AnomalyError("L'anomalia è già stata risolta.")
-    receipt.resolved_at = utcnow()
-    receipt.resolved_by_id = actor_user_id
-    receipt.resolution_note = note[:NOTE_MAX]
+    mark_resolved(receipt, note, actor_user_id, example="rimborso, compensazione, …")
     if receipt.position is not None:
         record_event(session, receipt.position, "receipt_resolved", actor=actor, actor_user_id=actor_user_id,
                      receipt_id=receipt.receipt_id, flag=receipt.flag, note=receipt.resolution_note)

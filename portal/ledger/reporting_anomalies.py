@@ -12,10 +12,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, joinedload
 
 from portal.ledger import reporting
+from portal.ledger.anomalies import AnomalyError, mark_resolved  # noqa: F401  (AnomalyError: raised through here)
 from portal.ledger.flows import ReportingAnomaly
 from portal.ledger.models import Position
 from portal.ledger.services import record_event
-from portal.ledger.types import utcnow
 
 #: What each kind means, for officers.
 KINDS = {
@@ -27,11 +27,6 @@ KINDS = {
     reporting.NOT_REPORTED: "Ricevuta non ancora rendicontata",
     reporting.REPORT_WITHDRAWN: "Rendicontazione ritirata da una revisione",
 }
-NOTE_MAX = 1000
-
-
-class AnomalyError(ValueError):
-    """The resolution cannot be recorded (no note, already resolved); the message says why, in Italian."""
 
 
 @dataclass(frozen=True)
@@ -90,14 +85,7 @@ def resolve(session: Session, anomaly: ReportingAnomaly, *, note: str, actor: st
 
     :raise AnomalyError: without a note, or when it was resolved already.
     """
-    note = " ".join((note or "").split())
-    if not note:
-        raise AnomalyError("Indicare come è stata risolta l'anomalia (verifica con il PSP, rimborso, …).")
-    if anomaly.resolved_at is not None:
-        raise AnomalyError("L'anomalia è già stata risolta.")
-    anomaly.resolved_at = utcnow()
-    anomaly.resolved_by_id = actor_user_id
-    anomaly.resolution_note = note[:NOTE_MAX]
+    mark_resolved(anomaly, note, actor_user_id, example="verifica con il PSP, rimborso, …")
     if anomaly.position is not None:
         record_event(session, anomaly.position, "report_resolved", actor=actor, actor_user_id=actor_user_id,
                      anomaly=anomaly.kind, flow_id=anomaly.flow.fdr if anomaly.flow else None,

@@ -42,18 +42,24 @@ def resolve_anomaly(receipt_id: int):
     receipt = anomalies.get_anomaly(db.session, current_user.creditor_id, receipt_id, _scope())
     if receipt is None:
         abort(404)
+    return resolve_from_form(anomalies.resolve, receipt, template=TEMPLATE, block="row", name="r",
+                             kinds=anomalies.KINDS, back="officer.anomalies_list")
+
+
+def resolve_from_form(resolve, record, *, template: str, block: str, name: str, kinds: dict, back: str):
+    """The "resolved, note" form of an anomaly page, for any kind of anomaly: ``resolve(session, record, ...)``
+    records it; htmx gets the row again (with the error, 422), a plain post a message and the list."""
     form = ResolveAnomalyForm()
     error = None
     if form.validate_on_submit():
         try:
-            anomalies.resolve(db.session, receipt, note=form.note.data, actor=current_user.actor,
-                              actor_user_id=current_user.id)
+            resolve(db.session, record, note=form.note.data, actor=current_user.actor, actor_user_id=current_user.id)
         except anomalies.AnomalyError as exc:
             error = str(exc)
     else:
         error = " ".join(e for errors in form.errors.values() for e in errors)
     if htmx:
-        return render_block(TEMPLATE, "row", r=receipt, form=ResolveAnomalyForm(formdata=None), error=error,
-                            kinds=anomalies.KINDS), 422 if error else 200
+        return render_block(template, block, **{name: record}, form=ResolveAnomalyForm(formdata=None), error=error,
+                            kinds=kinds), 422 if error else 200
     flash(error or "Anomalia risolta.", "danger" if error else "success")
-    return redirect(url_for("officer.anomalies_list"))
+    return redirect(url_for(back))

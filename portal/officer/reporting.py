@@ -7,13 +7,13 @@ services' money); operators and admins resolve anomalies with a note; admins ask
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from jinja2_fragments.flask import render_block
 
 from portal.accounts.models import Role
-from portal.extensions import db, htmx
+from portal.extensions import db
 from portal.ledger import reporting, reporting_anomalies
 from portal.officer import bp
 from portal.officer.access import roles_required
+from portal.officer.anomalies import resolve_from_form
 from portal.officer.forms import EmptyForm, ResolveAnomalyForm
 
 TEMPLATE = "officer/reporting.html"
@@ -69,21 +69,8 @@ def resolve_reporting_anomaly(anomaly_id: int):
     anomaly = reporting_anomalies.get_anomaly(db.session, current_user.creditor_id, anomaly_id, _scope())
     if anomaly is None:
         abort(404)
-    form = ResolveAnomalyForm()
-    error = None
-    if form.validate_on_submit():
-        try:
-            reporting_anomalies.resolve(db.session, anomaly, note=form.note.data, actor=current_user.actor,
-                                        actor_user_id=current_user.id)
-        except reporting_anomalies.AnomalyError as exc:
-            error = str(exc)
-    else:
-        error = " ".join(e for errors in form.errors.values() for e in errors)
-    if htmx:
-        return render_block(TEMPLATE, "anomaly_row", a=anomaly, form=ResolveAnomalyForm(formdata=None), error=error,
-                            kinds=reporting_anomalies.KINDS), 422 if error else 200
-    flash(error or "Anomalia risolta.", "danger" if error else "success")
-    return redirect(url_for("officer.reporting_flows"))
+    return resolve_from_form(reporting_anomalies.resolve, anomaly, template=TEMPLATE, block="anomaly_row", name="a",
+                             kinds=reporting_anomalies.KINDS, back="officer.reporting_flows")
 
 
 @bp.route("/reporting/sync", methods=["POST"])
