@@ -136,6 +136,29 @@ def _pay_and_reconcile(app, jobs, sandbox_url, creditor, service):
     return ids, flow
 
 
+def test_a_revision_with_fewer_payments_over_http_withdraws_one_report(app, ctx, jobs, sandbox_url, creditor,
+                                                                        service):
+    from portal.ledger import reporting
+    from portal.ledger.flows import ReportingAnomaly
+
+    ids, flow = _pay_and_reconcile(app, jobs, sandbox_url, creditor, service)
+    withdrawn = db.session.get(Position, ids[1])
+    revised = requests.post(f"{sandbox_url}/sandbox/fdr/revise", timeout=5, json={
+        "fdr": flow.fdr, "pspId": flow.psp_id, "withdraw": [withdrawn.options[0].iuv]}).json()
+    assert (revised["revision"], revised["totPayments"]) == (2, 2)
+    result = run_sync(app)
+    assert result.recorded == 1
+    db.session.expire_all()
+    current = db.session.scalar(sa.select(ReportingFlow).where(ReportingFlow.revision == 2))
+    assert (current.sum_cents, current.matched_cents, current.total_payments) == (4250 + 2599, 4250 + 2599, 2)
+    assert db.session.get(Position, ids[1]).options[0].reported_at is None
+    assert {db.session.get(Position, i).options[0].reported_at is not None for i in (ids[0], ids[2])} == {True}
+    [anomaly] = db.session.scalars(sa.select(ReportingAnomaly).where(
+        ReportingAnomaly.kind == reporting.REPORT_WITHDRAWN)).all()
+    assert anomaly.position_id == withdrawn.id
+    assert run_sync(app).recorded == 0  # the same revision is not fetched twice
+
+
 def psp_server(pay: str):
     """A minimal FdR API over HTTP publishing one flow whose single line pays ``pay`` euros (raw JSON text)."""
     from flask import Flask, Response

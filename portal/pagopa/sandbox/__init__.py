@@ -23,6 +23,7 @@ documents no 400; ``tests/test_sandbox_contract.py`` holds the sandbox to the sp
 * paSendRTV2 to Pay Box's station (``SANDBOX_PAYBOX_SOAP_URL``), XSD-validated, retried until answered OK
 * admin (sandbox only, no key): ``POST|DELETE /sandbox/faults``, ``POST /sandbox/rt/duplicate``,
   ``POST /sandbox/rt/retry``, ``POST /sandbox/rt/deliver``, ``POST /sandbox/fdr/publish``,
+  ``POST /sandbox/fdr/revise``,
   ``GET /sandbox/state``, ``POST /sandbox/reset``
 
 The APIs require the header ``Ocp-Apim-Subscription-Key`` (Checkout and FdR also accept the query parameter

@@ -4,6 +4,8 @@
 (beneficiary organization, PSP) and publishes one flow per group, named as SACI requires:
 ``<regulation date yyyy-mm-dd><PSP id>-<progressive>``. The GPD options become PO_REPORTED (transfers
 T_REPORTED) and a PAID position becomes REPORTED once every paid option is reported.
+``POST /sandbox/fdr/revise`` plays a PSP correcting a flow: it publishes the next revision of a flow without the
+payments of the IUVs given (a revision with fewer payments), as the FdR API lets a PSP do.
 """
 
 from __future__ import annotations
@@ -187,6 +189,43 @@ def get_flow_payments(org: str, fdr: str, revision: int, psp_id: str):
                   "pay": row["amount"] / 100, "payStatus": row["pay_status"], "payDate": row["pay_date"]}
                  for row in rows],
     })
+
+
+def revise(conn, *, fdr: str, psp_id: str, withdraw: set[str], now: datetime | None = None) -> dict:
+    """Publish the next revision of a flow without the payments of the ``withdraw`` IUVs; returns its summary."""
+    now = now or store.now_utc()
+    with store.transaction(conn):
+        last = conn.execute("SELECT * FROM flows WHERE fdr = ? AND psp_id = ? ORDER BY revision DESC LIMIT 1",
+                            (fdr, psp_id)).fetchone()
+        if last is None:
+            raise _fdr_error(404, "FDR-3001", f"Flow with ID [{fdr}] not found.")
+        org, revision = last["org"], last["revision"] + 1
+        kept = [dict(row) for row in conn.execute(
+            "SELECT * FROM flow_payments WHERE fdr = ? AND org = ? AND psp_id = ? AND revision = ? ORDER BY idx",
+            (fdr, org, psp_id, last["revision"])) if row["iuv"] not in withdraw]
+        total = sum(row["amount"] for row in kept)
+        published = store.iso(now)
+        flow = store.loads(last["doc"]) | {
+            "revision": revision, "updated": published, "published": published,
+            "computedTotPayments": len(kept), "computedSumPayments": total / 100,
+            "totPayments": len(kept), "sumPayments": total / 100}
+        conn.execute("INSERT INTO flows (fdr, org, psp_id, revision, published, flow_date, doc)"
+                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                     (fdr, org, psp_id, revision, published, last["flow_date"], store.dumps(flow)))
+        conn.executemany("INSERT INTO flow_payments (fdr, org, psp_id, revision, idx, iuv, iur, id_transfer, amount,"
+                         " pay_status, pay_date) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         [(fdr, org, psp_id, revision, index, row["iuv"], row["iur"], row["id_transfer"],
+                           row["amount"], row["pay_status"], row["pay_date"]) for index, row in enumerate(kept, 1)])
+    return {"fdr": fdr, "organizationId": org, "pspId": psp_id, "revision": revision,
+            "totPayments": len(kept), "sumPayments": total / 100}
+
+
+@bp.post("/sandbox/fdr/revise")
+def revise_endpoint():
+    body = request.get_json(silent=True) or {}
+    if not body.get("fdr") or not body.get("pspId"):
+        raise _fdr_error(400, "FDR-1001", "Bad request. Fields [fdr] and [pspId] are required.")
+    return jsonify(revise(g.db, fdr=body["fdr"], psp_id=body["pspId"], withdraw=set(body.get("withdraw") or ()))), 201
 
 
 @bp.post("/sandbox/fdr/publish")
