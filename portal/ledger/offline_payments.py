@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from portal.i18n import N_
 from portal.ledger import sync_state
 from portal.ledger.anomalies import mark_resolved
 from portal.ledger.errors import FieldError, ValidationFailed
@@ -50,14 +51,14 @@ ROME = ZoneInfo("Europe/Rome")
 
 #: The channels, as officers read them (``OfflinePayment.channel``).
 CHANNELS = {
-    "cash": "Contanti allo sportello",
-    "bank_transfer": "Bonifico bancario",
-    "f24": "Modello F24",
+    "cash": N_("Contanti allo sportello"),
+    "bank_transfer": N_("Bonifico bancario"),
+    "f24": N_("Modello F24"),
 }
 #: What a payment through pagoPA is called where channels are listed together (webhooks, exports).
 PAGOPA_CHANNEL = "pagopa"
 #: Flags of a payment that needs an officer, as for receipts.
-KINDS = {FLAG_AMOUNT_MISMATCH: "Importo diverso dal dovuto"}
+KINDS = {FLAG_AMOUNT_MISMATCH: N_("Importo diverso dal dovuto")}
 REFERENCE_MAX = OfflinePayment.__table__.c.reference.type.length
 REASON_MAX = 500
 #: The largest amount pagoPA takes for one notice (999.999.999,99 €).

@@ -20,7 +20,7 @@ from portal.accounts.models import Role, User
 from portal.citizen_payments.status import form_answers
 from portal.extensions import db, htmx
 from portal.formatting import parse_date_input, status_label
-from portal.ledger import changes, queries
+from portal.ledger import changes, offline_payments, queries
 from portal.ledger import services as ledger
 from portal.ledger.identifiers import IdentifierError, validate_debtor_fiscal_code
 from portal.ledger.models import Event, PaymentOption, Receipt
@@ -37,7 +37,7 @@ from portal.money import AmountError, parse_euro
 from portal.notices.delivery import deliveries_of
 from portal.officer import bp
 from portal.officer.access import get_position_or_404, roles_required, visible_services
-from portal.officer.forms import AbatePositionForm, CancelPositionForm, EmptyForm
+from portal.officer.forms import AbatePositionForm, CancelPositionForm, EmptyForm, ReversePaymentForm
 from portal.officer.timeline import describe_event
 from portal.reports import exports
 from portal.routing import parse_id
@@ -228,6 +228,7 @@ def position(position_id: int):
     user_names = dict(db.session.execute(sa.select(User.id, User.full_name).where(User.id.in_(user_ids))).all()) \
         if user_ids else {}
     receipts = {r.option_id: r for r in db.session.scalars(sa.select(Receipt).where(Receipt.position_id == item.id))}
+    outside = offline_payments.of_position(db.session, item.id)
     notice_unavailable = not_payable_reason(item)
     can_email = current_user.can_edit and item.debtor.email and notice_unavailable is None
     return render_template(
@@ -235,6 +236,11 @@ def position(position_id: int):
         position=item,
         options=options,
         receipts=receipts,
+        outside=outside,
+        outside_by_option={p.option_id: p for p in outside if p.reversed_at is None},
+        outside_refusals={p.id: offline_payments.reversal_refusal(p) for p in outside},
+        record_outside=current_user.can_edit and bool(offline_payments.payable_options(item)),
+        reverse_form=ReversePaymentForm() if current_user.can_edit else None,
         sandbox_url=current_app.config.get("PAGOPA_SANDBOX_URL"),
         cancel_form=CancelPositionForm() if _cancellable(item) else None,
         email_form=EmptyForm() if can_email else None,
