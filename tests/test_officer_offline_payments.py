@@ -51,7 +51,8 @@ def test_an_operator_records_a_counter_payment_and_pagopa_is_asked_to_hear_of_it
     assert page.status_code == 200
     text = page.get_data(as_text=True)
     assert 'name="csrf_token"' in text
-    assert "Contanti allo sportello" in text and "Modello F24" in text
+    assert "Contanti allo sportello" in text
+    assert "Modello F24" in text
     option = on_pagopa.single_option
     response = client.post(url(on_pagopa), data=form(option, reference="Quietanza 12/2027"))
     assert response.status_code == 303

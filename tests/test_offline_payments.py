@@ -72,7 +72,8 @@ def test_a_counter_payment_pays_the_option_with_an_event_and_asks_for_the_sync(c
         "payment_channel": "cash", "reference": "Quietanza 12/2027", "amount_cents": 12000,
         "payment_date": TODAY.isoformat(), "offline_payment_id": payment.id}
     # pagoPA must hear of it: the position is pending with a "mark paid" to do, its sync job asked for.
-    assert position.pagopa_paid_pending and position.sync_pending
+    assert position.pagopa_paid_pending
+    assert position.sync_pending
     assert next_action(position) == "create"  # never confirmed published here: the create marks it paid too
     position.pagopa_synced_target, position.pagopa_synced_version = "published", position.pagopa_version
     assert next_action(position) == "mark_paid"
@@ -238,7 +239,6 @@ def test_once_pagopa_is_told_the_reversal_is_refused_and_the_schema_agrees(ctx, 
     with pytest.raises(IntegrityError):
         db.session.execute(sa.update(OfflinePayment).where(OfflinePayment.id == payment.id).values(
             reversed_at=utcnow(), reversal_reason="a mano"))
-        db.session.flush()
     db.session.rollback()
 
 
@@ -321,7 +321,7 @@ def test_the_accounting_export_carries_the_channel_and_leaves_reversed_payments_
     [payment] = [r for r in rows if r["row_type"] == "payment"]
     assert (payment["channel"], payment["payment_reference"], payment["amount_cents"]) == ("bank_transfer",
                                                                                            "TRN 42", 4250)
-    assert payment["receipt_id"] == "" and payment["flow_id"] == ""
+    assert (payment["receipt_id"], payment["flow_id"]) == ("", "")
     assert [(r["channel"], r["amount_cents"]) for r in rows if r["row_type"] == "channel_total"] == [
         ("bank_transfer", 4250)]
     # By regulation date: no flow reports money taken outside pagoPA.

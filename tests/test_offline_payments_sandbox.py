@@ -12,13 +12,18 @@ from portal.ledger import offline_payments
 from portal.ledger import services as ledger
 from portal.ledger.models import Event, OfflinePayment, Position
 from portal.ledger.status import PositionStatus
+from tests import test_sync
 from tests.conftest import CF_COMUNE
-from tests.test_sync import fault, gpd, jobs, new_position, sandbox, sandbox_server  # noqa: F401  (fixtures)
+from tests.test_sync import fault
+
+# The sandbox, the GPD client and the manual job backend of the sync tests.
+sandbox_server, sandbox, gpd, jobs, new_position = (test_sync.sandbox_server, test_sync.sandbox, test_sync.gpd,
+                                                    test_sync.jobs, test_sync.new_position)
 
 TODAY = date.today()
 
 
-def on_gpd(jobs, new_position, **kwargs) -> Position:  # noqa: F811
+def on_gpd(jobs, new_position, **kwargs) -> Position:
     """A position the sync job published on the sandbox."""
     position = new_position(**kwargs)
     assert jobs.run_pending() == 1
@@ -43,7 +48,7 @@ def reverse(client, payment, reason="Registrato per errore"):
 
 
 def test_recorded_at_the_counter_the_option_becomes_paid_on_gpd_and_can_no_longer_be_reversed(
-        ctx, client, login, make_user, jobs, gpd, new_position):  # noqa: F811
+        ctx, client, login, make_user, jobs, gpd, new_position):
     login(make_user())
     position = on_gpd(jobs, new_position, amount=0, installments=(4000, 6000))
     first = position.installments[0]
@@ -78,7 +83,7 @@ def test_recorded_at_the_counter_the_option_becomes_paid_on_gpd_and_can_no_longe
 
 
 def test_reversed_before_the_sync_gpd_never_hears_of_it(ctx, client, login, make_user, jobs, gpd,
-                                                        new_position):  # noqa: F811
+                                                        new_position):
     login(make_user())
     position = on_gpd(jobs, new_position, amount=5000)
     payment = record(client, position, position.single_option)
@@ -94,7 +99,7 @@ def test_reversed_before_the_sync_gpd_never_hears_of_it(ctx, client, login, make
 
 
 def test_a_position_not_yet_on_gpd_is_created_with_the_option_already_paid(ctx, client, login, make_user, jobs,
-                                                                           gpd, new_position):  # noqa: F811
+                                                                           gpd, new_position):
     login(make_user())
     position = new_position(amount=5000, enqueue_sync=False)
     # Published for us (e.g. a receipt said so) while the creation on GPD is still to be done.
@@ -110,7 +115,7 @@ def test_a_position_not_yet_on_gpd_is_created_with_the_option_already_paid(ctx, 
 
 
 def test_pagopa_unreachable_delays_the_telling_and_the_payment_stays_reversible(
-        ctx, client, login, make_user, jobs, gpd, sandbox, new_position):  # noqa: F811
+        ctx, client, login, make_user, jobs, gpd, sandbox, new_position):
     login(make_user())
     position = on_gpd(jobs, new_position, amount=5000)
     fault(sandbox, f"POST /gpd/debt-positions-service/v1/organizations/{CF_COMUNE}/paymentoptions/paids",
@@ -119,7 +124,8 @@ def test_pagopa_unreachable_delays_the_telling_and_the_payment_stays_reversible(
     jobs.run_pending()
     db.session.expire_all()
     position = db.session.get(Position, position.id)
-    assert position.sync_pending and position.pagopa_paid_pending
+    assert position.sync_pending
+    assert position.pagopa_paid_pending
     assert "503" in position.sync_error
     assert db.session.get(OfflinePayment, payment.id).pagopa_notified_at is None
     assert offline_payments.reversal_refusal(db.session.get(OfflinePayment, payment.id)) is None

@@ -29,6 +29,7 @@ from datetime import date, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from portal.ledger import offline_payments
 from portal.ledger.flows import (
     FLOW_CURRENT,
     FLOW_REJECTED,
@@ -42,7 +43,6 @@ from portal.ledger.flows import (
     ReportingAnomaly,
     ReportingFlow,
 )
-from portal.ledger import offline_payments
 from portal.ledger.locks import take_write_lock
 from portal.ledger.models import Creditor, PaymentOption, Position, Receipt, Transfer
 from portal.ledger.services import record_event, transition

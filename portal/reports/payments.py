@@ -4,7 +4,8 @@ it.
 One row per transfer of a paid option (the beneficiary apart, so TEFA goes to the Province's total), selected by
 paid date or by regulation date (the day the money reached the treasury, known once a flow reported it), then
 one total row per service, per beneficiary and per channel (pagoPA, or outside it: counter, bank transfer, F24).
-Read with ``yield_per`` and totals summed as rows go: flat memory whatever the period. The same two layouts and formula safety as :mod:`portal.reports.exports`.
+Read with ``yield_per`` and totals summed as rows go: flat memory whatever the period. The same two layouts and
+formula safety as :mod:`portal.reports.exports`.
 """
 
 from __future__ import annotations
