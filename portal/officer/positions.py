@@ -5,7 +5,6 @@ and render. The list is one URL for the full page and for its HTMX fragments (fi
 """
 
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -179,29 +178,13 @@ def positions_export():
             mimetype="text/csv",
             headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
         )
-    spool = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # noqa: SIM115 (closed by _read_and_close)
-    try:
-        exports.write_xlsx(spool, rows, layout=layout)
-        size = spool.tell()
-        spool.seek(0)
-    except BaseException:
-        spool.close()
-        raise
+    chunks, size = exports.xlsx_chunks(rows, layout=layout)
     return Response(
-        _read_and_close(spool),
+        chunks,
         mimetype=exports.XLSX_MIMETYPE,
         headers={"Content-Disposition": f'attachment; filename="{filename}"', "Content-Length": str(size),
                  "Cache-Control": "no-store"},
     )
-
-
-def _read_and_close(file, chunk_size: int = 64 * 1024):
-    """Send a temporary file a chunk at a time, and close (remove) it once sent."""
-    try:
-        while chunk := file.read(chunk_size):
-            yield chunk
-    finally:
-        file.close()
 
 
 # --- The position page ------------------------------------------------------------------------------------------

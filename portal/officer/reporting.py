@@ -130,11 +130,9 @@ def reporting_export():
                                  service_ids=None if scope is None else set(scope))
     name = f"pagamenti_{by}_{day_from:%Y%m%d}_{day_to:%Y%m%d}"
     if request.args.get("format") == "xlsx":
-        import io
-
-        buffer = io.BytesIO()
-        exports.write_xlsx(buffer, rows, layout=layout)
-        return Response(buffer.getvalue(), mimetype=exports.XLSX_MIMETYPE,
-                        headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'})
+        chunks, size = exports.xlsx_chunks(rows, layout=layout)
+        return Response(chunks, mimetype=exports.XLSX_MIMETYPE,
+                        headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"',
+                                 "Content-Length": str(size)})
     return Response(stream_with_context(exports.iter_csv(rows, layout=layout)), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
