@@ -1,9 +1,18 @@
 """Forms of the back office that are not tied to one area (login, one-button actions, the position page's)."""
 
+from flask import flash
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, PasswordField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length
+
+
+def flash_errors(form: FlaskForm) -> None:
+    """Show every error of a small form of the position page as a message (the page is shown again after a
+    redirect, the form folded)."""
+    for messages in form.errors.values():
+        for message in messages:
+            flash(message, "error")
 
 
 class LoginForm(FlaskForm):

@@ -20,7 +20,7 @@ from portal.officer import bp
 from portal.officer.access import frozen_scope, get_position_or_404, roles_required
 from portal.officer.anomalies import TEMPLATE as ANOMALIES_TEMPLATE
 from portal.officer.anomalies import resolve_from_form
-from portal.officer.forms import OfflinePaymentForm, ReversePaymentForm
+from portal.officer.forms import OfflinePaymentForm, ReversePaymentForm, flash_errors
 from portal.routing import parse_id
 
 WRITE_ROLES = (Role.ADMIN, Role.OPERATOR)
@@ -106,9 +106,7 @@ def reverse_offline_payment(position_id: int, payment_id: int):
         abort(404)
     form = ReversePaymentForm()
     if not form.validate_on_submit():
-        for messages in form.errors.values():
-            for message in messages:
-                flash(message, "error")
+        flash_errors(form)
         return _back(position.id)
     try:
         offline.reverse(db.session, payment.id, reason=form.reason.data, actor=current_user.actor,

@@ -36,7 +36,7 @@ from portal.money import AmountError, parse_euro
 from portal.notices.delivery import deliveries_of
 from portal.officer import bp
 from portal.officer.access import get_position_or_404, roles_required, visible_services
-from portal.officer.forms import AbatePositionForm, CancelPositionForm, EmptyForm, ReversePaymentForm
+from portal.officer.forms import AbatePositionForm, CancelPositionForm, EmptyForm, ReversePaymentForm, flash_errors
 from portal.officer.timeline import describe_event
 from portal.reports import exports
 from portal.routing import parse_id
@@ -252,9 +252,7 @@ def cancel_position(position_id: int):
     item = get_position_or_404(position_id)
     form = CancelPositionForm()
     if not form.validate_on_submit():
-        for errors in form.errors.values():
-            for message in errors:
-                flash(message, "error")
+        flash_errors(form)
         return redirect(url_for("officer.position", position_id=item.id), code=303)
     try:
         ledger.cancel_position(db.session, item, reason=form.reason.data, actor=current_user.actor,
