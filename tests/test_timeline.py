@@ -118,6 +118,7 @@ def test_an_unknown_payment_method_says_so_in_italian():
 @pytest.mark.parametrize("result", [
     *(SyncOutcome(1002, r, ("create", "update", "invalidate", "delete")) for r in
       ("synced", "noop", "busy", "missing", "retry", "rejected")),
+    SyncOutcome(1003, "synced", ("mark_paid",)),
     BatchOutcome(published=[1, 2], retry=[3]), SweepResult(batches=[[1, 2]], singles=[3]),
 ])
 def test_every_job_result_reads_in_italian(result):

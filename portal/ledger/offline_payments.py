@@ -183,8 +183,9 @@ def record(session: Session, position_id: int, data: OfflinePaymentInput, *, act
         raise OfflinePaymentRefused(refusal)
     option = _validate(data, options, today or _today())
     if option.status != OptionStatus.UNPAID:
-        raise OfflinePaymentRefused("Questa rata è già pagata." if option.status == OptionStatus.PAID else
-                                    "Questa rata è annullata: un'altra modalità di pagamento è già stata pagata.")
+        raise OfflinePaymentRefused("L'avviso scelto è già pagato." if option.status == OptionStatus.PAID else
+                                    "L'avviso scelto è annullato: l'altra modalità di pagamento (unica soluzione o "
+                                    "rate) è già stata pagata.")
     reference = " ".join(data.reference.split())
     flag = FLAG_AMOUNT_MISMATCH if data.amount_cents != option.amount_cents else None
     payment = OfflinePayment(

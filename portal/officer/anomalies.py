@@ -42,7 +42,7 @@ def anomalies_list():
         db.session, current_user.creditor_id, scope=flt.scope, include_resolved=flt.include_resolved)
     return render_template(TEMPLATE, receipts=anomalies.list_anomalies(db.session, current_user.creditor_id, flt),
                            outside=outside, counts=open_counts(flt.scope), flt=flt, kinds=anomalies.KINDS,
-                           form=ResolveAnomalyForm(), channels=offline_payments.CHANNELS)
+                           form=ResolveAnomalyForm())
 
 
 @bp.route("/anomalies/<int:receipt_id>/resolve", methods=["POST"])

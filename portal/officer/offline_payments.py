@@ -15,6 +15,7 @@ from portal.extensions import db
 from portal.formatting import parse_date_input
 from portal.ledger import offline_payments as offline
 from portal.ledger.errors import ValidationFailed
+from portal.ledger.notice_numbers import format_nav
 from portal.money import AmountError, format_euro, parse_euro
 from portal.officer import bp
 from portal.officer.access import frozen_scope, get_position_or_404, roles_required
@@ -31,14 +32,12 @@ def _back(position_id: int):
 
 
 def option_label(option) -> str:
-    """"Rata 2 · 301 0000 … · 40,00 €" as the option choice reads."""
-    from portal.ledger.notice_numbers import format_nav
-
+    """"Rata 2 · 3010 0000 … · 40,00 €" as the option choice reads."""
     kind = _("Unica soluzione") if option.kind == "single" else _("Rata %(n)s", n=option.installment_number)
     return f"{kind} · {format_nav(option.notice_number)} · {format_euro(option.amount_cents)}"
 
 
-def _form(position, options) -> OfflinePaymentForm:
+def _form(options) -> OfflinePaymentForm:
     form = OfflinePaymentForm()
     form.option.choices = [(str(o.id), option_label(o)) for o in options]
     form.channel.choices = [("", _("Scegliere…"))] + [(code, _(label)) for code, label in offline.CHANNELS.items()]
@@ -59,7 +58,7 @@ def record_offline_payment(position_id: int):
     if refusal or not options:
         flash(refusal or _("Nessuna rata da pagare: non si possono registrare pagamenti."), "warning")
         return _back(position.id)
-    form = _form(position, options)
+    form = _form(options)
     if not form.validate_on_submit():
         return _render(form, position, status=422 if form.is_submitted() else 200)
     errors: dict[str, str] = {}

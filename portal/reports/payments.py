@@ -112,12 +112,14 @@ class _Totals:
 
     def __init__(self):
         self.sums: dict[str, dict[tuple, int]] = {kind: {} for kind in self.KEYS}
+        self.at = {kind: tuple(COLUMNS.index(c) for c in columns) for kind, columns in self.KEYS.items()}
+        self.amount_at = COLUMNS.index("amount_cents")
 
     def add(self, row: tuple) -> tuple:
-        values = dict(zip(COLUMNS, row, strict=True))
-        for kind, columns in self.KEYS.items():
-            key = tuple(values[c] for c in columns)
-            self.sums[kind][key] = self.sums[kind].get(key, 0) + values["amount_cents"]
+        amount = row[self.amount_at]
+        for kind, positions in self.at.items():
+            key = tuple(row[i] for i in positions)
+            self.sums[kind][key] = self.sums[kind].get(key, 0) + amount
         return row
 
     def rows(self) -> Iterator[tuple]:
