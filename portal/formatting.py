@@ -4,6 +4,7 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from portal.ledger.notice_numbers import format_nav
+from portal.ledger.offline_payments import CHANNELS, PAGOPA_CHANNEL
 from portal.ledger.status import BADGES, LABELS, PositionStatus
 from portal.money import format_euro
 
@@ -47,6 +48,14 @@ def status_badge(status: PositionStatus | str) -> str:
     return BADGES.get(PositionStatus(status), "secondary")
 
 
+def channel_label(channel: str | None) -> str:
+    """How a payment was made: pagoPA, or outside it (counter, bank transfer, F24); the Italian source text
+    (templates translate it)."""
+    if channel == PAGOPA_CHANNEL:
+        return "pagoPA"
+    return CHANNELS.get(channel or "", channel or "")
+
+
 def format_size(size: int | None) -> str:
     """A file size the Italian way: ``512 byte``, ``500,8 kB``, ``1,2 GB`` (decimal units)."""
     value = float(size or 0)
@@ -69,3 +78,4 @@ def register(app) -> None:
     app.add_template_filter(status_label, "status_label")
     app.add_template_filter(status_badge, "status_badge")
     app.add_template_filter(format_size, "size_it")
+    app.add_template_filter(channel_label, "channel_label")

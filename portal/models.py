@@ -21,6 +21,7 @@ from portal.ledger.models import (  # noqa: F401
     Debtor,
     Event,
     NumberCounter,
+    OfflinePayment,
     PaymentOption,
     Position,
     Receipt,

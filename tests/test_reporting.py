@@ -257,9 +257,11 @@ def test_the_accounting_export_is_formula_safe_and_totals_per_service(ctx, credi
     day = receipt.payment_at.astimezone(exports.ROME).date()
     out = io.StringIO()
     count = exports.write_csv(out, payments.payment_rows(db.session, creditor.id, day, day), layout=payments.ITALIAN)
-    assert count == 3  # the payment, its service total, its beneficiary total
+    assert count == 4  # the payment, its service total, its beneficiary total, its channel total
     text = out.getvalue()
     assert "'=HYPERLINK" in text
     assert "42,50" in text
     assert "Totale servizio" in text
+    assert "Totale canale;" in text
+    assert ";pagoPA;" in text
     assert list(payments.payment_rows(db.session, creditor.id, day, day, by="regulation")) == []  # not reported yet

@@ -2,7 +2,7 @@
 
 import logging
 from contextlib import contextmanager
-from datetime import date, timedelta
+from datetime import UTC, date, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -218,3 +218,42 @@ def test_sqlite_debtor_versions(lite_creditor):
     with pytest.raises(sa.exc.IntegrityError):
         db.session.flush()
     db.session.rollback()
+
+
+def test_sqlite_offline_payments(lite_creditor):
+    """A payment at the counter, its reversal and the schema's rules hold on SQLite too."""
+    from datetime import datetime
+
+    from portal.ledger import offline_payments as offline
+    from portal.ledger.models import OfflinePayment
+    from portal.ledger.status import OptionStatus
+    from portal.reports import payments
+
+    position = ledger.create_position(db.session, lite_creditor,
+                                      position_input(lite_creditor.services[0], installments=(4000, 6000)),
+                                      actor="test")[0]
+    ledger.transition(db.session, position, PositionStatus.PUBLISHED, actor="test")
+    db.session.commit()
+    today = date.today()
+    first = position.installments[0]
+    payment = offline.record(db.session, position.id, offline.OfflinePaymentInput(
+        option_id=first.id, paid_on=today, channel="bank_transfer", reference="TRN 1", amount_cents=4000),
+        actor="user:1")
+    db.session.commit()
+    db.session.expire_all()
+    assert db.session.get(Position, position.id).status == PositionStatus.PARTIALLY_PAID
+    assert db.session.get(Position, position.id).single_option.status == OptionStatus.CANCELLED
+    rows = list(payments.payment_rows(db.session, lite_creditor.id, today, today))
+    assert [r[payments.COLUMNS.index("channel")] for r in rows if r[0] == "payment"] == ["bank_transfer"]
+    copy = {c.name: getattr(payment, c.key) for c in OfflinePayment.__table__.c if c.name != "id"}
+    with pytest.raises(sa.exc.IntegrityError), db.engine.begin() as conn:
+        conn.execute(sa.insert(OfflinePayment.__table__).values(**copy))  # a second active payment of the option
+    with pytest.raises(sa.exc.IntegrityError), db.engine.begin() as conn:
+        conn.execute(sa.update(OfflinePayment.__table__).values(reversed_at=datetime.now(UTC), reversal_reason="x",
+                                                                pagopa_notified_at=datetime.now(UTC)))
+    offline.reverse(db.session, payment.id, reason="Errore", actor="user:1")
+    db.session.commit()
+    db.session.expire_all()
+    position = db.session.get(Position, position.id)
+    assert (position.status, position.paid_cents) == (PositionStatus.PUBLISHED, 0)
+    assert {o.status for o in position.options} == {OptionStatus.UNPAID}

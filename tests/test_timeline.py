@@ -29,7 +29,9 @@ EVENTS = {
     "reported": {"previous": "paid", "flow_id": "2027-01-12BCITITMM-0001", "revision": 1, "regulation": "SCT-0001",
                  "regulation_date": "2027-01-12", "psp_id": "BCITITMM", "psp_name": "Banca",
                  "iuvs": ["01000000000000014"]},
-    "installment_paid": {"option_kind": "installment", "payment_method": "BBT", "source": "receipts-api"},
+    "installment_paid": {"option_kind": "installment", "payment_method": "BBT", "source": "receipts-api",
+                         "payment_channel": "bank_transfer", "reference": "TRN 0002", "payment_date": "2027-01-10",
+                         "offline_payment_id": 4},
     "receipt_flagged": {"flag": "amount_mismatch", "option_amount_cents": 10000, "position_status": "paid"},
     "receipt_resolved": {"flag": "unknown_iuv", "note": "Rimborsato"},
     "notice_issued": {"bill_run_id": 3, "mode": "envelopes"},
@@ -54,6 +56,18 @@ EVENTS = {
                          "amount_cents": 4250},
     "report_resolved": {"anomaly": "report_withdrawn", "flow_id": "2027-01-12BCITITMM-0001", "note": "Verificato"},
     "publish_requested": {"selection": True},
+    # A payment outside pagoPA (portal.ledger.offline_payments), its anomaly, its reversal, pagoPA told.
+    "offline_payment_flagged": {"flag": "amount_mismatch", "option_amount_cents": 10000, "payment_channel": "cash",
+                                "reference": "Quietanza 12", "amount_cents": 9000, "payment_date": "2027-01-10",
+                                "notice_number": "301000000000000144", "iuv": "01000000000000014",
+                                "offline_payment_id": 3},
+    "offline_payment_reversed": {"reason": "Registrato sulla posizione sbagliata", "previous": "paid",
+                                 "position_status": "published", "payment_channel": "bank_transfer",
+                                 "reference": "TRN 0001", "amount_cents": 10000, "payment_date": "2027-01-10",
+                                 "notice_number": "301000000000000144", "offline_payment_id": 3},
+    "offline_payment_resolved": {"flag": "amount_mismatch", "offline_payment_id": 3, "note": "Differenza incassata"},
+    "pagopa_paid_marked": {"payment_channel": "f24", "reference": "F24 prot. 7",
+                           "notice_number": "301000000000000144", "offline_payment_id": 3},
     "updated": {"reason": "Superficie corretta", "version": 3, "notice_superseded": True, "changes": [
         ["subject", "TARI 2027", "TARI 2027 - rettifica"], ["debtor.postal_code", "00100", "00185"],
         ["single.amount_cents", 10000, 8000], ["installments.2.due_date", "2027-03-31", "2027-04-30"],
@@ -104,6 +118,7 @@ def test_an_unknown_payment_method_says_so_in_italian():
 @pytest.mark.parametrize("result", [
     *(SyncOutcome(1002, r, ("create", "update", "invalidate", "delete")) for r in
       ("synced", "noop", "busy", "missing", "retry", "rejected")),
+    SyncOutcome(1003, "synced", ("mark_paid",)),
     BatchOutcome(published=[1, 2], retry=[3]), SweepResult(batches=[[1, 2]], singles=[3]),
 ])
 def test_every_job_result_reads_in_italian(result):

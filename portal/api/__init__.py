@@ -37,7 +37,7 @@ spec = SpecTree(
 
 def init_app(app: Flask) -> None:
     """Mount the API, its document and its rate limits; API calls carry no CSRF token (bearer auth instead)."""
-    from portal.api import imports, views  # noqa: F401  (routes)
+    from portal.api import accounting, imports, views  # noqa: F401  (routes)
     from portal.api.limits import limiter
     from portal.extensions import csrf
 

@@ -1,13 +1,17 @@
 """What SpecTree's generated document cannot say by itself: problems are ``application/problem+json``, the notice is
-a PDF, and which calls take an ``Idempotency-Key``. Applied to the generated document, never written by hand."""
+a PDF, the accounting export CSV or XLSX, and which calls take an ``Idempotency-Key``. Applied to the generated
+document, never written by hand."""
 
 from __future__ import annotations
 
 import copy
 
+from portal.reports.exports import XLSX_MIMETYPE
+
 PROBLEM_REF = "#/components/schemas/Problem"
 #: Calls that honour an ``Idempotency-Key`` header.
-IDEMPOTENT = ("/positions/{position_id}/cancel", "/abatement", "/confirm", "/cancel-positions")
+IDEMPOTENT = ("/positions/{position_id}/cancel", "/abatement", "/confirm", "/cancel-positions", "/offline-payments",
+              "/reverse")
 #: The upload's body, which SpecTree cannot describe (a file).
 UPLOAD_PATH = "/api/v1/imports"
 UPLOAD_BODY = {
@@ -24,6 +28,8 @@ UPLOAD_BODY = {
 }
 PDF_SUFFIX = "/notice.pdf"
 CSV_SUFFIX = "/errors.csv"
+#: The accounting export: CSV or XLSX, as asked by ``format``.
+EXPORT_PATH = "/api/v1/payments/export"
 
 
 #: Path parameters of our own converters (``<id32:...>``), which SpecTree does not know: their schema.
@@ -49,6 +55,10 @@ def document(generated: dict) -> dict:
                                                                           "contentMediaType": "application/pdf"}}}
                 if path.endswith(CSV_SUFFIX) and code == "200":
                     response["content"] = {"text/csv": {"schema": {"type": "string"}}}
+                if path == EXPORT_PATH and code == "200":
+                    response["content"] = {"text/csv": {"schema": {"type": "string"}},
+                                           XLSX_MIMETYPE: {"schema": {"type": "string",
+                                                                      "contentMediaType": XLSX_MIMETYPE}}}
             if method == "post" and path == UPLOAD_PATH:
                 operation["requestBody"] = copy.deepcopy(UPLOAD_BODY)
             if method == "post" and path.endswith(IDEMPOTENT):

@@ -315,4 +315,105 @@ class Accepted(BaseModel):
     positions: int
 
 
+# --- Payments outside pagoPA, the webhook delivery log, the accounting export -----------------------------------------
+
+OfflineChannel = Literal["cash", "bank_transfer", "f24"]
+
+
+class OfflinePaymentIn(_In):
+    """A payment made outside pagoPA: cash at the counter (``cash``), a bank transfer to the treasury
+    (``bank_transfer``) or an F24 (``f24``), on one option of the position (its notice number)."""
+
+    notice_number: Annotated[StrictStr, Field(min_length=1, max_length=20,
+                                              description="Codice avviso (18 cifre) della rata o dell'unica "
+                                                          "soluzione pagata.")]
+    channel: OfflineChannel
+    reference: Annotated[StrictStr, Field(min_length=1, max_length=140,
+                                          description="Numero di quietanza, CRO/TRN del bonifico, protocollo F24.")]
+    amount_cents: Cents
+    paid_on: Annotated[date, Field(description="Giorno del pagamento (AAAA-MM-GG), non futuro.")]
+    accept_amount_mismatch: Annotated[bool, Field(strict=True, description=(
+        "Registra anche un importo diverso da quello dell'opzione (il pagamento resta tra le anomalie). Senza, un "
+        "importo diverso è un 422."))] = False
+
+
+class ReverseIn(_In):
+    reason: Annotated[StrictStr, Field(min_length=1, max_length=500)]
+
+
+class OfflinePaymentOut(BaseModel):
+    """A payment outside pagoPA; ``reversible`` while pagoPA has not been told of it (``pagopa_notified_at``)."""
+
+    id: int
+    position_id: int
+    notice_number: str
+    installment_number: int | None
+    channel: OfflineChannel
+    reference: str
+    amount_cents: int
+    option_amount_cents: int
+    paid_on: date
+    recorded_at: datetime
+    recorded_by: str
+    flag: Literal["amount_mismatch"] | None
+    pagopa_notified_at: datetime | None
+    reversible: bool
+    reversed_at: datetime | None
+    reversed_by: str | None
+    reversal_reason: str | None
+    position_status: str
+
+
+class OfflinePaymentList(BaseModel):
+    items: list[OfflinePaymentOut]
+
+
+class DeliveryQuery(_In):
+    """Filters of the delivery log, newest first; ``cursor`` is the ``next_cursor`` of the previous page."""
+
+    subscriber_id: Annotated[int, Field(ge=1, le=2**31 - 1)] | None = None
+    position_id: Annotated[int, Field(ge=1, le=2**62)] | None = None
+    status: Literal["pending", "delivered", "failed"] | None = None
+    cursor: Annotated[int, Field(ge=1, le=2**62)] | None = None
+    limit: Annotated[int, Field(ge=1, le=200)] = 50
+
+
+class DeliveryOut(BaseModel):
+    """One event to one subscriber: the attempts, the last answer (status code, an excerpt) and when."""
+
+    id: int
+    subscriber_id: int
+    subscriber_url: str
+    event_id: str
+    event: str
+    position_id: int | None
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    last_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    response_excerpt: str | None
+    next_attempt_at: datetime | None
+    delivered_at: datetime | None
+    created_at: datetime
+
+
+class DeliveryPage(BaseModel):
+    items: list[DeliveryOut]
+    next_cursor: int | None
+
+
+class PaymentsExportQuery(_In):
+    """The accounting export's period and shape (the same as the back office's *Esportazione per la ragioneria*)."""
+
+    day_from: Annotated[date, Field(alias="from", description="Primo giorno (AAAA-MM-GG).")]
+    day_to: Annotated[date, Field(alias="to", description="Ultimo giorno (AAAA-MM-GG), incluso.")]
+    by: Annotated[Literal["paid", "regulation"], Field(
+        description="Per data di pagamento o di regolamento (il bonifico al tesoriere, noto dal flusso).")] = "paid"
+    layout: Annotated[Literal["it", "machine"], Field(
+        description="``it``: ``;``, intestazioni in italiano, euro con la virgola; ``machine``: ``,``, nomi delle "
+                    "colonne, centesimi, date ISO.")] = "it"
+    format: Literal["csv", "xlsx"] = "csv"
+
+
 __all__ = [name for name in dir() if name[0].isupper()]

@@ -203,6 +203,9 @@ class Position(db.Model):
     #: Last state and version pagoPA confirmed (``None``: nothing confirmed yet).
     pagopa_synced_target: Mapped[str | None] = mapped_column(sa.String(10))
     pagopa_synced_version: Mapped[int | None] = mapped_column()
+    #: An option was paid outside pagoPA (at the counter, by bank transfer, F24) and GPD has not been told yet
+    #: (see :mod:`portal.ledger.offline_payments`): a sync is due even when target and version agree.
+    pagopa_paid_pending: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     #: True while target/version differ from what was confirmed: the sync sweep looks only at these rows.
     sync_pending: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     sync_attempts: Mapped[int] = mapped_column(default=0, server_default="0")
@@ -393,6 +396,68 @@ class Receipt(db.Model):
         sa.CheckConstraint("amount_cents >= 0", name="amount_not_negative"),
         sa.CheckConstraint("outcome IN ('OK', 'KO')", name="outcome_ok_ko"),
         sa.Index("ix_receipts_flag", "creditor_id", "flag"),
+    )
+
+
+class OfflinePayment(db.Model):
+    """A payment of an option made outside pagoPA (cash at the counter, bank transfer, F24), recorded by an officer
+    or a municipal system; pagoPA is told through the sync (GPD ``paymentoptions/paids``).
+
+    Never deleted: a payment recorded by mistake is *reversed* (when, who, why), and only while pagoPA has not been
+    told, which the schema holds too. One payment at most is active (not reversed) per option.
+    """
+
+    __tablename__ = "offline_payments"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
+    creditor_id: Mapped[int] = mapped_column(sa.ForeignKey("creditors.id", ondelete=RESTRICT))
+    position_id: Mapped[int] = mapped_column(sa.ForeignKey("positions.id", ondelete=RESTRICT), index=True)
+    option_id: Mapped[int] = mapped_column(sa.ForeignKey("payment_options.id", ondelete=RESTRICT))
+    #: ``cash`` (at the counter), ``bank_transfer`` or ``f24``.
+    channel: Mapped[str] = mapped_column(sa.String(20))
+    #: The payment's own reference: receipt number of the till, CRO/TRN of the transfer, F24 protocol.
+    reference: Mapped[str] = mapped_column(sa.String(140))
+    amount_cents: Mapped[int] = mapped_column(sa.BigInteger)
+    #: What the option asked when the payment was recorded (an amount that differs is flagged).
+    option_amount_cents: Mapped[int] = mapped_column(sa.BigInteger)
+    #: The day the debtor paid (Europe/Rome).
+    paid_on: Mapped[date] = mapped_column(sa.Date)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: Who recorded it: ``user:<id>`` or ``api:<system>`` (and the user, when one did).
+    recorded_by: Mapped[str] = mapped_column(sa.String(80))
+    recorded_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    #: The position's status before this payment, and the options of the other payment mode it cancelled: what a
+    #: reversal puts back.
+    previous_status: Mapped[str] = mapped_column(sa.String(20))
+    cancelled_option_ids: Mapped[list] = mapped_column(sa.JSON, default=list)
+    #: When GPD confirmed the option paid; from then on the payment can no longer be reversed.
+    pagopa_notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reversed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reversed_by: Mapped[str | None] = mapped_column(sa.String(80))
+    reversed_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    reversal_reason: Mapped[str | None] = mapped_column(sa.Text)
+    #: ``amount_mismatch`` when the amount differs from the option's (``None`` otherwise), until an officer resolves
+    #: it, as for a receipt (:attr:`Receipt.flag`).
+    flag: Mapped[str | None] = mapped_column(sa.String(20))
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolved_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    resolution_note: Mapped[str | None] = mapped_column(sa.Text)
+
+    position: Mapped[Position] = relationship()
+    option: Mapped[PaymentOption] = relationship()
+
+    __table_args__ = (
+        sa.CheckConstraint("channel IN ('cash', 'bank_transfer', 'f24')", name="channel_known"),
+        sa.CheckConstraint("amount_cents > 0", name="amount_positive"),
+        sa.CheckConstraint("flag IS NULL OR flag = 'amount_mismatch'", name="flag_known"),
+        # What pagoPA was told stays: a payment it knows of is never reversed here.
+        sa.CheckConstraint("reversed_at IS NULL OR pagopa_notified_at IS NULL", name="reversed_only_before_pagopa"),
+        sa.CheckConstraint("(reversed_at IS NULL) = (reversal_reason IS NULL)", name="reversal_has_reason"),
+        sa.Index("uq_offline_payments_active_option", "option_id", unique=True,
+                 postgresql_where=sa.text("reversed_at IS NULL"), sqlite_where=sa.text("reversed_at IS NULL")),
+        # The accounting export by paid date.
+        sa.Index("ix_offline_payments_creditor_paid_on", "creditor_id", "paid_on"),
+        sa.Index("ix_offline_payments_flag", "creditor_id", "flag"),
     )
 
 

@@ -139,7 +139,7 @@ def record_receipt(session: Session, creditor: Creditor | CreditorRef, data: Rec
     A receipt already stored (same receipt id, or same creditor and IUV) changes nothing: the outcome says
     ``duplicate``: nothing is written (its position was locked first, until the caller's transaction ends).
     Otherwise the receipt row is inserted with the raw XML and, when it pays an unpaid option of a
-    payable position, the option becomes paid and the position moves on (see :func:`_apply_payment`). A receipt
+    payable position, the option becomes paid and the position moves on (see :func:`apply_payment`). A receipt
     that cannot be applied (cancelled position, option already paid, unknown IUV, ...) is stored with a flag and
     an ``receipt_flagged`` event on the position: money arrived, an officer must refund or offset it.
 
@@ -195,7 +195,8 @@ def record_receipt(session: Session, creditor: Creditor | CreditorRef, data: Rec
 
     details = _details(data, source)
     if option is not None and flag in (None, FLAG_AMOUNT_MISMATCH):
-        _apply_payment(session, position, option, options, data, actor=actor, details=details)
+        apply_payment(session, position, option, options, amount_cents=data.amount_cents,
+                      paid_at=data.payment_at or utcnow(), actor=actor, details=details)
     if flag is not None and position is not None:
         record_event(session, position, "receipt_flagged", actor=actor, flag=flag,
                      option_amount_cents=option.amount_cents if option else None,
@@ -332,17 +333,20 @@ def _details(data: ReceiptData, source: str) -> dict:
     }
 
 
-def _apply_payment(session: Session, position: Position, option: PaymentOption, options: list[PaymentOption],
-                   data: ReceiptData, *, actor: str, details: dict) -> None:
+def apply_payment(session: Session, position: Position, option: PaymentOption, options: list[PaymentOption], *,
+                  amount_cents: int, paid_at: datetime, actor: str, details: dict,
+                  actor_user_id: int | None = None) -> list[PaymentOption]:
     """Mark the option paid and move the position: PAID, or PARTIALLY_PAID while something is still owed.
 
     Paying the single option cancels the unpaid installments; paying an installment cancels the single option.
-    ``paid_cents`` grows by the receipt's amount in SQL (``paid_cents = paid_cents + amount``). When the
+    ``paid_cents`` grows by the amount in SQL (``paid_cents = paid_cents + amount``). When the
     chosen payment mode is settled but less money arrived than it asked (an amount mismatch), the position stays
     PARTIALLY_PAID: what is missing is still owed. The position's due date becomes the earliest due date among the
-    options still unpaid.
+    options still unpaid. Receipts and payments outside pagoPA (:mod:`portal.ledger.offline_payments`) both pay
+    through here; the position and ``options`` (all of the position's) must be locked by the caller.
+
+    :return: the options of the other payment mode this payment cancelled.
     """
-    paid_at = data.payment_at or utcnow()
     if position.status == PositionStatus.DRAFT:
         # pagoPA could take this payment only because it had the position: it was published, whatever we last
         # knew (a sync confirmation still on its way). Record that first, then the payment.
@@ -352,11 +356,11 @@ def _apply_payment(session: Session, position: Position, option: PaymentOption, 
     # The row is locked (FOR UPDATE, or SQLite's write lock), so what was read is current; the database still does
     # the addition itself, so no update can ever be lost. Money recorded before (a payment at the counter, the
     # demo's history) stays counted.
-    paid_total = (position.paid_cents or 0) + data.amount_cents
-    position.paid_cents = Position.paid_cents + data.amount_cents
-    for other in options:
-        if other.kind != option.kind and other.status == OptionStatus.UNPAID:
-            other.status = OptionStatus.CANCELLED
+    paid_total = (position.paid_cents or 0) + amount_cents
+    position.paid_cents = Position.paid_cents + amount_cents
+    cancelled = [o for o in options if o.kind != option.kind and o.status == OptionStatus.UNPAID]
+    for other in cancelled:
+        other.status = OptionStatus.CANCELLED
     mode = [o for o in options if o.kind == option.kind and o.status != OptionStatus.CANCELLED]
     settled = all(o.status == OptionStatus.PAID for o in mode)
     owed = sum(o.amount_cents for o in mode)
@@ -370,6 +374,7 @@ def _apply_payment(session: Session, position: Position, option: PaymentOption, 
         position.paid_at = paid_at
     if position.status == target:
         # Another installment of a plan already partly paid: no status change, but it belongs on the timeline.
-        record_event(session, position, "installment_paid", actor=actor, **details)
+        record_event(session, position, "installment_paid", actor=actor, actor_user_id=actor_user_id, **details)
     else:
-        transition(session, position, target, actor=actor, **details)
+        transition(session, position, target, actor=actor, actor_user_id=actor_user_id, **details)
+    return cancelled

@@ -29,6 +29,7 @@ from datetime import date, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from portal.ledger import offline_payments
 from portal.ledger.flows import (
     FLOW_CURRENT,
     FLOW_REJECTED,
@@ -345,6 +346,9 @@ def _settle_options(session: Session, creditor: Creditor, option_ids: set[int], 
     by_position: dict[int, list[PaymentOption]] = defaultdict(list)
     for option in options:
         by_position[option.position_id].append(option)
+    # An option paid at the counter (or by transfer, F24) never comes back in a flow: it does not hold the
+    # position back from "reported" once its pagoPA payments are.
+    outside = offline_payments.active_option_ids(session, [o.id for o in options if o.status == OptionStatus.PAID])
     moved = []
     for position in positions:
         newly = []
@@ -356,7 +360,7 @@ def _settle_options(session: Session, creditor: Creditor, option_ids: set[int], 
                 newly.append(option)
             elif not done and option.reported_at is not None:
                 option.reported_at = None
-        paid = [o for o in by_position[position.id] if o.status == OptionStatus.PAID]
+        paid = [o for o in by_position[position.id] if o.status == OptionStatus.PAID and o.id not in outside]
         complete = bool(paid) and all(o.reported_at is not None for o in paid)
         if complete and position.status == PositionStatus.PAID:
             transition(session, position, PositionStatus.REPORTED, actor=actor, at=now,

@@ -44,6 +44,14 @@ TRANSITIONS: dict[PositionStatus, frozenset[PositionStatus]] = {
     S.CANCELLED: frozenset(),
 }
 
+#: Where a position may go back to when a payment recorded outside pagoPA by mistake is reversed (see
+#: :mod:`portal.ledger.offline_payments`): the open status it had, or partly paid while other money stays recorded.
+#: Kept apart from :data:`TRANSITIONS` on purpose: no other operation may move a paid position back.
+REVERSALS: dict[PositionStatus, frozenset[PositionStatus]] = {
+    S.PAID: frozenset({S.PUBLISHED, S.PARTIALLY_PAID, S.EXPIRED, S.REMINDED}),
+    S.PARTIALLY_PAID: frozenset({S.PUBLISHED, S.PARTIALLY_PAID, S.EXPIRED, S.REMINDED}),
+}
+
 #: Statuses in which the credit is still owed (shown as "da pagare", counted as overdue after the due date).
 OPEN_STATUSES = frozenset({S.DRAFT, S.PUBLISHED, S.PARTIALLY_PAID, S.EXPIRED, S.REMINDED})
 #: Statuses in which no more money is expected on this position.
@@ -95,6 +103,18 @@ class InvalidTransition(LedgerError):
 
 class IgnoredTransition(LedgerError):
     """The position is already in the requested status: nothing to do (a repeated request)."""
+
+
+def check_reversal(current: PositionStatus | str, target: PositionStatus | str) -> PositionStatus:
+    """Return ``target`` if a reversed payment may move a position from ``current`` to it (staying partly paid is
+    allowed: other money is still recorded).
+
+    :raise InvalidTransition: when :data:`REVERSALS` does not allow the move.
+    """
+    current, target = PositionStatus(current), PositionStatus(target)
+    if target not in REVERSALS.get(current, frozenset()):
+        raise InvalidTransition(current, target)
+    return target
 
 
 def check_transition(current: PositionStatus | str, target: PositionStatus | str) -> PositionStatus:

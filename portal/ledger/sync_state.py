@@ -52,7 +52,8 @@ PUBLISH_TASK = "publish_batch"
 def next_action(position: Position) -> str | None:
     """The pagoPA operation that brings pagoPA closer to the position's target, or ``None`` when they agree.
 
-    ``create``, ``update``, ``invalidate`` or ``delete``.
+    ``create``, ``update``, ``invalidate``, ``delete``, or ``mark_paid`` (tell GPD of options paid outside pagoPA;
+    a create does that too).
     """
     target, synced = position.pagopa_target, position.pagopa_synced_target
     if target == "published":
@@ -60,7 +61,7 @@ def next_action(position: Position) -> str | None:
             return "create"
         if position.pagopa_synced_version != position.pagopa_version:
             return "update"
-        return None
+        return "mark_paid" if position.pagopa_paid_pending else None
     if target == "invalid":
         return None if synced == "invalid" else "invalidate"
     if target == "deleted":

@@ -15,6 +15,7 @@ from portal.officer import (  # noqa: E402,F401
     imports,
     jobs,  # noqa: E402,F401
     notices,
+    offline_payments,
     positions,
     publishing,
     reporting,

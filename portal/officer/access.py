@@ -83,6 +83,12 @@ def get_position_or_404(position_id: int) -> Position:
     return get_scoped_or_404(Position, position_id)
 
 
+def frozen_scope() -> frozenset[int] | None:
+    """The services the current officer sees, for the anomaly lists (``None``: every service)."""
+    scope = current_user.service_scope()
+    return None if scope is None else frozenset(scope)
+
+
 def visible_services() -> list[Service]:
     """The services the current officer may see, by code."""
     scope = current_user.service_scope()

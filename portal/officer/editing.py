@@ -15,7 +15,7 @@ from portal.officer import bp
 from portal.officer.access import get_position_or_404, roles_required
 from portal.officer.entry import ENTRY_ROLES, _form, _render, handle_helpers
 from portal.officer.entry_forms import ErrorBag, fill_form, place_errors
-from portal.officer.forms import AbatePositionForm
+from portal.officer.forms import AbatePositionForm, flash_errors
 
 
 def _back(position_id: int):
@@ -73,9 +73,7 @@ def abate_position(position_id: int):
     position = get_position_or_404(position_id)
     form = AbatePositionForm()
     if not form.validate_on_submit():
-        for messages in form.errors.values():
-            for message in messages:
-                flash(message, "error")
+        flash_errors(form)
         return _back(position.id)
     try:
         amount = parse_euro(form.amount.data)

@@ -5,7 +5,6 @@ and render. The list is one URL for the full page and for its HTMX fragments (fi
 """
 
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -20,7 +19,7 @@ from portal.accounts.models import Role, User
 from portal.citizen_payments.status import form_answers
 from portal.extensions import db, htmx
 from portal.formatting import parse_date_input, status_label
-from portal.ledger import changes, queries
+from portal.ledger import changes, offline_payments, queries
 from portal.ledger import services as ledger
 from portal.ledger.identifiers import IdentifierError, validate_debtor_fiscal_code
 from portal.ledger.models import Event, PaymentOption, Receipt
@@ -37,7 +36,7 @@ from portal.money import AmountError, parse_euro
 from portal.notices.delivery import deliveries_of
 from portal.officer import bp
 from portal.officer.access import get_position_or_404, roles_required, visible_services
-from portal.officer.forms import AbatePositionForm, CancelPositionForm, EmptyForm
+from portal.officer.forms import AbatePositionForm, CancelPositionForm, EmptyForm, ReversePaymentForm, flash_errors
 from portal.officer.timeline import describe_event
 from portal.reports import exports
 from portal.routing import parse_id
@@ -179,29 +178,13 @@ def positions_export():
             mimetype="text/csv",
             headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
         )
-    spool = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # noqa: SIM115 (closed by _read_and_close)
-    try:
-        exports.write_xlsx(spool, rows, layout=layout)
-        size = spool.tell()
-        spool.seek(0)
-    except BaseException:
-        spool.close()
-        raise
+    chunks, size = exports.xlsx_chunks(rows, layout=layout)
     return Response(
-        _read_and_close(spool),
+        chunks,
         mimetype=exports.XLSX_MIMETYPE,
         headers={"Content-Disposition": f'attachment; filename="{filename}"', "Content-Length": str(size),
                  "Cache-Control": "no-store"},
     )
-
-
-def _read_and_close(file, chunk_size: int = 64 * 1024):
-    """Send a temporary file a chunk at a time, and close (remove) it once sent."""
-    try:
-        while chunk := file.read(chunk_size):
-            yield chunk
-    finally:
-        file.close()
 
 
 # --- The position page ------------------------------------------------------------------------------------------
@@ -228,6 +211,7 @@ def position(position_id: int):
     user_names = dict(db.session.execute(sa.select(User.id, User.full_name).where(User.id.in_(user_ids))).all()) \
         if user_ids else {}
     receipts = {r.option_id: r for r in db.session.scalars(sa.select(Receipt).where(Receipt.position_id == item.id))}
+    outside = offline_payments.of_position(db.session, item.id)
     notice_unavailable = not_payable_reason(item)
     can_email = current_user.can_edit and item.debtor.email and notice_unavailable is None
     return render_template(
@@ -235,6 +219,11 @@ def position(position_id: int):
         position=item,
         options=options,
         receipts=receipts,
+        outside=outside,
+        outside_by_option={p.option_id: p for p in outside if p.reversed_at is None},
+        outside_refusals={p.id: offline_payments.reversal_refusal(p) for p in outside},
+        record_outside=current_user.can_edit and bool(offline_payments.payable_options(item)),
+        reverse_form=ReversePaymentForm() if current_user.can_edit else None,
         sandbox_url=current_app.config.get("PAGOPA_SANDBOX_URL"),
         cancel_form=CancelPositionForm() if _cancellable(item) else None,
         email_form=EmptyForm() if can_email else None,
@@ -263,9 +252,7 @@ def cancel_position(position_id: int):
     item = get_position_or_404(position_id)
     form = CancelPositionForm()
     if not form.validate_on_submit():
-        for errors in form.errors.values():
-            for message in errors:
-                flash(message, "error")
+        flash_errors(form)
         return redirect(url_for("officer.position", position_id=item.id), code=303)
     try:
         ledger.cancel_position(db.session, item, reason=form.reason.data, actor=current_user.actor,

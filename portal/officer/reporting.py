@@ -12,7 +12,7 @@ from portal.accounts.models import Role
 from portal.extensions import db
 from portal.ledger import reporting, reporting_anomalies
 from portal.officer import bp
-from portal.officer.access import roles_required
+from portal.officer.access import frozen_scope, roles_required
 from portal.officer.anomalies import resolve_from_form
 from portal.officer.forms import EmptyForm, ResolveAnomalyForm
 
@@ -21,15 +21,10 @@ ANY_ROLE = (Role.ADMIN, Role.OPERATOR, Role.VIEWER)
 SYNC_TASK = "sync_reporting_flows"
 
 
-def _scope() -> frozenset[int] | None:
-    scope = current_user.service_scope()
-    return None if scope is None else frozenset(scope)
-
-
 def _filter() -> reporting_anomalies.AnomalyFilter:
     kind = request.args.get("kind", "")
     return reporting_anomalies.AnomalyFilter(kind=kind if kind in reporting_anomalies.KINDS else "",
-                                             include_resolved=request.args.get("resolved") == "1", scope=_scope())
+                                             include_resolved=request.args.get("resolved") == "1", scope=frozen_scope())
 
 
 @bp.route("/reporting")
@@ -55,9 +50,9 @@ def reporting_flow(flow_id: int):
     flow = reporting.get_flow(db.session, current_user.creditor_id, flow_id)
     if flow is None:
         abort(404)
-    flt = reporting_anomalies.AnomalyFilter(include_resolved=True, scope=_scope(), flow_id=flow.id)
+    flt = reporting_anomalies.AnomalyFilter(include_resolved=True, scope=frozen_scope(), flow_id=flow.id)
     return render_template("officer/reporting_flow.html", flow=flow,
-                           lines=reporting.flow_lines(db.session, flow, scope=_scope()),
+                           lines=reporting.flow_lines(db.session, flow, scope=frozen_scope()),
                            anomalies=reporting_anomalies.list_anomalies(db.session, current_user.creditor_id, flt),
                            kinds=reporting_anomalies.KINDS, form=ResolveAnomalyForm())
 
@@ -66,7 +61,7 @@ def reporting_flow(flow_id: int):
 @roles_required(Role.ADMIN, Role.OPERATOR)
 def resolve_reporting_anomaly(anomaly_id: int):
     """Record what was done about one reconciliation anomaly."""
-    anomaly = reporting_anomalies.get_anomaly(db.session, current_user.creditor_id, anomaly_id, _scope())
+    anomaly = reporting_anomalies.get_anomaly(db.session, current_user.creditor_id, anomaly_id, frozen_scope())
     if anomaly is None:
         abort(404)
     return resolve_from_form(reporting_anomalies.resolve, anomaly, template=TEMPLATE, block="anomaly_row", name="a",
@@ -130,16 +125,14 @@ def reporting_export():
         return redirect(url_for("officer.reporting_flows"))
     by = request.args.get("by") if request.args.get("by") in payments.BY else "paid"
     layout = payments.LAYOUTS.get(request.args.get("layout", "it"), payments.ITALIAN)
-    scope = _scope()
+    scope = frozen_scope()
     rows = payments.payment_rows(db.session, current_user.creditor_id, day_from, day_to, by=by,
                                  service_ids=None if scope is None else set(scope))
     name = f"pagamenti_{by}_{day_from:%Y%m%d}_{day_to:%Y%m%d}"
     if request.args.get("format") == "xlsx":
-        import io
-
-        buffer = io.BytesIO()
-        exports.write_xlsx(buffer, rows, layout=layout)
-        return Response(buffer.getvalue(), mimetype=exports.XLSX_MIMETYPE,
-                        headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'})
+        chunks, size = exports.xlsx_chunks(rows, layout=layout)
+        return Response(chunks, mimetype=exports.XLSX_MIMETYPE,
+                        headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"',
+                                 "Content-Length": str(size)})
     return Response(stream_with_context(exports.iter_csv(rows, layout=layout)), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})

@@ -46,6 +46,11 @@ SENTENCES = {
     "report_flagged": "La rendicontazione di pagoPA non corrisponde a quanto registrato: da verificare.",
     "report_withdrawn": "Una nuova revisione del flusso di rendicontazione non riporta più un pagamento.",
     "report_resolved": "L'anomalia di rendicontazione è stata risolta.",
+    "offline_payment_flagged": "È stato registrato un pagamento fuori pagoPA di importo diverso dal dovuto: da "
+                               "verificare.",
+    "offline_payment_reversed": "Un pagamento fuori pagoPA registrato per errore è stato annullato.",
+    "offline_payment_resolved": "L'anomalia del pagamento fuori pagoPA è stata risolta.",
+    "pagopa_paid_marked": "pagoPA è stato informato del pagamento fuori pagoPA: l'avviso non è più pagabile.",
 }
 
 #: How the details of an event are named.
@@ -109,6 +114,10 @@ DETAIL_LABELS = {
     "old_iupd": "Identificativo della posizione sostituita",
     "breakdown": "Composizione dell'importo",
     "pagopa": "pagoPA",
+    "payment_channel": "Canale di pagamento",
+    "reference": "Riferimento del pagamento",
+    "payment_date": "Data del pagamento",
+    "offline_payment_id": "Pagamento fuori pagoPA n.",
 }
 
 #: How the fields of a change (``changes`` of ``updated`` and ``abated`` events) are named.
@@ -150,6 +159,8 @@ VALUES = {
     "how": {"invalidated": "annullata", "already_invalid": "era già annullata",
             "deleted": "eliminata (era in bozza o scaduta su pagoPA)", "absent": "non era mai arrivata su pagoPA"},
     "option_kind": {"single": "unica soluzione", "installment": "rata"},
+    "payment_channel": {"pagopa": "pagoPA", "cash": "contanti allo sportello", "bank_transfer": "bonifico bancario",
+                        "f24": "modello F24"},
     "flag": {"unknown_iuv": "avviso sconosciuto o di un altro ente", "amount_mismatch": "importo diverso dal dovuto",
              "already_paid": "avviso già pagato", "cancelled_position": "posizione o rata annullata"},
     "reason": {"receipt": "è arrivata una ricevuta di pagamento",

@@ -9,11 +9,12 @@ from portal.accounts.models import ROLE_LABELS, Role
 from portal.accounts.services import LoginThrottled, authenticate, end_sessions
 from portal.collections import overdue
 from portal.extensions import db
-from portal.ledger import anomalies, queries
+from portal.ledger import queries
 from portal.ledger.status import PositionStatus
 from portal.ledger.sync_state import sync_summary
 from portal.officer import bp
-from portal.officer.access import roles_required
+from portal.officer.access import frozen_scope, roles_required
+from portal.officer.anomalies import open_counts
 from portal.officer.forms import EmptyForm, LoginForm
 from portal.officer.redirects import same_site_path
 
@@ -94,8 +95,7 @@ def dashboard():
     """Counts and amounts per status and service, and what is overdue."""
     scope = current_user.service_scope()
     totals = queries.dashboard_totals(db.session, current_user.creditor_id, scope=scope, today=date.today())
-    open_anomalies = anomalies.count_open(db.session, current_user.creditor_id,
-                                          None if scope is None else frozenset(scope))
+    open_anomalies = open_counts(frozen_scope())
     aging = overdue.aging(db.session, current_user.creditor_id, today=date.today(), scope=scope)
     largest = max((b.owed_cents for row in aging for b in row.buckets), default=0)
     services = {s.id: s for s in current_user.creditor.services}

@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from portal import metrics, outbox
-from portal.ledger import sync_state
+from portal.ledger import offline_payments, sync_state
 from portal.ledger.models import Creditor, Event, PaymentOption, Position, Service
 from portal.ledger.services import record_event, transition
 from portal.ledger.status import OptionStatus, PositionStatus
@@ -59,7 +59,8 @@ ACTOR = "system"
 #: How the outcome of an attempt and its pagoPA operations read on the jobs page.
 RESULTS = {"synced": "allineata con pagoPA", "noop": "già allineata", "busy": "in lavorazione da un'altra attività",
            "missing": "inesistente", "retry": "pagoPA non raggiungibile, si riprova", "rejected": "rifiutata da pagoPA"}
-ACTIONS = {"create": "caricamento", "update": "aggiornamento", "invalidate": "annullamento", "delete": "eliminazione"}
+ACTIONS = {"create": "caricamento", "update": "aggiornamento", "invalidate": "annullamento", "delete": "eliminazione",
+           "mark_paid": "segnalazione del pagamento"}
 
 
 @dataclass(frozen=True)
@@ -192,7 +193,7 @@ def _create(session: Session, position: Position, client: GPDClient, org_cf: str
         # pagoPA has *a* version of it: when ours was edited since the first attempt, an update follows.
         if position.pagopa_version != 1 and remote.status not in GPD_PAID_STATUSES:
             version = None
-    _reconcile_payments(position, client, org_cf, remote, now)
+    _reconcile_payments(session, position, client, org_cf, remote, now)
     _confirm_published(session, position, version, now)
 
 
@@ -248,26 +249,50 @@ def _delete(session: Session, position: Position, client: GPDClient, org_cf: str
         record_event(session, position, "pagopa_deleted", actor=ACTOR, at=now)
 
 
+def _mark_paid(session: Session, position: Position, client: GPDClient, org_cf: str, now: datetime) -> None:
+    """Tell GPD of the options paid outside pagoPA since the position was published (at the counter, ...)."""
+    told = set()
+    for payment in offline_payments.awaiting_pagopa(session, position.id):
+        option = payment.option
+        try:
+            _tell_paid(position, client, org_cf, option, now)
+        except DebtPositionNotFound:
+            # GPD lost the position (or it was deleted by hand): create it again, with its paid options.
+            position.pagopa_synced_target = None
+            position.pagopa_synced_version = None
+            return
+        told.add(option.id)
+    offline_payments.confirm_told(session, position, told, now=now)
+
+
 _ACTIONS: dict[str, Callable[[Session, Position, GPDClient, str, datetime], None]] = {
-    "create": _create, "update": _update, "invalidate": _invalidate, "delete": _delete,
+    "create": _create, "update": _update, "invalidate": _invalidate, "delete": _delete, "mark_paid": _mark_paid,
 }
 
 
-def _reconcile_payments(position: Position, client: GPDClient, org_cf: str, remote: DebtPosition | None,
-                        now: datetime) -> None:
+def _reconcile_payments(session: Session, position: Position, client: GPDClient, org_cf: str,
+                        remote: DebtPosition | None, now: datetime) -> None:
     """Tell GPD about options paid in Pay Box that GPD still shows unpaid (paid at the counter, or demo history).
 
     ``remote`` is GPD's copy when we have one; ``None`` right after a create, when every option is unpaid there.
+    Payments outside pagoPA of the options GPD now shows paid can no longer be reversed.
     """
-    for option in _paid_options(position):
+    paid = _paid_options(position)
+    for option in paid:
         if remote is not None:
             state = remote.option(option.iuv)
             if state is not None and state.status != "PO_UNPAID":
                 continue
-        # A 409 on this call means PAYMENT_OPTION_ALREADY_PAID: what we wanted.
-        with contextlib.suppress(DebtPositionConflict):
-            client.mark_paid(org_cf, option.notice_number, option.paid_at or now)
-        log.info("position %s: option %s marked paid on GPD", position.iupd, option.notice_number)
+        _tell_paid(position, client, org_cf, option, now)
+    if paid or position.pagopa_paid_pending:
+        offline_payments.confirm_told(session, position, {o.id for o in paid}, now=now)
+
+
+def _tell_paid(position: Position, client: GPDClient, org_cf: str, option: PaymentOption, now: datetime) -> None:
+    # A 409 on this call means PAYMENT_OPTION_ALREADY_PAID: what we wanted.
+    with contextlib.suppress(DebtPositionConflict):
+        client.mark_paid(org_cf, option.notice_number, option.paid_at or now)
+    log.info("position %s: option %s marked paid on GPD", position.iupd, option.notice_number)
 
 
 def _paid_options(position: Position) -> list[PaymentOption]:
@@ -412,7 +437,7 @@ def _publish_chunk(session: Session, chunk: list[Position], client: GPDClient, o
         return
     for position in ready:
         try:
-            _reconcile_payments(position, client, org_cf, None, now)
+            _reconcile_payments(session, position, client, org_cf, None, now)
         except PagoPAUnavailable as exc:
             # Created, but a paid option is not marked yet: the next attempt finds it (409 → GET) and finishes.
             _transient(position, exc, now, ("create",))

@@ -13,6 +13,7 @@ neutralised: CSV cells get a leading apostrophe, XLSX cells are written as typed
 
 import csv
 import io
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -241,7 +242,7 @@ def iter_csv(rows: Iterable[tuple], *, layout: Layout = MACHINE, flush_every: in
     The Italian layout starts with a byte-order mark, so that Excel reads the file as UTF-8.
     """
     buffer = io.StringIO()
-    if layout is ITALIAN:
+    if layout.name == ITALIAN.name:  # the positions' Italian layout, and the accounting export's
         buffer.write("\ufeff")
     writer = csv.writer(buffer, delimiter=layout.delimiter, lineterminator="\r\n")
     writer.writerow(layout.header)
@@ -298,6 +299,32 @@ def write_xlsx(out: IO[bytes], rows: Iterable[tuple], *, layout: Layout = MACHIN
         count += 1
     workbook.save(out)
     return count
+
+
+def xlsx_chunks(rows: Iterable[tuple], *, layout: Layout = MACHINE, chunk_size: int = 64 * 1024,
+                in_memory: int = 8 * 1024 * 1024) -> tuple[Iterator[bytes], int]:
+    """The XLSX workbook of ``rows`` for a streamed response: its bytes a chunk at a time, and its size.
+
+    A workbook is a ZIP written at the end, so it is built first in a temporary file (in memory up to
+    ``in_memory`` bytes, on disk beyond), then sent and removed: memory stays flat whatever the export's size.
+    """
+    spool = tempfile.SpooledTemporaryFile(max_size=in_memory)  # noqa: SIM115 (closed once sent, below)
+    try:
+        write_xlsx(spool, rows, layout=layout)
+        size = spool.tell()
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
+
+    def chunks():
+        try:
+            while chunk := spool.read(chunk_size):
+                yield chunk
+        finally:
+            spool.close()
+
+    return chunks(), size
 
 
 def write_all_positions_csv(session: Session, out: IO[str], *, layout: Layout = MACHINE) -> int:

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from portal import outbox
 from portal.imports.models import Import
 from portal.ledger.models import Creditor, Event, Position
+from portal.ledger.offline_payments import PAGOPA_CHANNEL
 from portal.ledger.types import utcnow
 from portal.webhooks.models import WebhookDelivery, WebhookEvent, WebhookSubscriber
 
@@ -33,6 +34,7 @@ KINDS = {
     "reported": "position.reported",
     "cancelled": "position.cancelled",
     "reissued": "position.reissued",
+    "offline_payment_reversed": "position.payment_reversed",
 }
 #: The delivery job the outbox is asked for.
 DELIVER_TASK = "deliver_webhooks"
@@ -45,6 +47,10 @@ _COLLECTED = "paybox.webhooks.collected"
 RECEIPT_KEYS = ("receipt_id", "iuv", "notice_number", "amount_cents", "fee_cents", "psp_id", "psp_name",
                 "payment_method", "payment_at", "installment_number")
 FLOW_KEYS = ("flow_id", "revision", "regulation", "regulation_date", "psp_id", "psp_name")
+#: A payment outside pagoPA (at the counter, bank transfer, F24): its channel and references.
+OFFLINE_KEYS = ("offline_payment_id", "payment_channel", "reference", "amount_cents", "payment_date",
+                "notice_number", "iuv", "installment_number")
+PAYMENT_KINDS = ("paid", "partially_paid", "installment_paid")
 
 
 def dumps(payload: dict) -> str:
@@ -63,13 +69,24 @@ def position_data(position: Position, *, kind: str, details: dict) -> dict:
             "notice_numbers": [o.notice_number for o in position.options],
         },
     }
-    if kind in ("paid", "partially_paid", "installment_paid") and details.get("receipt_id"):
+    if kind in PAYMENT_KINDS and details.get("receipt_id"):
+        data["channel"] = PAGOPA_CHANNEL  # the others: offline_payments.CHANNELS
         data["receipt"] = {k: details.get(k) for k in RECEIPT_KEYS if details.get(k) is not None}
+    if (kind in PAYMENT_KINDS or kind == "offline_payment_reversed") and details.get("offline_payment_id"):
+        data["channel"] = details.get("payment_channel")
+        data["offline_payment"] = _offline(details)
     if kind == "reported":
         data["flow"] = {k: details.get(k) for k in FLOW_KEYS if details.get(k) is not None}
-    if kind in ("cancelled", "reissued") and details.get("reason"):
+    if kind in ("cancelled", "reissued", "offline_payment_reversed") and details.get("reason"):
         data["reason"] = details["reason"]
     return data
+
+
+def _offline(details: dict) -> dict:
+    payment = {k: details.get(k) for k in OFFLINE_KEYS if details.get(k) is not None}
+    payment["id"] = payment.pop("offline_payment_id")
+    payment["channel"] = payment.pop("payment_channel", None)
+    return payment
 
 
 def _int(value) -> int | None:

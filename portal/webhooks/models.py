@@ -23,6 +23,7 @@ EVENTS = {
     "position.reported": "Posizione rendicontata",
     "position.cancelled": "Posizione annullata",
     "position.reissued": "Posizione sostituita da un nuovo atto",
+    "position.payment_reversed": "Pagamento fuori pagoPA annullato",
     "import.finished": "Importazione conclusa",
 }
 

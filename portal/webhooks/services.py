@@ -9,7 +9,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, joinedload
 
-from portal.ledger.models import Creditor, Service
+from portal.ledger.models import Creditor, Position, Service
 from portal.ledger.types import utcnow
 from portal.webhooks import events as webhook_events
 from portal.webhooks.delivery import UnsafeAddress, check_url
@@ -87,12 +87,23 @@ def get_subscriber(session: Session, creditor_id: int, subscriber_id: int) -> We
                                                              WebhookSubscriber.creditor_id == creditor_id))
 
 
+def _visible(creditor_id: int, scope: set[int] | frozenset[int] | None) -> list:
+    """Deliveries of the creditor; with ``scope`` (service ids), only those about positions of those services."""
+    conditions = [WebhookSubscriber.creditor_id == creditor_id]
+    if scope is not None:
+        conditions.append(WebhookDelivery.position_id.in_(
+            sa.select(Position.id).where(Position.service_id.in_(scope or {-1}))))
+    return conditions
+
+
 def list_deliveries(session: Session, creditor_id: int, *, subscriber_id: int | None = None,
-                    position_id: int | None = None, status: str | None = None, limit: int = 200
+                    position_id: int | None = None, status: str | None = None, limit: int = 200,
+                    before_id: int | None = None, scope: set[int] | frozenset[int] | None = None
                     ) -> list[WebhookDelivery]:
-    """The delivery log, newest first: per subscriber, per position, by status."""
+    """The delivery log, newest first: per subscriber, per position, by status; ``before_id`` starts the page
+    after that delivery (keyset), ``scope`` keeps the deliveries about positions of those services only."""
     query = (sa.select(WebhookDelivery).join(WebhookSubscriber)
-             .where(WebhookSubscriber.creditor_id == creditor_id)
+             .where(*_visible(creditor_id, scope))
              .options(joinedload(WebhookDelivery.event), joinedload(WebhookDelivery.subscriber)))
     if subscriber_id is not None:
         query = query.where(WebhookDelivery.subscriber_id == subscriber_id)
@@ -100,12 +111,16 @@ def list_deliveries(session: Session, creditor_id: int, *, subscriber_id: int | 
         query = query.where(WebhookDelivery.position_id == position_id)
     if status:
         query = query.where(WebhookDelivery.status == status)
+    if before_id is not None:
+        query = query.where(WebhookDelivery.id < before_id)
     return list(session.scalars(query.order_by(WebhookDelivery.id.desc()).limit(limit)))
 
 
-def get_delivery(session: Session, creditor_id: int, delivery_id: int) -> WebhookDelivery | None:
+def get_delivery(session: Session, creditor_id: int, delivery_id: int, *,
+                 scope: set[int] | frozenset[int] | None = None) -> WebhookDelivery | None:
+    """One delivery of the creditor (about a position of ``scope``'s services, when given), or ``None``."""
     return session.scalar(sa.select(WebhookDelivery).join(WebhookSubscriber).where(
-        WebhookDelivery.id == delivery_id, WebhookSubscriber.creditor_id == creditor_id))
+        WebhookDelivery.id == delivery_id, *_visible(creditor_id, scope)))
 
 
 def _again(query) -> dict:
