@@ -335,3 +335,111 @@ def _down_revision() -> str:
     from tests.test_migrations import _script
 
     return _script().get_revision(REVISION).down_revision
+
+
+# --- The dashboard ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def collected(creditor, service, make_service, make_position):
+    """This week: a TARI payment of 42,50 € (due today) credited by a flow that also lists 9,99 € we cannot place,
+    and an IMU position of 12,00 € due today, unpaid."""
+    imu = make_service(code="IMU", name="IMU - Imposta municipale", taxonomy_code="9/0101100IM/")
+    tari = make_position(amount=4250, due=date.today())
+    make_position(amount=1200, due=date.today(), service=imu)
+    ledger.transition(db.session, tari, S.PUBLISHED, actor="test")
+    db.session.commit()
+    receipt = record_receipt(db.session, CreditorRef.of(creditor), receipt_for(tari.single_option, payment_at=utcnow()),
+                             source="paSendRTV2", raw_xml="<r/>").receipt
+    lines = lines_for((receipt, tari.single_option))
+    lines.append(reporting.FlowLine(index=2, iuv="01999999999999999", iur="X" * 20, id_transfer=1, amount_cents=999))
+    reporting.record_flow(db.session, creditor, header(lines, fdr="2026-12-01BCITITMM-0042",
+                                                       regulation_date=date.today()), lines)
+    db.session.commit()
+    return {"tari": service, "imu": imu}
+
+
+def section(html: str) -> str:
+    start = html.index('<section id="cashflow"')
+    return html[start:html.index("</section>", start)]
+
+
+def this_week_row(html: str) -> str:
+    monday = date.today() - timedelta(days=date.today().weekday())
+    start = html.index(f'<tr data-week="{monday.isoformat()}">')
+    return html[start:html.index("</tr>", start)]
+
+
+def test_the_dashboard_charts_the_weeks_with_their_table_and_the_last_flows(client, login, make_user, collected):
+    login(make_user("admin", role="admin"))
+    html = section(client.get("/officer/").get_data(as_text=True))
+    assert 'role="img"' in html
+    assert 'aria-labelledby="cashflow-chart-title cashflow-chart-desc"' in html
+    assert "<title id=\"cashflow-chart-title\">Incassi per settimana: tutti i servizi</title>" in html
+    desc = html[html.index("<desc"):html.index("</desc>")]
+    assert "dovuto 54,50\u00a0€" in desc
+    assert "incassato per data di pagamento 42,50\u00a0€ (78% del dovuto)" in desc
+    assert "riversato dai PSP per data di regolamento 42,50\u00a0€" in desc
+    week = this_week_row(html)
+    assert [cell for cell in ("54,50", "42,50", "42,50") if cell in week] == ["54,50", "42,50", "42,50"]
+    assert html.count("<g data-week=") == cashflow.WEEKS
+    imu_row = html[html.index('<tr data-service="IMU">'):]
+    assert "12,00\u00a0€" in imu_row.split("</tr>")[0]
+    assert "0%" in imu_row.split("</tr>")[0]  # nothing of it collected
+    flows = html[html.index('data-testid="last-flows"'):]
+    assert "2026-12-01BCITITMM-0042" in flows
+    assert "Banca di Prova" in flows
+    assert "text-danger fw-bold\" data-testid=\"flow-difference\">9,99\u00a0€" in flows
+
+
+def test_the_chart_of_one_service_and_its_htmx_answer(client, login, make_user, collected):
+    login(make_user("admin", role="admin"))
+    imu = collected["imu"].id
+    html = section(client.get(f"/officer/?service_id={imu}").get_data(as_text=True))
+    assert "Incassi per settimana: IMU - Imposta municipale" in html
+    assert f'<option value="{imu}" selected>' in html
+    week = this_week_row(html)
+    assert "12,00\u00a0€" in week
+    assert "42,50" not in week
+    assert '<tr data-service="TARI">' in html  # the per-service table keeps every service
+    fragment = client.get(f"/officer/?service_id={imu}", headers={"HX-Request": "true", "HX-Target": "cashflow"})
+    body = fragment.get_data(as_text=True)
+    assert body.lstrip().startswith('<section id="cashflow"')
+    assert "<html" not in body
+    assert "Incassi per settimana: IMU - Imposta municipale" in body
+
+
+def test_an_officer_sees_the_collections_of_their_services_only(client, login, make_user, collected):
+    login(make_user("imu", role="operator", services=[collected["imu"]]))
+    # Another service's id in the address changes nothing: the chart stays on the officer's services.
+    html = section(client.get(f"/officer/?service_id={collected['tari'].id}").get_data(as_text=True))
+    assert "Incassi per settimana: tutti i servizi" in html
+    assert "42,50" not in html
+    assert '<tr data-service="TARI">' not in html
+    assert "12,00\u00a0€" in this_week_row(html)
+    flows = html[html.index('data-testid="last-flows"'):]
+    assert "2026-12-01BCITITMM-0042" in flows
+    assert "9,99" not in flows  # a flow mixes every service's money: no amounts
+    assert "da verificare" in flows
+    assert "i suoi importi li vede chi ha accesso a ogni servizio" in html
+
+
+def test_the_chart_draws_bars_and_the_due_line_to_scale_on_round_ticks(ctx):
+    from portal.officer import cashflow as chart
+
+    assert [chart.nice_ceiling(c) for c in (0, 399, 401, 123_456, 1_000_000)] == [400, 400, 800, 200_000, 1_000_000]
+    weeks = [cashflow.Week(start=date(2026, 1, 5) + timedelta(weeks=n)) for n in range(5)]
+    weeks[1].add("due", 1, 100_000)
+    weeks[1].add("paid", 1, 50_000)
+    weeks[2].add("regulation", 1, 100_000)
+    drawn = chart.build(cashflow.Cashflow(weeks))
+    assert [t.label for t in drawn.ticks] == ["0\u00a0€", "250\u00a0€", "500\u00a0€", "750\u00a0€", "1.000\u00a0€"]
+    full = drawn.bottom - drawn.ticks[-1].y
+    assert drawn.weeks[1].paid.height == pytest.approx(full / 2)
+    assert drawn.weeks[2].regulation.height == pytest.approx(full)
+    assert drawn.weeks[0].paid.height == 0
+    assert drawn.weeks[1].regulation.x > drawn.weeks[1].paid.x + drawn.weeks[1].paid.width  # side by side
+    assert drawn.due_path.count(" V ") == 4  # one step per week after the first
+    assert f"V {drawn.ticks[-1].y}" in drawn.due_path
+    assert [m.label for m in drawn.months] == ["gen 2026", "feb"]
+    assert "Settimana dal 12/01 al 18/01/2026: dovuto 1.000,00\u00a0€" in drawn.weeks[1].label
