@@ -55,6 +55,8 @@ class Tick:
 class MonthLabel:
     x: float
     label: str
+    #: The year, under the month, on the first label and on January's.
+    year: str | None = None
 
 
 @dataclass(frozen=True)
@@ -121,8 +123,8 @@ def build(flow: Cashflow) -> Chart:
         path.append(f"H {x + slot:.2f}")
         starts_month = week.start.month != previous.month if previous else week.start.day <= 7
         if starts_month and x + 40 <= WIDTH:  # a label that would run off the right edge is left out
-            pattern = "MMM yyyy" if not months or week.start.month == 1 else "MMM"
-            months.append(MonthLabel(round(x, 2), format_date(week.start, pattern)))
+            year = str(week.start.year) if not months or week.start.month == 1 else None
+            months.append(MonthLabel(round(x, 2), format_date(week.start, "MMM"), year))
         previous = week.start
     ticks = [Tick(y(top * i // TICKS), euro_tick(top * i // TICKS)) for i in range(TICKS + 1)]
     return Chart(WIDTH, HEIGHT, LEFT, WIDTH - RIGHT, base, shapes, " ".join(path), ticks, months)
