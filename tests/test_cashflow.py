@@ -287,9 +287,10 @@ def test_reading_the_weeks_touches_only_the_totals(ctx, creditor, make_position)
     finally:
         sa.event.remove(db.engine, "before_cursor_execute", seen)
     assert flow.total.due_cents == 1000
-    assert len(statements) == 1
-    assert "cashflow_totals" in statements[0]
-    assert not any(name in statements[0] for name in ("positions", "payment_options", "receipts", "reported_"))
+    assert len(statements) == 2
+    for statement in statements:
+        assert "FROM cashflow_totals" in statement
+        assert not any(name in statement for name in ("positions", "payment_options", "receipts", "reported_"))
 
 
 def test_the_migration_sums_what_is_there_on_postgresql(app, ctx, creditor, service):

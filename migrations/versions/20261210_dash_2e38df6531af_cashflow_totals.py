@@ -114,6 +114,16 @@ def _options_statement(old: str | None, new: str | None) -> str:
             f"then_rows AS MATERIALIZED ({then})\n" + summed(deltas) + ";")
 
 
+#: A changed option that moves nothing: an installment held back, before and after, by a live single payment the
+#: statement did not touch, and paid neither before nor after (a receipt for the single payment cancels the
+#: installments one UPDATE each: those skip the full computation).
+NEUTRAL = (
+    "o.kind = 'installment' AND n.kind = 'installment' AND o.position_id = n.position_id "
+    "AND o.creditor_id = n.creditor_id AND o.status <> 'paid' AND n.status <> 'paid' "
+    "AND EXISTS (SELECT 1 FROM payment_options s WHERE s.position_id = n.position_id AND "
+    f"{LIVE_SINGLE.format(s='s')} AND s.id NOT IN (SELECT id FROM new_options))")
+
+
 def _function(name: str, body: str) -> str:
     return f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$\nBEGIN\n{body}\nRETURN NULL;\nEND $$;"
 
@@ -122,7 +132,7 @@ POSTGRESQL = [
     _function("cashflow_options_inserted", _options_statement(None, "new_options")),
     _function("cashflow_options_updated",
               "IF NOT EXISTS (SELECT 1 FROM old_options o JOIN new_options n ON n.id = o.id WHERE "
-              f"{_changed(OPTION_WATCHED, 'o', 'n')}) THEN RETURN NULL; END IF;\n"
+              f"{_changed(OPTION_WATCHED, 'o', 'n')} AND NOT ({NEUTRAL})) THEN RETURN NULL; END IF;\n"
               + _options_statement("old_options", "new_options")),
     _function("cashflow_options_deleted", _options_statement("old_options", None)),
     "CREATE TRIGGER cashflow_options_insert AFTER INSERT ON payment_options REFERENCING NEW TABLE AS new_options "
