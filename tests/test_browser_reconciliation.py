@@ -10,43 +10,19 @@ import sqlalchemy as sa
 from playwright.sync_api import expect
 
 from portal.extensions import db
-from portal.ledger import reporting
-from portal.ledger import services as ledger
 from portal.ledger.flows import ReportingAnomaly
-from portal.ledger.payments import CreditorRef, record_receipt
-from portal.ledger.status import PositionStatus
 from portal.ledger.types import utcnow
 from portal.webhooks import services as webhooks
 from portal.webhooks.delivery import DeliverySettings, deliver_due
 from portal.webhooks.models import WebhookDelivery
 from tests.accessibility import check_page
 from tests.browser_support import sign_in
-from tests.test_ledger_payments import receipt_for
-from tests.test_reporting import header, lines_for
+from tests.test_cashflow import FLOW, UNKNOWN_IUV, paid_and_reported
 from tests.webhook_support import receiving
 
 pytestmark = pytest.mark.browser
 
-FLOW = "2026-12-01BCITITMM-0042"
-UNKNOWN_IUV = "01999999999999999"
 EURO = "\u00a0€"
-
-
-def paid_and_reported(creditor, service, make_service, make_position) -> None:
-    """A TARI notice of 42,50 € due today paid now (its webhook goes out), an IMU one of 12,00 € unpaid, and a flow
-    crediting the TARI payment and 9,99 € we have no receipt for (an anomaly)."""
-    imu = make_service(code="IMU", name="IMU - Imposta municipale", taxonomy_code="9/0101100IM/")
-    tari = make_position(amount=4250, due=date.today())
-    make_position(amount=1200, due=date.today(), service=imu)
-    ledger.transition(db.session, tari, PositionStatus.PUBLISHED, actor="test")
-    db.session.commit()
-    receipt = record_receipt(db.session, CreditorRef.of(creditor), receipt_for(tari.single_option, payment_at=utcnow()),
-                             source="paSendRTV2", raw_xml="<r/>").receipt
-    db.session.commit()
-    lines = lines_for((receipt, tari.single_option))
-    lines.append(reporting.FlowLine(index=2, iuv=UNKNOWN_IUV, iur="X" * 20, id_transfer=1, amount_cents=999))
-    reporting.record_flow(db.session, creditor, header(lines, fdr=FLOW, regulation_date=date.today()), lines)
-    db.session.commit()
 
 
 def test_admin_reads_the_collections_resolves_an_anomaly_and_replays_a_failed_delivery(

@@ -341,10 +341,13 @@ def _down_revision() -> str:
 # --- The dashboard ------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def collected(creditor, service, make_service, make_position):
-    """This week: a TARI payment of 42,50 € (due today) credited by a flow that also lists 9,99 € we cannot place,
-    and an IMU position of 12,00 € due today, unpaid."""
+FLOW = "2026-12-01BCITITMM-0042"
+UNKNOWN_IUV = "01999999999999999"
+
+
+def paid_and_reported(creditor, service, make_service, make_position) -> dict:
+    """This week: a TARI notice of 42,50 € due today paid now (its webhook, if any, goes out), an IMU one of 12,00 €
+    due today, unpaid, and a flow crediting the TARI payment and 9,99 € we have no receipt for (an anomaly)."""
     imu = make_service(code="IMU", name="IMU - Imposta municipale", taxonomy_code="9/0101100IM/")
     tari = make_position(amount=4250, due=date.today())
     make_position(amount=1200, due=date.today(), service=imu)
@@ -352,12 +355,17 @@ def collected(creditor, service, make_service, make_position):
     db.session.commit()
     receipt = record_receipt(db.session, CreditorRef.of(creditor), receipt_for(tari.single_option, payment_at=utcnow()),
                              source="paSendRTV2", raw_xml="<r/>").receipt
+    db.session.commit()
     lines = lines_for((receipt, tari.single_option))
-    lines.append(reporting.FlowLine(index=2, iuv="01999999999999999", iur="X" * 20, id_transfer=1, amount_cents=999))
-    reporting.record_flow(db.session, creditor, header(lines, fdr="2026-12-01BCITITMM-0042",
-                                                       regulation_date=date.today()), lines)
+    lines.append(reporting.FlowLine(index=2, iuv=UNKNOWN_IUV, iur="X" * 20, id_transfer=1, amount_cents=999))
+    reporting.record_flow(db.session, creditor, header(lines, fdr=FLOW, regulation_date=date.today()), lines)
     db.session.commit()
     return {"tari": service, "imu": imu}
+
+
+@pytest.fixture
+def collected(creditor, service, make_service, make_position):
+    return paid_and_reported(creditor, service, make_service, make_position)
 
 
 def section(html: str) -> str:
@@ -388,7 +396,7 @@ def test_the_dashboard_charts_the_weeks_with_their_table_and_the_last_flows(clie
     assert "12,00\u00a0€" in imu_row.split("</tr>")[0]
     assert "0%" in imu_row.split("</tr>")[0]  # nothing of it collected
     flows = html[html.index('data-testid="last-flows"'):]
-    assert "2026-12-01BCITITMM-0042" in flows
+    assert FLOW in flows
     assert "Banca di Prova" in flows
     assert "text-danger fw-bold\" data-testid=\"flow-difference\">9,99\u00a0€" in flows
 
@@ -419,7 +427,7 @@ def test_an_officer_sees_the_collections_of_their_services_only(client, login, m
     assert '<tr data-service="TARI">' not in html
     assert "12,00\u00a0€" in this_week_row(html)
     flows = html[html.index('data-testid="last-flows"'):]
-    assert "2026-12-01BCITITMM-0042" in flows
+    assert FLOW in flows
     assert "9,99" not in flows  # a flow mixes every service's money: no amounts
     assert "da verificare" in flows
     assert "i suoi importi li vede chi ha accesso a ogni servizio" in html
