@@ -1,7 +1,7 @@
 """The dashboard's *collections at a glance*: the weekly chart (server-rendered SVG, no script) of what fell due, what
 was paid and what the PSPs credited, its figures as a table, and the reconciliation of the last flows.
 
-The figures come from :mod:`portal.ledger.cashflow` (one grouped read of the summary); this module only lays them
+The figures come from :mod:`portal.ledger.cashflow` (two grouped reads of the summary); this module only lays them
 out: the coordinates of each bar and of the due line, the axis ticks and the month labels.
 """
 
