@@ -1,14 +1,12 @@
 """How money, dates, numbers and statuses look in the UI (Italian conventions, Europe/Rome time)."""
 
 from datetime import date, datetime
-from zoneinfo import ZoneInfo
 
 from portal.ledger.notice_numbers import format_nav
 from portal.ledger.offline_payments import CHANNELS, PAGOPA_CHANNEL
 from portal.ledger.status import BADGES, LABELS, PositionStatus
+from portal.ledger.types import ROME
 from portal.money import format_euro
-
-ROME = ZoneInfo("Europe/Rome")
 
 
 def format_date(value: date | datetime | None) -> str:

@@ -145,10 +145,10 @@ def purge_job_records(session: Session):
 @task("default", label="Aggiornamento dei totali del cruscotto", kind="maintenance", every=60,
       timeout=600, ttl=120, retry_max=0)
 def compact_position_totals(session: Session):
-    """Fold the dashboard totals' delta rows (one row per key again)."""
-    from portal.ledger.totals import compact
+    """Fold the dashboard totals' delta rows (one row per key again): the positions' and the collections'."""
+    from portal.ledger import cashflow, totals
 
-    folded = compact(session)
+    folded = totals.compact(session) + cashflow.compact(session)
     return Outcome(f"{folded} righe dei totali accorpate", idle=folded == 0)
 
 

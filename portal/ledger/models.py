@@ -483,6 +483,34 @@ class PositionTotal(db.Model):
     __table_args__ = (sa.Index("ix_position_totals_key", "creditor_id", "service_id", "status", "due_date"),)
 
 
+class CashflowTotal(db.Model):
+    """Money per (creditor, service, basis, day) for the dashboard's collections chart: what fell due on a day
+    (``due``), what was paid on a day in Rome (``paid``), what the PSPs' flows credited with that regulation date
+    (``regulation``).
+
+    Written only by database triggers on ``payment_options`` and ``reported_payments`` (migration
+    ``2e38df6531af``; what each basis counts is in :mod:`portal.ledger.cashflow`): delta rows, like
+    :class:`PositionTotal`, folded by :func:`portal.ledger.cashflow.compact`.
+    """
+
+    __tablename__ = "cashflow_totals"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
+    creditor_id: Mapped[int] = mapped_column()
+    service_id: Mapped[int] = mapped_column()
+    #: ``due``, ``paid`` or ``regulation``.
+    basis: Mapped[str] = mapped_column(sa.String(10))
+    day: Mapped[date] = mapped_column(sa.Date)
+    #: Options due or paid, or flow lines credited.
+    count: Mapped[int] = mapped_column(sa.BigInteger)
+    amount_cents: Mapped[int] = mapped_column(sa.BigInteger)
+
+    __table_args__ = (
+        sa.Index("ix_cashflow_totals_key", "creditor_id", "day", "basis", "service_id"),
+        sa.CheckConstraint("basis IN ('due', 'paid', 'regulation')", name="basis_known"),
+    )
+
+
 class NumberCounter(db.Model):
     """The next 13-digit IUV base per creditor; allocation moves it forward and never back."""
 

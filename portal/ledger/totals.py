@@ -21,31 +21,59 @@ from portal.ledger.status import OPEN_STATUSES, PositionStatus
 KEY = ("creditor_id", "service_id", "status", "due_date")
 SUMS = ("count", "amount_cents", "paid_cents")
 _T = PositionTotal.__table__
-# Our own column names only (no input reaches the text); the bound parameter is the last delta row folded.
-_KEYS, _SUMS = ", ".join(KEY), ", ".join(SUMS)
-_SUMMED = f"SELECT {_KEYS}, " + ", ".join(f"sum({n})" for n in SUMS)
-_NONZERO = " OR ".join(f"sum({n}) <> 0" for n in SUMS)
-#: The keys that have more than one row: only these are folded (a key down to one row is left as it is, so a fold
-#: does not rewrite the whole table each minute).
-_SEVERAL = f"SELECT {_KEYS} FROM position_totals WHERE id <= :last GROUP BY {_KEYS} HAVING count(*) > 1"  # noqa: S608
-_SAME_KEY = " AND ".join(f"t.{n} = k.{n}" for n in KEY)
-_COMPACT_POSTGRESQL = sa.text(
-    f"WITH several AS ({_SEVERAL}), "  # noqa: S608
-    f"moved AS (DELETE FROM position_totals t USING several k WHERE t.id <= :last AND {_SAME_KEY} RETURNING t.*), "
-    f"folded AS (INSERT INTO position_totals ({_KEYS}, {_SUMS}) {_SUMMED} FROM moved GROUP BY {_KEYS} "
-    f"HAVING {_NONZERO} RETURNING id) "
-    "SELECT (SELECT count(*) FROM moved) - (SELECT count(*) FROM folded)")
-_FOLD_SQLITE = sa.text(
-    f"INSERT INTO position_totals ({_KEYS}, {_SUMS}) {_SUMMED} FROM position_totals "  # noqa: S608
-    f"WHERE id <= :last GROUP BY {_KEYS} HAVING count(*) > 1 AND ({_NONZERO})")
-_DROP_FOLDED_SQLITE = sa.text(
-    f"DELETE FROM position_totals WHERE id <= :last AND ({_KEYS}) IN ({_SEVERAL})")  # noqa: S608
 
 
-def _scoped(creditor_id: int, scope: set[int] | None) -> list:
-    conditions = [PositionTotal.creditor_id == creditor_id]
+class DeltaTable:
+    """A summary kept as delta rows (writers only append, so they never wait for each other on a summary row) and
+    its fold into one row per key: the statements, built once from our own table and column names (no input
+    reaches the text; the bound parameter is the last delta row folded)."""
+
+    def __init__(self, table: str, key: tuple[str, ...], sums: tuple[str, ...]):
+        self.table = table
+        keys, names = ", ".join(key), ", ".join(sums)
+        summed = f"SELECT {keys}, " + ", ".join(f"sum({n})" for n in sums)
+        nonzero = " OR ".join(f"sum({n}) <> 0" for n in sums)
+        # The keys that have more than one row: only these are folded (a key down to one row is left as it is, so
+        # a fold does not rewrite the whole table each minute).
+        several = f"SELECT {keys} FROM {table} WHERE id <= :last GROUP BY {keys} HAVING count(*) > 1"  # noqa: S608
+        same_key = " AND ".join(f"t.{n} = k.{n}" for n in key)
+        self._last = sa.text(f"SELECT max(id) FROM {table}")  # noqa: S608
+        self._postgresql = sa.text(
+            f"WITH several AS ({several}), "  # noqa: S608
+            f"moved AS (DELETE FROM {table} t USING several k WHERE t.id <= :last AND {same_key} RETURNING t.*), "
+            f"folded AS (INSERT INTO {table} ({keys}, {names}) {summed} FROM moved GROUP BY {keys} "
+            f"HAVING {nonzero} RETURNING id) "
+            "SELECT (SELECT count(*) FROM moved) - (SELECT count(*) FROM folded)")
+        self._fold_sqlite = sa.text(
+            f"INSERT INTO {table} ({keys}, {names}) {summed} FROM {table} "  # noqa: S608
+            f"WHERE id <= :last GROUP BY {keys} HAVING count(*) > 1 AND ({nonzero})")
+        self._drop_folded_sqlite = sa.text(
+            f"DELETE FROM {table} WHERE id <= :last AND ({keys}) IN ({several})")  # noqa: S608
+
+    def compact(self, session: Session) -> int:
+        """Fold the rows of every key that has several into one (keys summing to nothing go); how many rows fewer.
+
+        One statement on PostgreSQL (its single snapshot never folds a row it does not delete, or the reverse,
+        while writers keep appending); on SQLite the write lock keeps writers out between the two statements.
+        """
+        take_write_lock(session)
+        last = session.scalar(self._last)
+        if last is None:
+            return 0
+        if session.get_bind().dialect.name == "postgresql":
+            return session.execute(self._postgresql, {"last": last}).scalar_one()
+        inserted = session.execute(self._fold_sqlite, {"last": last}).rowcount
+        return session.execute(self._drop_folded_sqlite, {"last": last}).rowcount - inserted
+
+
+_DELTAS = DeltaTable(_T.name, KEY, SUMS)
+
+
+def scoped(model, creditor_id: int, scope: set[int] | None) -> list:
+    """The conditions for a summary ``model``'s rows of one creditor and, when given, of these services only."""
+    conditions = [model.creditor_id == creditor_id]
     if scope is not None:
-        conditions.append(PositionTotal.service_id.in_(scope or {-1}))
+        conditions.append(model.service_id.in_(scope or {-1}))
     return conditions
 
 
@@ -69,7 +97,7 @@ def groups(session: Session, creditor_id: int, *, today: date, scope: set[int] |
         sa.select(t.service_id, t.status, sa.func.sum(t.count), sa.func.sum(t.amount_cents),
                   sa.func.coalesce(sa.func.sum(t.count).filter(late), 0),
                   sa.func.coalesce(sa.func.sum(t.amount_cents - t.paid_cents).filter(late), 0))
-        .where(*_scoped(creditor_id, scope))
+        .where(*scoped(t, creditor_id, scope))
         .group_by(t.service_id, t.status)
         .having(sa.func.sum(t.count) != 0)
     )
@@ -78,20 +106,8 @@ def groups(session: Session, creditor_id: int, *, today: date, scope: set[int] |
 
 
 def compact(session: Session) -> int:
-    """Fold the rows of every key that has several into one (keys summing to nothing go); returns how many rows
-    fewer.
-
-    One statement on PostgreSQL (its single snapshot never folds a row it does not delete, or the reverse, while
-    writers keep appending); on SQLite the write lock keeps writers out between the two statements.
-    """
-    take_write_lock(session)
-    last = session.scalar(sa.select(sa.func.max(PositionTotal.id)))
-    if last is None:
-        return 0
-    if session.get_bind().dialect.name == "postgresql":
-        return session.execute(_COMPACT_POSTGRESQL, {"last": last}).scalar_one()
-    inserted = session.execute(_FOLD_SQLITE, {"last": last}).rowcount
-    return session.execute(_DROP_FOLDED_SQLITE, {"last": last}).rowcount - inserted
+    """Fold the totals' delta rows into one row per key (see :meth:`DeltaTable.compact`); how many rows fewer."""
+    return _DELTAS.compact(session)
 
 
 def rebuild(session: Session) -> None:

@@ -1,9 +1,13 @@
 """Column types shared by the models."""
 
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import DateTime
 from sqlalchemy.types import TypeDecorator
+
+#: The time zone of every date the Comune sees (a payment's day, a due date).
+ROME = ZoneInfo("Europe/Rome")
 
 
 class UTCDateTime(TypeDecorator):

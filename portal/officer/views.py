@@ -4,15 +4,16 @@ from datetime import date
 
 from flask import current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_user, logout_user
+from jinja2_fragments.flask import render_block
 
 from portal.accounts.models import ROLE_LABELS, Role
 from portal.accounts.services import LoginThrottled, authenticate, end_sessions
 from portal.collections import overdue
-from portal.extensions import db
+from portal.extensions import db, htmx
 from portal.ledger import queries
 from portal.ledger.status import PositionStatus
 from portal.ledger.sync_state import sync_summary
-from portal.officer import bp
+from portal.officer import bp, cashflow
 from portal.officer.access import frozen_scope, roles_required
 from portal.officer.anomalies import open_counts
 from portal.officer.forms import EmptyForm, LoginForm
@@ -92,19 +93,26 @@ def logout():
 @bp.route("/")
 @roles_required(*ANY_ROLE)
 def dashboard():
-    """Counts and amounts per status and service, and what is overdue."""
+    """Counts and amounts per status and service, what is overdue, and the collections of the last 12 months
+    (``?service_id=`` narrows the chart to one service; htmx gets that section alone)."""
     scope = current_user.service_scope()
-    totals = queries.dashboard_totals(db.session, current_user.creditor_id, scope=scope, today=date.today())
+    creditor_id = current_user.creditor_id
+    collections = cashflow.context(db.session, creditor_id, today=date.today(), scope=scope,
+                                   services=current_user.creditor.services,
+                                   service_id=request.args.get("service_id", type=int))
+    if htmx and htmx.target == "cashflow":
+        return render_block("officer/dashboard.html", "cashflow", **collections)
+    totals = queries.dashboard_totals(db.session, creditor_id, scope=scope, today=date.today())
     open_anomalies = open_counts(frozen_scope())
-    aging = overdue.aging(db.session, current_user.creditor_id, today=date.today(), scope=scope)
+    aging = overdue.aging(db.session, creditor_id, today=date.today(), scope=scope)
     largest = max((b.owed_cents for row in aging for b in row.buckets), default=0)
     services = {s.id: s for s in current_user.creditor.services}
     return render_template("officer/dashboard.html", totals=totals, statuses=list(PositionStatus),
-                           sync=sync_summary(db.session, current_user.creditor_id),
+                           sync=sync_summary(db.session, creditor_id),
                            anomalies=sum(open_anomalies.values()), aging=aging, largest=largest or 1,
                            services=services, buckets=overdue.BUCKETS,
-                           alerts=overdue.alerts(db.session, current_user.creditor_id, scope=scope),
-                           digest_form=EmptyForm())
+                           alerts=overdue.alerts(db.session, creditor_id, scope=scope),
+                           digest_form=EmptyForm(), **collections)
 
 
 @bp.route("/me/overdue-digest", methods=["POST"])
