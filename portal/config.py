@@ -165,12 +165,16 @@ def load_config(env: dict | None = None) -> dict:
         "FDR_UNREPORTED_DAYS": _int(env, "FDR_UNREPORTED_DAYS", 10),
         # Webhooks to the Comune's systems: seconds a receiver has to answer; whether outbound calls may reach
         # private and loopback addresses (refused in production unless set: SSRF); seconds a claimed delivery is
-        # held by its worker before another may retry it; deliveries per claim and parallel calls per worker.
+        # held by its worker before another may retry it; deliveries per claim and parallel calls per worker; seconds
+        # a delivery job keeps looking for new due deliveries before it ends (a steady stream is served by one job,
+        # not a new work horse per payment); delivery jobs that may run at once (a full claim asks for one more).
         "WEBHOOKS_TIMEOUT_SECONDS": _float(env, "WEBHOOKS_TIMEOUT_SECONDS", 5.0),
         "WEBHOOKS_ALLOW_PRIVATE": _bool(env.get("WEBHOOKS_ALLOW_PRIVATE"), default=mode != "production"),
         "WEBHOOKS_LEASE_SECONDS": _int(env, "WEBHOOKS_LEASE_SECONDS", 60),
         "WEBHOOKS_BATCH": _int(env, "WEBHOOKS_BATCH", 100),
         "WEBHOOKS_THREADS": _int(env, "WEBHOOKS_THREADS", 8),
+        "WEBHOOKS_LINGER_SECONDS": _float(env, "WEBHOOKS_LINGER_SECONDS", 2.0),
+        "WEBHOOKS_LANES": _int(env, "WEBHOOKS_LANES", 2),
         # Citizens' portal: how long a citizen waits for pagoPA before being offered a retry (the publication goes
         # on in the background), and how many form posts and notice look-ups a client address may make per minute
         # and a fiscal code per hour.

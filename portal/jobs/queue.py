@@ -394,6 +394,7 @@ class RQBackend:
 
     def _enqueue(self, requests: Sequence[outbox.Request]) -> int:
         from rq import Callback, Queue
+        from rq.exceptions import InvalidJobOperation
         from rq.job import Job, JobStatus
 
         keyed = [r.job_id for r in requests if r.job_id]
@@ -403,7 +404,11 @@ class RQBackend:
         for request in requests:
             job = existing.get(request.job_id)
             if job is not None:
-                status = job.get_status(refresh=False)
+                try:
+                    status = job.get_status(refresh=False)
+                except InvalidJobOperation:
+                    # A remnant without a status: a horse wrote a field of a job another process had just deleted.
+                    status = None
                 if status in live or (status == JobStatus.STARTED and not request.replace_started):
                     log.debug("job %s already %s: not enqueued again", request.job_id, status)
                     continue

@@ -122,11 +122,12 @@ def sync_reporting_flows(session: Session):
 
 @task("default", label="Invio dei webhook ai sistemi del Comune", kind="webhooks", every=60,
       timeout=120, ttl=600, retry_max=0)
-def deliver_webhooks(session: Session):
-    """Send every due webhook delivery (asked for after each change, and every minute for the retries)."""
+def deliver_webhooks(session: Session, lane: int = 0):
+    """Send every due webhook delivery (asked for after each change, and every minute for the retries); ``lane``
+    1, 2, ... are the extra runs a backlog asks for, so that more workers share it."""
     from portal.webhooks.delivery import DeliverySettings, deliver_due
 
-    counts = deliver_due(session, DeliverySettings.from_config(current_app.config))
+    counts = deliver_due(session, DeliverySettings.from_config(current_app.config), lane=int(lane))
     sent = sum(counts.values())
     return Outcome(f"{counts['delivered']} consegnati, {counts['pending']} da ritentare, {counts['failed']} falliti",
                    idle=sent == 0)

@@ -6,6 +6,12 @@ commits before calling anyone. A worker killed mid-call leaves rows that come du
 event arrives at least once, and its ``PayBox-Event-Id`` lets the receiver drop a repeat. Only the oldest pending
 delivery of a position (per subscriber) is claimable, so a subscriber hears of a position's events in order.
 
+A delivery job does not stop at the first empty claim: it keeps looking for ``linger`` seconds (a steady stream of
+payments is served by one job instead of a new work horse per commit), and a claim that comes back full (a
+backlog) asks for the next *lane*, a second delivery job under its own id, so another worker joins in; the lanes
+share the work through the row locks, and the per-position rule above holds across them. The results of a batch
+are written in one executemany, not one round trip per delivery.
+
 A failure (timeout, connection refused, any answer but 2xx, a redirect, which is never followed) is retried with
 exponential backoff and jitter until ``retry_until`` (a day), then the delivery is "failed" until someone sends it
 again. Outbound calls refuse private, loopback and link-local addresses unless explicitly allowed (SSRF).
@@ -33,8 +39,10 @@ import requests
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, aliased
 
+from portal import outbox
 from portal.ledger.locks import take_write_lock
 from portal.ledger.types import utcnow
+from portal.webhooks.events import DELIVER_JOB_ID, DELIVER_TASK
 from portal.webhooks.models import DELIVERED, FAILED, PENDING, WebhookDelivery, WebhookEvent, WebhookSubscriber
 
 log = logging.getLogger(__name__)
@@ -54,6 +62,11 @@ class DeliverySettings:
     threads: int = 8
     base_delay: float = 10.0
     max_delay: float = 3600.0
+    #: Seconds a delivery run keeps looking for new due deliveries once none is left, and how often it looks.
+    linger: float = 0.0
+    poll_interval: float = 0.1
+    #: Delivery jobs that may run at once (lane 0 asks for lane 1 when its claim comes back full, and so on).
+    lanes: int = 1
 
     @classmethod
     def from_config(cls, config) -> DeliverySettings:
@@ -61,7 +74,9 @@ class DeliverySettings:
                    allow_private=bool(config.get("WEBHOOKS_ALLOW_PRIVATE")),
                    lease_seconds=int(config.get("WEBHOOKS_LEASE_SECONDS") or 60),
                    batch=int(config.get("WEBHOOKS_BATCH") or 100),
-                   threads=int(config.get("WEBHOOKS_THREADS") or 8))
+                   threads=int(config.get("WEBHOOKS_THREADS") or 8),
+                   linger=float(config.get("WEBHOOKS_LINGER_SECONDS") or 0.0),
+                   lanes=max(1, int(config.get("WEBHOOKS_LANES") or 1)))
 
 
 def sign(secret: str, timestamp: int, body: str) -> str:
@@ -127,13 +142,13 @@ class Outgoing:
     body: str
 
 
-def post(http: requests.Session, out: Outgoing, settings: DeliverySettings) -> Attempt:
-    """One signed POST of an event's body; never raises."""
+def post(http: requests.Session, out: Outgoing, settings: DeliverySettings, *, checked: bool = False) -> Attempt:
+    """One signed POST of an event's body (its URL checked first unless ``checked``); never raises."""
     url = out.url
-    try:
-        check_url(url, allow_private=settings.allow_private)
-    except UnsafeAddress as exc:
-        return Attempt(ok=False, error=str(exc))
+    if not checked:
+        refusal = _refusal(url, settings)
+        if refusal:
+            return Attempt(ok=False, error=refusal)
     timestamp = int(time.time())
     headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, "PayBox-Event-Id": out.event_id,
                "PayBox-Event": out.name, "PayBox-Signature": sign(out.secret, timestamp, out.body)}
@@ -154,6 +169,14 @@ def post(http: requests.Session, out: Outgoing, settings: DeliverySettings) -> A
                    error=f"Il ricevente ha risposto {response.status_code}.")
 
 
+def _refusal(url: str, settings: DeliverySettings) -> str | None:
+    try:
+        check_url(url, allow_private=settings.allow_private)
+    except UnsafeAddress as exc:
+        return str(exc)
+    return None
+
+
 def backoff(attempts: int, settings: DeliverySettings, rng: random.Random = random) -> timedelta:  # noqa: S311
     """Exponential, with ±50 % jitter so a receiver back from an outage is not hit by every retry at once."""
     delay = min(settings.base_delay * 2 ** max(attempts - 1, 0), settings.max_delay)
@@ -169,6 +192,10 @@ def claim(session: Session, settings: DeliverySettings, *, now: datetime | None 
     earlier = sa.select(older.id).where(older.subscriber_id == WebhookDelivery.subscriber_id,
                                         older.position_id == WebhookDelivery.position_id,
                                         older.id < WebhookDelivery.id, older.status == PENDING)
+    # OFFSET 0: PostgreSQL keeps this a look-up per candidate row on ix_webhook_deliveries_order instead of
+    # flattening it into an anti-join, whose plan (with statistics that think "pending" is rare) read every pending
+    # row once per candidate.
+    earlier = earlier.offset(0)
     query = (sa.select(WebhookDelivery.id)
              .where(WebhookDelivery.status == PENDING, WebhookDelivery.next_attempt_at <= now, ~earlier.exists())
              .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id).limit(settings.batch))
@@ -185,43 +212,74 @@ def claim(session: Session, settings: DeliverySettings, *, now: datetime | None 
     return ids
 
 
-def _record(session: Session, delivery_id: int, attempt: Attempt, settings: DeliverySettings) -> str:
-    delivery = session.get(WebhookDelivery, delivery_id)
+def lane_job_id(lane: int) -> str:
+    """The RQ job id of a delivery lane (lane 0 is the one every change asks for)."""
+    return DELIVER_JOB_ID if lane == 0 else f"{DELIVER_JOB_ID}-{lane}"
+
+
+def _outcomes(rows: list[tuple[Outgoing, int, datetime]], attempts: list[Attempt], settings: DeliverySettings
+              ) -> list[dict]:
+    """Each delivery's new column values after its attempt (delivered, retried later, or given up)."""
     now = utcnow()
-    delivery.last_status_code = attempt.status_code
-    delivery.last_error = (attempt.error or None) and attempt.error[:500]
-    delivery.response_excerpt = attempt.excerpt
-    if attempt.ok:
-        delivery.status, delivery.delivered_at = DELIVERED, now
-    else:
-        retry_at = now + backoff(delivery.attempts, settings)
-        if retry_at > delivery.retry_until:
-            delivery.status = FAILED
+    values = []
+    for (out, tries, retry_until), attempt in zip(rows, attempts, strict=True):
+        value = {"id": out.delivery_id, "last_status_code": attempt.status_code,
+                 "last_error": (attempt.error or None) and attempt.error[:500], "response_excerpt": attempt.excerpt}
+        if attempt.ok:
+            value.update(status=DELIVERED, delivered_at=now)
         else:
-            delivery.next_attempt_at = retry_at
-    return delivery.status
+            retry_at = now + backoff(tries, settings)
+            if retry_at > retry_until:
+                value["status"] = FAILED
+            else:
+                value.update(status=PENDING, next_attempt_at=retry_at)
+        values.append(value)
+    return values
+
+
+def _sender(http: requests.Session, settings: DeliverySettings, refusals: dict[str, str | None]):
+    def send(out: Outgoing) -> Attempt:
+        refusal = refusals[out.url]
+        return Attempt(ok=False, error=refusal) if refusal else post(http, out, settings, checked=True)
+
+    return send
 
 
 def deliver_due(session: Session, settings: DeliverySettings, *, max_seconds: float = 50.0,
-                http: requests.Session | None = None) -> dict[str, int]:
-    """Send due deliveries batch after batch until none is due or ``max_seconds`` passed; counts by outcome."""
+                http: requests.Session | None = None, lane: int = 0) -> dict[str, int]:
+    """Send due deliveries batch after batch until none is due (for ``settings.linger`` seconds) or
+    ``max_seconds`` passed; counts by outcome. A full batch asks for lane ``lane + 1`` (up to ``settings.lanes``)."""
     counts = {DELIVERED: 0, PENDING: 0, FAILED: 0}
     started = time.monotonic()
+    idle_since = None
     http = http or requests.Session()
     with ThreadPoolExecutor(max_workers=settings.threads) as pool:
         while time.monotonic() - started < max_seconds:
             ids = claim(session, settings)
             if not ids:
-                break
-            rows = [Outgoing(*row) for row in session.execute(
+                now = time.monotonic()
+                idle_since = idle_since or now
+                if now - idle_since >= settings.linger:
+                    break
+                time.sleep(settings.poll_interval)
+                continue
+            idle_since = None
+            if len(ids) >= settings.batch and lane + 1 < settings.lanes:
+                # A backlog: one more worker, please (deduplicated on the lane's job id; released by the commit below).
+                outbox.schedule(session, DELIVER_TASK, lane + 1, job_id=lane_job_id(lane + 1))
+            rows = [(Outgoing(*row[:6]), row[6], row[7]) for row in session.execute(
                 sa.select(WebhookDelivery.id, WebhookSubscriber.url, WebhookSubscriber.secret, WebhookEvent.event_id,
-                          WebhookEvent.name, WebhookEvent.body)
+                          WebhookEvent.name, WebhookEvent.body, WebhookDelivery.attempts, WebhookDelivery.retry_until)
                 .join(WebhookSubscriber, WebhookSubscriber.id == WebhookDelivery.subscriber_id)
                 .join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)
                 .where(WebhookDelivery.id.in_(ids)).order_by(WebhookDelivery.id))]
             session.commit()
-            attempts = list(pool.map(lambda out: (out.delivery_id, post(http, out, settings)), rows))
-            for delivery_id, attempt in attempts:
-                counts[_record(session, delivery_id, attempt, settings)] += 1
+            # Each subscriber's address is checked once per batch, at send time (its DNS may have changed).
+            refusals = {url: _refusal(url, settings) for url in {out.url for out, _, _ in rows}}
+            attempts = list(pool.map(_sender(http, settings, refusals), [out for out, _, _ in rows]))
+            values = _outcomes(rows, attempts, settings)
+            session.execute(sa.update(WebhookDelivery), values)
             session.commit()
+            for value in values:
+                counts[value["status"]] += 1
     return counts

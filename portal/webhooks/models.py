@@ -111,8 +111,12 @@ class WebhookDelivery(db.Model):
     __table_args__ = (
         sa.CheckConstraint("status IN ('pending', 'delivered', 'failed')", name="status_known"),
         sa.UniqueConstraint("event_id", "subscriber_id"),
-        # The workers' claim: pending rows by due time.
-        sa.Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
-        sa.Index("ix_webhook_deliveries_order", "subscriber_id", "position_id", "id"),
+        # The workers' claim, on pending rows only (a few among millions delivered): due ones in the claim's very
+        # order, so a claim reads its batch and stops however long the backlog; and the "no older pending delivery
+        # of this position" probe. Stale statistics that think "pending" is rare cannot turn either quadratic.
+        sa.Index("ix_webhook_deliveries_due", "next_attempt_at", "id",
+                 postgresql_where=sa.text("status = 'pending'"), sqlite_where=sa.text("status = 'pending'")),
+        sa.Index("ix_webhook_deliveries_order", "subscriber_id", "position_id", "id",
+                 postgresql_where=sa.text("status = 'pending'"), sqlite_where=sa.text("status = 'pending'")),
         sa.Index("ix_webhook_deliveries_subscriber", "subscriber_id", "id"),
     )
