@@ -367,7 +367,7 @@ def _remind_chunk(session: Session, items: list[CollectionBatchItem], positions:
                              cost_cents=row["cost_cents"], sequence=row["sequence"], batch_id=batch.id,
                              reminder_id=reminder_id))
         _set(item, "reminded", message, reminder_id=reminder_id)
-    session.execute(sa.insert(Event), events)
+    bulk.insert_rows(session, Event.__table__, events)
 
 
 @dataclass
@@ -491,7 +491,7 @@ def _reissue(session: Session, reissues: list[_Reissue], *, creditor: Creditor, 
                    deadline=r.plan.deadline.isoformat(), batch_id=batch.id),
         ]
         _set(r.item, "litigated", new_position_id=new_id)
-    session.execute(sa.insert(Event), events)
+    bulk.insert_rows(session, Event.__table__, events)
     sync_state.schedule_syncs(session, invalidate, actor_user_id=user_id, now=now)
     publish = [new_id for r, new_id in zip(reissues, new_ids, strict=True) if not r.position.service.draft_first]
     sync_state.schedule_publications(session, creditor.id, publish, actor_user_id=user_id, now=now)

@@ -277,6 +277,18 @@ def _insert_returning(conn, table: sa.Table, rows: list[dict]) -> list[int]:
     return list(result.scalars())
 
 
+def insert_rows(session: Session, table: sa.Table, rows: list[dict]) -> None:
+    """Insert many rows (same keys each) in the session's transaction: ``COPY`` on PostgreSQL, executemany
+    elsewhere; ids come from the table's defaults. For rows nobody needs back, e.g. timeline events."""
+    if not rows:
+        return
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        _copy(conn, table, rows)
+    else:
+        conn.execute(sa.insert(table), rows)
+
+
 def _copy(conn, table: sa.Table, rows: list[dict]) -> None:
     """``COPY table FROM STDIN`` with psycopg, in the session's own transaction."""
     if not rows:
