@@ -23,18 +23,21 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from portal import outbox
 from portal.collections import charges
 from portal.collections.models import CollectionBatch, CollectionBatchItem, CollectionPolicy, Reminder
 from portal.collections.settings import policies_by_service, rate_table
-from portal.ledger import changes, queries
+from portal.imports import bulk
+from portal.ledger import changes, queries, sync_state
 from portal.ledger import services as ledger
-from portal.ledger.errors import ValidationFailed
-from portal.ledger.inputs import DebtorInput, OptionInput, PositionInput, TransferInput
-from portal.ledger.models import Creditor, Position
-from portal.ledger.status import OptionStatus, PositionStatus
+from portal.ledger.errors import FieldError, ValidationFailed
+from portal.ledger.inputs import DebtorInput, OptionInput, PositionInput, TransferInput, validate_position
+from portal.ledger.locks import take_write_lock
+from portal.ledger.models import Creditor, Event, PaymentOption, Position
+from portal.ledger.status import OptionStatus, PositionStatus, check_transition
 from portal.ledger.types import utcnow
 from portal.pagopa.errors import DebtPositionNotFound, PagoPAError
 from portal.pagopa.gpd import GPDClient
@@ -45,7 +48,7 @@ log = logging.getLogger(__name__)
 S = PositionStatus
 #: Statuses a position can be reminded in (overdue and still payable).
 REMINDABLE = frozenset({S.PUBLISHED, S.PARTIALLY_PAID, S.EXPIRED, S.REMINDED})
-#: Statuses a position can go to litigation from (nothing of it paid: see :func:`litigate_one`).
+#: Statuses a position can go to litigation from (nothing of it paid: see :func:`_litigation_refusal`).
 LITIGABLE = frozenset({S.EXPIRED, S.REMINDED})
 #: Items processed per job (one transaction).
 CHUNK = 200
@@ -146,14 +149,25 @@ def plan_reminder(position: Position, policy: CollectionPolicy, today: date) -> 
 
 
 def _reminders(session: Session, position: Position) -> list[Reminder]:
-    return list(session.scalars(sa.select(Reminder).where(Reminder.position_id == position.id)
-                                .order_by(Reminder.id)))
+    return _reminders_of(session, [position.id]).get(position.id, [])
 
 
-def plan_assessment(session: Session, position: Position, policy: CollectionPolicy, rates, today: date) -> \
-        PlannedAssessment:
-    """What the act would ask: the tax (what is owed, less reminder costs) from its original due date."""
-    reminders = _reminders(session, position)
+def _reminders_of(session: Session, position_ids: list[int]) -> dict[int, list[Reminder]]:
+    """The reminders of each position (one query), oldest first."""
+    found: dict[int, list[Reminder]] = {}
+    for reminder in session.scalars(sa.select(Reminder).where(Reminder.position_id.in_(position_ids or [-1]))
+                                    .order_by(Reminder.id)):
+        found.setdefault(reminder.position_id, []).append(reminder)
+    return found
+
+
+def plan_assessment(session: Session, position: Position, policy: CollectionPolicy, rates, today: date, *,
+                    reminders: list[Reminder] | None = None) -> PlannedAssessment:
+    """What the act would ask: the tax (what is owed, less reminder costs) from its original due date.
+
+    ``reminders``: the position's reminders when the caller read them already (else they are read here)."""
+    if reminders is None:
+        reminders = _reminders(session, position)
     reminder_costs = sum(r.cost_cents for r in reminders)
     tax = changes.owed_cents(position) - reminder_costs
     due = min([r.due_date for r in reminders] + [position.due_date])
@@ -229,7 +243,11 @@ def counts(session: Session, batch: CollectionBatch) -> dict[str | None, int]:
 
 def run_chunk(session: Session, batch_id: int, *, today: date, client: GPDClient | None = None,
               chunk: int | None = None) -> str:
-    """Process the next ``chunk`` items of a running batch; ask for the next chunk, or for the finish."""
+    """Process the next ``chunk`` items of a running batch; ask for the next chunk, or for the finish.
+
+    Set-based: the chunk's positions are locked and read with their options, transfers and debtors, and their
+    reminders, in a few statements; what the chunk writes (reminders, events, new positions with their options and
+    transfers, status changes, sync requests) goes in a few multi-row statements too."""
     batch = session.scalar(sa.select(CollectionBatch).where(CollectionBatch.id == batch_id).with_for_update())
     if batch is None:
         return "lotto inesistente"
@@ -240,20 +258,16 @@ def run_chunk(session: Session, batch_id: int, *, today: date, client: GPDClient
         .order_by(CollectionBatchItem.id).limit(chunk or CHUNK)).all()
     creditor = session.get(Creditor, batch.creditor_id)
     policies = policies_by_service(session, creditor.id)
-    rates = rate_table(session) if batch.kind == "litigation" else []
     actor = f"user:{batch.created_by_id}" if batch.created_by_id else "system"
-    for item in items:
-        position = session.get(Position, item.position_id)
-        policy = policies[position.service_id]
+    if items:
+        positions = _lock_positions(session, [item.position_id for item in items])
         if batch.kind == "reminder":
-            item.outcome, item.message, item.reminder_id = remind_one(
-                session, position, batch=batch, policy=policy, today=today, actor=actor)
+            _remind_chunk(session, items, positions, batch=batch, policies=policies, today=today, actor=actor)
         else:
-            item.outcome, item.message, item.new_position_id = litigate_one(
-                session, position, creditor=creditor, batch=batch, policy=policy, rates=rates, today=today,
-                actor=actor, client=client)
-        batch.done += 1
-        outbox.report_progress(batch.done, batch.total)
+            _litigate_chunk(session, items, positions, creditor=creditor, batch=batch, policies=policies,
+                            rates=rate_table(session), today=today, actor=actor, client=client)
+    batch.done += len(items)
+    outbox.report_progress(batch.done, batch.total)
     session.flush()
     left = session.scalar(sa.select(sa.func.count()).where(CollectionBatchItem.batch_id == batch.id,
                                                            CollectionBatchItem.outcome.is_(None)))
@@ -264,6 +278,7 @@ def run_chunk(session: Session, batch_id: int, *, today: date, client: GPDClient
         batch.finished_at = utcnow()
         outbox.schedule(session, FINISH_TASK, batch.id, job_id=f"collections-finish-{batch.id}-{batch.done}",
                         creditor_id=batch.creditor_id, created_by_id=batch.created_by_id)
+    log.info("collections batch %s (%s): %d positions done, %d left", batch.id, batch.kind, len(items), left)
     return f"{len(items)} posizioni lavorate, {left} ancora da lavorare"
 
 
@@ -271,42 +286,215 @@ def _user_id(actor: str) -> int | None:
     return int(actor.split(":", 1)[1]) if actor.startswith("user:") else None
 
 
-def remind_one(session: Session, position: Position, *, batch: CollectionBatch, policy: CollectionPolicy,
-               today: date, actor: str) -> tuple[str, str | None, int | None]:
-    """Send one reminder (see the module docstring); returns (outcome, message, reminder id)."""
-    changes.lock(session, position)
-    if position.status not in REMINDABLE or position.due_date >= today:
-        return "skipped", "Non più da sollecitare: pagata, annullata o non ancora scaduta.", None
-    previous = _reminders(session, position)
-    same = [r for r in previous if position.due_date in (r.due_date, r.deadline)]
-    if same and not batch.repeat:
-        return "skipped", "Già sollecitata per questa scadenza (un secondo sollecito va chiesto esplicitamente).", None
-    due = same[0].due_date if same else position.due_date
-    sequence = max((r.sequence for r in previous if r.due_date == due), default=0) + 1
-    deadline = today + timedelta(days=policy.reminder_days)
-    cost = policy.reminder_cost_cents or 0
-    message = None
+def _lock_positions(session: Session, ids: list[int]) -> dict[int, Position]:
+    """Lock the positions (in id order) and read them afresh with their options, transfers and debtors, as
+    :func:`portal.ledger.changes.lock` does for one (a payment may be arriving)."""
+    take_write_lock(session)
+    found = session.scalars(
+        sa.select(Position).where(Position.id.in_(ids)).order_by(Position.id).with_for_update(of=Position)
+        .options(selectinload(Position.options).selectinload(PaymentOption.transfers),
+                 selectinload(Position.debtor))
+        .execution_options(populate_existing=True)).all()
+    return {p.id: p for p in found}
+
+
+def _set(item: CollectionBatchItem, outcome: str, message: str | None = None, *, reminder_id: int | None = None,
+         new_position_id: int | None = None) -> None:
+    item.outcome, item.message = outcome, message
+    if reminder_id is not None:
+        item.reminder_id = reminder_id
+    if new_position_id is not None:
+        item.new_position_id = new_position_id
+
+
+def _event(position_id: int, kind: str, *, now, actor: str, user_id: int | None, **details) -> dict:
+    """One timeline entry as a row (what :func:`portal.ledger.services.record_event` adds, written in bulk)."""
+    return {"position_id": position_id, "kind": kind, "at": now, "actor": actor, "actor_user_id": user_id,
+            "details": details}
+
+
+def _remind_chunk(session: Session, items: list[CollectionBatchItem], positions: dict[int, Position], *,
+                  batch: CollectionBatch, policies: dict[int, CollectionPolicy], today: date, actor: str) -> None:
+    """Send the reminders of a chunk (see the module docstring); each item gets its outcome."""
     user_id = _user_id(actor)
-    if cost:
+    now = utcnow()
+    previous_of = _reminders_of(session, [item.position_id for item in items])
+    planned: list[tuple[CollectionBatchItem, Position, str | None]] = []
+    rows = []
+    for item in items:
+        position = positions[item.position_id]
+        policy = policies[position.service_id]
+        if position.status not in REMINDABLE or position.due_date >= today:
+            _set(item, "skipped", "Non più da sollecitare: pagata, annullata o non ancora scaduta.")
+            continue
+        previous = previous_of.get(position.id, [])
+        same = [r for r in previous if position.due_date in (r.due_date, r.deadline)]
+        if same and not batch.repeat:
+            _set(item, "skipped", "Già sollecitata per questa scadenza (un secondo sollecito va chiesto "
+                                  "esplicitamente).")
+            continue
+        due = same[0].due_date if same else position.due_date
+        sequence = max((r.sequence for r in previous if r.due_date == due), default=0) + 1
+        deadline = today + timedelta(days=policy.reminder_days)
+        cost = policy.reminder_cost_cents or 0
+        message = None
+        if cost:
+            try:
+                _add_cost(session, position, cost, deadline, policy, today=today, actor=actor, user_id=user_id)
+            except (changes.ChangeRefused, ValidationFailed) as exc:
+                cost, message = 0, f"Spese del sollecito non addebitate: {exc}"[:500]
+        channel, address = channel_of(position.debtor)
+        rows.append({"creditor_id": position.creditor_id, "position_id": position.id, "batch_id": batch.id,
+                     "due_date": due, "sequence": sequence, "deadline": deadline,
+                     "amount_cents": changes.owed_cents(position), "cost_cents": cost, "channel": channel,
+                     "address": address, "issued_at": now, "issued_by_id": user_id, "delivery_status": "queued"})
+        planned.append((item, position, message))
+    if not rows:
+        return
+    # One reminder per position in a chunk: the ids come back keyed by position, in one multi-row INSERT.
+    reminder_of = dict(session.execute(sa.insert(Reminder).returning(Reminder.position_id, Reminder.id),
+                                       rows).all())
+    events = []
+    for (item, position, message), row in zip(planned, rows, strict=True):
+        reminder_id = reminder_of[position.id]
+        previous = position.status
+        if previous != S.REMINDED:
+            check_transition(previous, S.REMINDED)
+            position.status = S.REMINDED
+        events.append(_event(position.id, S.REMINDED.value, now=now, actor=actor, user_id=user_id,
+                             previous=previous.value, deadline=row["deadline"].isoformat(),
+                             due_date=row["due_date"].isoformat(), channel=row["channel"],
+                             cost_cents=row["cost_cents"], sequence=row["sequence"], batch_id=batch.id,
+                             reminder_id=reminder_id))
+        _set(item, "reminded", message, reminder_id=reminder_id)
+    bulk.insert_rows(session, Event.__table__, events)
+
+
+@dataclass
+class _Reissue:
+    item: CollectionBatchItem
+    position: Position
+    plan: PlannedAssessment
+    data: PositionInput
+    iupd: str
+
+
+def _litigation_refusal(position: Position, policy: CollectionPolicy, reminders: list[Reminder],
+                        today: date) -> str | None:
+    """Why the position no longer goes to litigation (``None`` when it does), in Italian."""
+    if position.status not in LITIGABLE:
+        return "Non più da portare in contenzioso: pagata, annullata o già in contenzioso."
+    if position.paid_cents or any(o.status == OptionStatus.PAID for o in position.options):
+        return "Pagata in parte: va riemessa per il solo residuo, a mano."
+    if policy.requires_reminder and not any(r.deadline < today for r in reminders):
+        return "Il termine del sollecito non è ancora scaduto."
+    return None
+
+
+def _paid_on_pagopa(position: Position, creditor: Creditor, client: GPDClient | None) -> tuple[str, str] | None:
+    """Re-read a published position on GPD: (outcome, message) when it must not go on now, else ``None``."""
+    if position.pagopa_synced_target != "published":
+        return None
+    if client is None:
+        return "retry", "pagoPA non configurato: impossibile verificare che non sia stata pagata."
+    try:
+        remote = client.get(creditor.fiscal_code, position.iupd)
+    except DebtPositionNotFound:
+        remote = None
+    except PagoPAError as exc:
+        return "retry", f"pagoPA non raggiungibile, si riprova riprendendo il lotto: {exc}"[:500]
+    if remote is not None and (remote.status in GPD_PAID_STATUSES
+                               or any(o.status != "PO_UNPAID" for o in remote.options)):
+        return ("paid", "Il cittadino ha appena pagato su pagoPA: la posizione non passa al contenzioso "
+                        "(la ricevuta è in arrivo).")
+    return None
+
+
+def _litigate_chunk(session: Session, items: list[CollectionBatchItem], positions: dict[int, Position], *,
+                    creditor: Creditor, batch: CollectionBatch, policies: dict[int, CollectionPolicy], rates,
+                    today: date, actor: str, client: GPDClient | None) -> None:
+    """Move a chunk's positions to litigation and re-issue them (see the module docstring)."""
+    user_id = _user_id(actor)
+    ids = [item.position_id for item in items]
+    done = dict(session.execute(sa.select(Position.external_id, Position.id).where(
+        Position.creditor_id == creditor.id, Position.source == LITIGATION_SOURCE,
+        Position.external_id.in_([_external_id(positions[i]) for i in ids]))).all())
+    reminders = _reminders_of(session, ids)
+    reissues: list[_Reissue] = []
+    for n, item in enumerate(items, start=1):
+        position = positions[item.position_id]
+        policy = policies[position.service_id]
+        existing = done.get(_external_id(position))
+        if existing is not None:
+            _set(item, "litigated", "Già riemessa.", new_position_id=existing)
+            continue
+        refusal = _litigation_refusal(position, policy, reminders.get(position.id, []), today)
+        if refusal:
+            _set(item, "skipped", refusal)
+            continue
+        stop = _paid_on_pagopa(position, creditor, client)
+        outbox.report_progress(batch.done + n, batch.total)
+        if stop:
+            _set(item, *stop)
+            continue
+        plan = plan_assessment(session, position, policy, rates, today, reminders=reminders.get(position.id, []))
+        data = _assessment_input(position, creditor, policy, plan)
+        service = position.service
         try:
-            _add_cost(session, position, cost, deadline, policy, today=today, actor=actor, user_id=user_id)
-        except (changes.ChangeRefused, ValidationFailed) as exc:
-            cost, message = 0, f"Spese del sollecito non addebitate: {exc}"[:500]
-    channel, address = channel_of(position.debtor)
-    reminder = Reminder(creditor_id=position.creditor_id, position=position, batch_id=batch.id, due_date=due,
-                        sequence=sequence, deadline=deadline, amount_cents=changes.owed_cents(position),
-                        cost_cents=cost, channel=channel, address=address, issued_by_id=user_id,
-                        delivery_status="queued")
-    session.add(reminder)
-    session.flush()
-    details = {"deadline": deadline.isoformat(), "due_date": due.isoformat(), "channel": channel,
-               "cost_cents": cost, "sequence": sequence, "batch_id": batch.id, "reminder_id": reminder.id}
-    if position.status == S.REMINDED:
-        ledger.record_event(session, position, S.REMINDED.value, actor=actor, actor_user_id=user_id,
-                            previous=S.REMINDED.value, **details)
-    else:
-        ledger.transition(session, position, S.REMINDED, actor=actor, actor_user_id=user_id, **details)
-    return "reminded", message, reminder.id
+            if not service.active:
+                raise ValidationFailed([FieldError("service_id", "Il servizio non è attivo.")])
+            validate_position(data, today=today, creditor_fiscal_code=creditor.fiscal_code,
+                              default_iban=service.account.iban, default_taxonomy=service.taxonomy_code)
+        except ValidationFailed as exc:
+            _set(item, "skipped", f"Il nuovo avviso non si può emettere: {exc}"[:500])
+            continue
+        reissues.append(_Reissue(item, position, plan, data, ledger.new_iupd(creditor)))
+    if reissues:
+        _reissue(session, reissues, creditor=creditor, batch=batch, actor=actor, user_id=user_id)
+
+
+def _reissue(session: Session, reissues: list[_Reissue], *, creditor: Creditor, batch: CollectionBatch, actor: str,
+             user_id: int | None) -> None:
+    """Write the new positions in bulk (one block of IUVs, multi-row inserts), move the old ones to litigation
+    (their unpaid options cancelled in one statement, pagoPA asked to invalidate them) and log both timelines."""
+    now = utcnow()
+    services = {r.position.service_id: r.position.service for r in reissues}
+    context = bulk.WriteContext(creditor=creditor, services=services, import_id=None, actor=actor,
+                                actor_user_id=user_id)
+    new_ids = bulk.write_new_positions(session, context, [r.data for r in reissues], now=now,
+                                       extra=[{"iupd": r.iupd, "replaces_id": r.position.id} for r in reissues])
+    old_ids = [r.position.id for r in reissues]
+    session.execute(sa.update(PaymentOption).where(PaymentOption.position_id.in_(old_ids),
+                                                   PaymentOption.status == OptionStatus.UNPAID)
+                    .values(status=OptionStatus.CANCELLED).execution_options(synchronize_session=False))
+    events, invalidate = [], []
+    for r, new_id in zip(reissues, new_ids, strict=True):
+        position = r.position
+        for option in position.options:
+            if option.status == OptionStatus.UNPAID:
+                set_committed_value(option, "status", OptionStatus.CANCELLED)
+        previous = position.status
+        check_transition(previous, S.IN_LITIGATION)
+        position.status = S.IN_LITIGATION
+        if position.pagopa_target != "absent" and sync_state.request_sync(
+                session, position, target="invalid", enqueue=False):
+            invalidate.append(position)
+        amount = r.data.single.amount_cents
+        events += [
+            _event(position.id, S.IN_LITIGATION.value, now=now, actor=actor, user_id=user_id,
+                   previous=previous.value, batch_id=batch.id, new_position_id=new_id,
+                   reason="Avviso di accertamento esecutivo"),
+            _event(position.id, "reissued", now=now, actor=actor, user_id=user_id, new_position_id=new_id,
+                   new_iupd=r.iupd, amount_cents=amount),
+            _event(new_id, "reissue_of", now=now, actor=actor, user_id=user_id, old_position_id=position.id,
+                   old_iupd=position.iupd, breakdown=r.plan.breakdown.as_dicts(),
+                   deadline=r.plan.deadline.isoformat(), batch_id=batch.id),
+        ]
+        _set(r.item, "litigated", new_position_id=new_id)
+    bulk.insert_rows(session, Event.__table__, events)
+    sync_state.schedule_syncs(session, invalidate, actor_user_id=user_id, now=now)
+    publish = [new_id for r, new_id in zip(reissues, new_ids, strict=True) if not r.position.service.draft_first]
+    sync_state.schedule_publications(session, creditor.id, publish, actor_user_id=user_id, now=now)
 
 
 def _add_cost(session: Session, position: Position, cost: int, deadline: date, policy: CollectionPolicy, *,
@@ -335,59 +523,6 @@ def _add_cost(session: Session, position: Position, cost: int, deadline: date, p
             own.amount_cents += cost
     changes.update_position(session, position, data, actor=actor, actor_user_id=user_id,
                             reason="Sollecito: spese addebitate e nuovo termine di pagamento", today=today)
-
-
-def litigate_one(session: Session, position: Position, *, creditor: Creditor, batch: CollectionBatch,
-                 policy: CollectionPolicy, rates, today: date, actor: str,
-                 client: GPDClient | None) -> tuple[str, str | None, int | None]:
-    """Move one position to litigation and re-issue it (see the module docstring); (outcome, message, new id)."""
-    changes.lock(session, position)
-    existing = session.scalar(sa.select(Position).where(
-        Position.creditor_id == creditor.id, Position.source == LITIGATION_SOURCE,
-        Position.external_id == _external_id(position)))
-    if existing is not None:
-        return "litigated", "Già riemessa.", existing.id
-    if position.status not in LITIGABLE:
-        return "skipped", "Non più da portare in contenzioso: pagata, annullata o già in contenzioso.", None
-    if position.paid_cents or any(o.status == OptionStatus.PAID for o in position.options):
-        return "skipped", "Pagata in parte: va riemessa per il solo residuo, a mano.", None
-    if policy.requires_reminder and not any(r.deadline < today for r in _reminders(session, position)):
-        return "skipped", "Il termine del sollecito non è ancora scaduto.", None
-    if position.pagopa_synced_target == "published":
-        if client is None:
-            return "retry", "pagoPA non configurato: impossibile verificare che non sia stata pagata.", None
-        try:
-            remote = client.get(creditor.fiscal_code, position.iupd)
-        except DebtPositionNotFound:
-            remote = None
-        except PagoPAError as exc:
-            return "retry", f"pagoPA non raggiungibile, si riprova riprendendo il lotto: {exc}"[:500], None
-        if remote is not None and (remote.status in GPD_PAID_STATUSES
-                                   or any(o.status != "PO_UNPAID" for o in remote.options)):
-            return ("paid", "Il cittadino ha appena pagato su pagoPA: la posizione non passa al contenzioso "
-                            "(la ricevuta è in arrivo).", None)
-    plan = plan_assessment(session, position, policy, rates, today)
-    user_id = _user_id(actor)
-    data = _assessment_input(position, creditor, policy, plan)
-    new, _ = ledger.create_position(session, creditor, data, actor=actor, actor_user_id=user_id, today=today)
-    new.replaces_id = position.id
-    lines = plan.breakdown.as_dicts()
-    ledger.transition(session, position, S.IN_LITIGATION, actor=actor, actor_user_id=user_id, batch_id=batch.id,
-                      new_position_id=new.id, reason="Avviso di accertamento esecutivo")
-    for option in position.options:
-        if option.status == OptionStatus.UNPAID:
-            option.status = OptionStatus.CANCELLED
-    if position.pagopa_target != "absent":
-        from portal.ledger import sync_state
-
-        sync_state.request_sync(session, position, target="invalid", actor_user_id=user_id)
-    ledger.record_event(session, position, "reissued", actor=actor, actor_user_id=user_id, new_position_id=new.id,
-                        new_iupd=new.iupd, amount_cents=new.amount_cents)
-    ledger.record_event(session, new, "reissue_of", actor=actor, actor_user_id=user_id, old_position_id=position.id,
-                        old_iupd=position.iupd, breakdown=lines, deadline=plan.deadline.isoformat(),
-                        batch_id=batch.id)
-    session.flush()
-    return "litigated", None, new.id
 
 
 def _external_id(position: Position) -> str:

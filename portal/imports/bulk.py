@@ -55,8 +55,11 @@ def option_description(subject: str, number: int | None, total: int) -> str:
 
 
 def write_new_positions(session: Session, ctx: WriteContext, batch: list[PositionInput], *,
-                        now: datetime | None = None) -> list[int]:
-    """Insert ``batch`` (validated, normalised, none existing yet) and return the new positions' ids in order."""
+                        now: datetime | None = None, extra: list[dict] | None = None) -> list[int]:
+    """Insert ``batch`` (validated, normalised, none existing yet) and return the new positions' ids in order.
+
+    ``extra``: per position, more (or other) position columns, e.g. ``replaces_id`` and the ``iupd`` of a re-issue.
+    """
     if not batch:
         return []
     now = now or utcnow()
@@ -81,6 +84,7 @@ def write_new_positions(session: Session, ctx: WriteContext, batch: list[Positio
             "paid_cents": 0, "due_date": min(o.due_date for _, _, o in options), "created_by_id": ctx.actor_user_id,
             "created_at": now, "updated_at": now, "import_id": ctx.import_id,
             **sync_state.initial_state(publish=not service.draft_first, now=now),
+            **(extra[i] if extra else {}),
         })
     if pg:
         _copy(conn, POSITIONS, positions)
@@ -106,7 +110,7 @@ def write_new_positions(session: Session, ctx: WriteContext, batch: list[Positio
             "actor_user_id": ctx.actor_user_id,
             "details": {"source": data.source, "external_id": data.external_id,
                         "amount_cents": positions[i]["amount_cents"], "notice_numbers": navs,
-                        "import_id": ctx.import_id},
+                        **({"import_id": ctx.import_id} if ctx.import_id is not None else {})},
         })
     if pg:
         option_ids = _ids(conn, "payment_options", len(option_rows))
@@ -271,6 +275,18 @@ def _insert_returning(conn, table: sa.Table, rows: list[dict]) -> list[int]:
         return []
     result = conn.execute(sa.insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)
     return list(result.scalars())
+
+
+def insert_rows(session: Session, table: sa.Table, rows: list[dict]) -> None:
+    """Insert many rows (same keys each) in the session's transaction: ``COPY`` on PostgreSQL, executemany
+    elsewhere; ids come from the table's defaults. For rows nobody needs back, e.g. timeline events."""
+    if not rows:
+        return
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        _copy(conn, table, rows)
+    else:
+        conn.execute(sa.insert(table), rows)
 
 
 def _copy(conn, table: sa.Table, rows: list[dict]) -> None:

@@ -243,6 +243,10 @@ class Position(db.Model):
         # The positions of one import (list filter, batch cancel); only imported rows are in it.
         sa.Index("ix_positions_import", "import_id", "id", postgresql_where=sa.text("import_id IS NOT NULL"),
                  sqlite_where=sa.text("import_id IS NOT NULL")),
+        # What the daily overdue scan may expire, per service and due date (a small part of a large ledger).
+        sa.Index("ix_positions_expirable", "service_id", "due_date",
+                 postgresql_where=sa.text("status IN ('published', 'partially_paid')"),
+                 sqlite_where=sa.text("status IN ('published', 'partially_paid')")),
     )
 
     @property

@@ -153,6 +153,33 @@ def schedule_sync(session: Session, position: Position, *, actor_user_id: int | 
                     creditor_id=position.creditor_id, created_by_id=actor_user_id)
 
 
+def schedule_syncs(session: Session, positions: list[Position], *, actor_user_id: int | None = None,
+                   now: datetime | None = None) -> None:
+    """:func:`schedule_sync` for many positions already stored (they have their ids: no flush), once their
+    intents are recorded."""
+    now = now or utcnow()
+    lease = now + timedelta(seconds=OWN_JOB_LEASE_SECONDS)
+    for position in positions:
+        position.sync_next_at = lease
+        outbox.schedule(session, SYNC_TASK, position.id, job_id=sync_job_id(position.id),
+                        creditor_id=position.creditor_id, created_by_id=actor_user_id)
+
+
+def schedule_publications(session: Session, creditor_id: int, position_ids: list[int], *,
+                          actor_user_id: int | None = None, now: datetime | None = None) -> None:
+    """Hand new positions, written in bulk and due for their first publication, to GPD bulk-publication jobs after
+    the commit (:data:`BULK_SIZE` each), leased to those jobs as the sweep does."""
+    now = now or utcnow()
+    ids = sorted(position_ids)
+    for start in range(0, len(ids), BULK_SIZE):
+        part = ids[start:start + BULK_SIZE]
+        session.execute(sa.update(Position).where(Position.id.in_(part), Position.sync_pending.is_(True))
+                        .values(sync_next_at=now + timedelta(seconds=LEASE_SECONDS))
+                        .execution_options(synchronize_session=False))
+        outbox.schedule(session, PUBLISH_TASK, *part, job_id=f"publish-batch-{part[0]}-{part[-1]}", total=len(part),
+                        creditor_id=creditor_id, created_by_id=actor_user_id)
+
+
 def set_intents(session: Session, creditor_id: int, *, published: sa.ColumnElement,
                 invalid: sa.ColumnElement, now: datetime | None = None) -> None:
     """Reset the sync state of a creditor's positions in bulk: those matching ``published`` must be on pagoPA,
