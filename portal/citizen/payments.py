@@ -44,7 +44,7 @@ def _pagopa_session() -> requests.Session:
 
 
 def _payment_or_404(token: str):
-    payment = find(db.session, token)
+    payment = find(db.session, token, with_related=True)
     if payment is None:
         abort(404)
     return payment
