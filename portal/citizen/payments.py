@@ -28,6 +28,7 @@ from portal.ledger.errors import ValidationFailed
 from portal.ledger.models import Creditor, Service
 from portal.pagopa.checkout import CheckoutClient, ReturnUrls
 from portal.pagopa.gpd import GPDClient
+from portal.pagopa.http import PagoPASession
 
 #: Seconds between two looks at the receipt while the citizen waits.
 POLL_SECONDS = 2
@@ -39,7 +40,7 @@ _http = threading.local()
 def _pagopa_session() -> requests.Session:
     session = getattr(_http, "session", None)
     if session is None:
-        session = _http.session = requests.Session()
+        session = _http.session = PagoPASession()
     return session
 
 
