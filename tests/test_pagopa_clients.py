@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import cache
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -42,6 +43,7 @@ from portal.pagopa.errors import (
 )
 from portal.pagopa.fdr import FdrClient, euros_to_cents
 from portal.pagopa.gpd import DebtPosition, GPDClient
+from portal.pagopa.http import PagoPASession
 from portal.pagopa.mapping import due_datetime, position_payload
 from portal.pagopa.receipts_api import ReceiptsClient
 
@@ -946,3 +948,39 @@ def test_fdr_of_a_tefa_payment_against_the_sandbox(sandbox):
     assert {key: line.amount_cents for key, line in lines.items()} == {(CF_COMUNE, 1): 10000,
                                                                        (CF_PROVINCIA, 2): 599}
     assert all(line.status == "EXECUTED" for line in lines.values())
+
+
+
+class SettingsAdapter(RecordingAdapter):
+    """Records the host, the HTTPS proxy and the ``verify`` each request is sent with."""
+
+    def __init__(self):
+        super().__init__(Canned())
+        self.settings: list[tuple] = []
+
+    def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
+        self.settings.append((urlsplit(request.url).hostname, (proxies or {}).get("https"), verify))
+        return super().send(request, stream, timeout, verify, cert, proxies)
+
+
+def test_the_pagopa_session_takes_proxies_and_ca_bundle_from_the_environment_once_per_host(monkeypatch):
+    bundle = "/etc/ssl/certs/pagopa.pem"
+    monkeypatch.setenv("HTTPS_PROXY", "http://egress.invalid:3128")
+    monkeypatch.setenv("NO_PROXY", "direct.example")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", bundle)
+    plain, pagopa = requests.Session(), PagoPASession()
+    for session in (plain, pagopa):
+        session.mount("https://", SettingsAdapter())
+        session.get("https://api.example/gpd", timeout=1)
+        session.get("https://direct.example/gpd", timeout=1)
+    # What a plain session would use, for each host:
+    sent = pagopa.get_adapter("https://api.example").settings
+    assert sent == plain.get_adapter("https://api.example").settings == [
+        ("api.example", "http://egress.invalid:3128", bundle), ("direct.example", None, bundle)]
+    # ... read when the host is first called, not on every call.
+    monkeypatch.setenv("HTTPS_PROXY", "http://elsewhere.invalid:1")
+    pagopa.get("https://api.example/checkout", timeout=1)
+    assert sent[-1] == ("api.example", "http://egress.invalid:3128", bundle)
+    # A caller's own settings win.
+    pagopa.get("https://api.example/checkout", timeout=1, verify=False, proxies={"https": "http://mine.invalid:8"})
+    assert sent[-1] == ("api.example", "http://mine.invalid:8", False)

@@ -28,6 +28,7 @@ from portal.ledger.errors import ValidationFailed
 from portal.ledger.models import Creditor, Service
 from portal.pagopa.checkout import CheckoutClient, ReturnUrls
 from portal.pagopa.gpd import GPDClient
+from portal.pagopa.http import PagoPASession
 
 #: Seconds between two looks at the receipt while the citizen waits.
 POLL_SECONDS = 2
@@ -39,12 +40,12 @@ _http = threading.local()
 def _pagopa_session() -> requests.Session:
     session = getattr(_http, "session", None)
     if session is None:
-        session = _http.session = requests.Session()
+        session = _http.session = PagoPASession()
     return session
 
 
 def _payment_or_404(token: str):
-    payment = find(db.session, token)
+    payment = find(db.session, token, with_related=True)
     if payment is None:
         abort(404)
     return payment

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from portal.citizen_payments.models import CitizenPayment, CitizenPaymentItem
-from portal.ledger.models import Receipt
+from portal.forms_builder.models import PaymentForm
+from portal.ledger.models import Receipt, Service
 from portal.ledger.status import OptionStatus
 
 #: What Checkout may say when it sends the citizen back (the last part of our return URLs).
@@ -62,11 +63,24 @@ def record_return(session: Session, payment: CitizenPayment, outcome: str) -> st
     return outcome
 
 
-def find(session: Session, token: str) -> CitizenPayment | None:
-    """The payment with this token (tokens are random: a wrong one finds nothing)."""
+def find(session: Session, token: str, *, with_related: bool = False) -> CitizenPayment | None:
+    """The payment with this token (tokens are random: a wrong one finds nothing).
+
+    ``with_related``: in the same round trip, what the payment's pages and "Paga con pagoPA" read — its notices
+    (option and position of each) and its form with the service, the service's Ente and account — rather than one
+    lazy load after the other.
+    """
     if not token or len(token) > 64:
         return None
-    return session.scalar(sa.select(CitizenPayment).where(CitizenPayment.token == token))
+    query = sa.select(CitizenPayment).where(CitizenPayment.token == token)
+    if with_related:
+        items = joinedload(CitizenPayment.items)
+        service = joinedload(CitizenPayment.form).joinedload(PaymentForm.service, innerjoin=True)
+        query = query.options(items.joinedload(CitizenPaymentItem.option, innerjoin=True),
+                              items.joinedload(CitizenPaymentItem.position, innerjoin=True),
+                              service.joinedload(Service.creditor, innerjoin=True),
+                              service.joinedload(Service.account, innerjoin=True))
+    return session.execute(query).unique().scalar_one_or_none()
 
 
 def of_position(session: Session, position_id: int) -> CitizenPayment | None:
