@@ -248,7 +248,7 @@ class _Pass:
         self.expected_rows = imp.rows_total if write and imp.rows_total else None
         self.ctx = bulk.WriteContext(creditor=self.creditor, services=self.services, import_id=imp.id,
                                      actor=imp.actor, actor_user_id=imp.confirmed_by_id or imp.created_by_id,
-                                     visible_service_ids=visible_service_ids)
+                                     visible_service_ids=visible_service_ids, statistics=bulk.Statistics())
         #: The dry run's spill of the validated positions (see :mod:`portal.imports.spill`).
         self.spill: spill.Writer | None = None
 
