@@ -257,3 +257,48 @@ def test_sqlite_offline_payments(lite_creditor):
     position = db.session.get(Position, position.id)
     assert (position.status, position.paid_cents) == (PositionStatus.PUBLISHED, 0)
     assert {o.status for o in position.options} == {OptionStatus.UNPAID}
+
+
+def test_sqlite_bulk_import(lite_creditor, tmp_path):
+    """The bulk upload on SQLite (executemany inserts instead of COPY): a row error placed on its row and column,
+    all or nothing, only the valid rows when asked, shared debtors, transfers to a second beneficiary, events,
+    the same file twice, an update of an existing key."""
+    from portal.imports import services as imports
+    from tests.import_support import CF_OTHER, HEADER, confirm_and_run, errors, rows_csv, single, upload
+
+    creditor = lite_creditor
+    service = creditor.services[0]
+    header = [*HEADER, "importo_1", "cf_beneficiario_2", "beneficiario_2", "iban_2", "tassonomia_2", "importo_2"]
+    tefa = {"importo_1": "95,00", "cf_beneficiario_2": "00743110157", "beneficiario_2": "Provincia",
+            "iban_2": "IT60X0542811101000000123456", "tassonomia_2": "9/0201102IM/", "importo_2": "5,00"}
+    rows = [{**single("K1", "100,00"), **tefa}, single("K2", "50,00", cf=CF_OTHER, name="Luisa Verdi"),
+            single("K3", "-5"), single("K4", "30,00")]
+    data = rows_csv(rows, header=header)
+    imp = upload(creditor, service, data, tmp_path)
+    assert errors(imp) == [(4, "importo", "L'importo non può essere negativo.")]
+    with pytest.raises(imports.ImportRefused):
+        imports.confirm(db.session, imp.id, actor="user:1", enqueue=False)
+    db.session.rollback()
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Position)) == 0
+
+    imp = upload(creditor, service, data, tmp_path, valid_rows_only=True)
+    assert (imp.positions_new, imp.positions_refused) == (3, 1)
+    confirm_and_run(imp, tmp_path)
+    assert (imp.status, imp.imported) == ("done", 3)
+    positions = db.session.scalars(sa.select(Position).order_by(Position.id)).all()
+    assert [(p.external_id, p.amount_cents, p.debtor.fiscal_code) for p in positions] == [
+        ("K1", 10000, "RSSMRA80A01H501U"), ("K2", 5000, CF_OTHER), ("K4", 3000, "RSSMRA80A01H501U")]
+    assert positions[0].debtor_id == positions[2].debtor_id
+    assert [(t.amount_cents, t.beneficiary_fiscal_code) for t in positions[0].single_option.transfers] == [
+        (9500, CF_COMUNE), (500, "00743110157")]
+    assert all(notice_numbers.is_valid_nav(p.single_option.notice_number) for p in positions)
+    assert [e.kind for p in positions for e in p.events] == ["created"] * 3
+
+    with pytest.raises(imports.ImportRefused, match="già stato importato"):
+        upload(creditor, service, data, tmp_path, valid_rows_only=True)
+    db.session.rollback()
+    changed = rows_csv([single("K1", "120,00"), single("K4", "30,00")])
+    imp = upload(creditor, service, changed, tmp_path, update_existing=True)
+    assert (imp.positions_new, imp.positions_updated, imp.positions_unchanged) == (0, 1, 1)
+    confirm_and_run(imp, tmp_path)
+    assert db.session.get(Position, positions[0].id).amount_cents == 12000

@@ -103,7 +103,11 @@ class Assembled:
 
 
 class RowParser:
-    """Reads the cells of each row through a header's columns and a mapping."""
+    """Reads the cells of each row through a header's columns and a mapping.
+
+    Where each field is and what it defaults to is worked out once per file; a plain text cell (what a CSV holds)
+    is then read without a call per cell, and a beneficiary whose cells are all empty is skipped at once.
+    """
 
     def __init__(self, columns: Columns, mapping: Mapping, default_service: str):
         self.columns = columns
@@ -113,73 +117,123 @@ class RowParser:
         # Only the beneficiaries the file (or the mapping) mentions at all.
         self.transfer_numbers = [n for n in range(1, MAX_TRANSFERS + 1)
                                  if any(f"{prefix}_{n}" in columns.index or f"{prefix}_{n}" in self.fixed
-                                        for prefix in ("importo", "iban", "tassonomia", "causale", "cf_beneficiario",
-                                                       "beneficiario"))]
+                                        for prefix in _TRANSFER_PREFIXES)]
+        index = columns.index
+        #: The text fields of a row: (field, column index or -1, fixed value or None).
+        self._debtor = [(name, index.get(name, -1), self.fixed.get(name)) for name in _DEBTOR_FIELDS]
+        self._spec = {name: (index.get(name, -1), self.fixed.get(name)) for name in layout.FIELD_NAMES}
+        #: Per beneficiary: its number, the column indexes of its cells (to skip an empty one at once), and
+        #: whether the mapping fixes any of its values.
+        self._transfers = []
+        for n in self.transfer_numbers:
+            names = [f"{prefix}_{n}" for prefix in _TRANSFER_PREFIXES]
+            self._transfers.append((n, [index[name] for name in names if name in index],
+                                    any(name in self.fixed for name in names)))
+        self._decimal = mapping.decimal
+        self._date_format = mapping.date_format
+        #: Dates and amounts already read in this file, by their text (a bill run repeats a few due dates).
+        self._dates: dict[str, object] = {}
 
     def _raw(self, cells: list, name: str):
-        i = self.columns.index.get(name)
-        if i is None:
-            return self.fixed.get(name)
+        i, fixed = self._spec[name]
+        if i < 0:
+            return fixed
         value = cells[i] if i < len(cells) else None
         if value is None or value == "" or (isinstance(value, str) and not value.strip()):
-            return self.fixed.get(name)
+            return fixed
         return value
+
+    def _text(self, row: Row, cells: list, size: int, name: str, i: int, fixed: str | None) -> str:
+        """A text field (``read_text``): the trimmed cell, else the fixed value; a formula refused where text is
+        stored and shown."""
+        value = cells[i] if 0 <= i < size else None
+        if type(value) is str:
+            value = value.strip()
+            if value:
+                if value[0] != "=":
+                    return value
+                return self._checked(row, name, value)
+            value = None
+        if value is None:
+            if fixed is None:
+                return ""
+            value = fixed
+            if value[0] != "=":
+                return value
+        return self._checked(row, name, value)
+
+    @staticmethod
+    def _checked(row: Row, name: str, value) -> str:
+        try:
+            return layout.text(value, name=name)
+        except CellError as exc:
+            row.problem(name, str(exc))
+            return ""
+
+    def _due(self, value):
+        if type(value) is not str:
+            return layout.due_date(value, date_format=self._date_format)
+        found = self._dates.get(value)
+        if found is None:
+            found = layout.due_date(value, date_format=self._date_format)
+            if len(self._dates) < 10_000:
+                self._dates[value] = found
+        return found
 
     def parse(self, number: int, cells: list) -> Row:
         """One row of cells as a :class:`Row` (never raises: problems are collected on the row)."""
         row = Row(number=number, key="", service="", debtor={}, subject="", kind=None, installment=None, amount=None,
                   due=None, description="", transfers=[])
-        raw = self._raw
+        size = len(cells)
+        spec = self._spec
+        text = self._text
 
-        def read_text(name: str) -> str:
-            value = raw(cells, name)
-            if value is None:
-                return ""
-            if isinstance(value, str):
-                value = value.strip()
-                if not value.startswith("="):
-                    return value
-            try:
-                return layout.text(value, name=name)
-            except CellError as exc:
-                row.problem(name, str(exc))
-                return ""
-
-        row.key = read_text("chiave")[:101]
-        if not row.key:
+        key = text(row, cells, size, "chiave", *spec["chiave"])[:101]
+        row.key = key
+        if not key:
             row.problem("chiave", "Indicare la chiave della posizione.")
-        elif len(row.key) > 100:
+        elif len(key) > 100:
             row.problem("chiave", "La chiave può avere al massimo 100 caratteri.")
-        row.service = read_text("servizio").upper() or self.default_service
-        row.debtor = {name: read_text(name) for name in _DEBTOR_FIELDS}
-        row.subject = read_text("causale")
-        row.description = read_text("descrizione")
+        row.service = text(row, cells, size, "servizio", *spec["servizio"]).upper() or self.default_service
+        row.debtor = {name: text(row, cells, size, name, i, fixed) for name, i, fixed in self._debtor}
+        row.subject = text(row, cells, size, "causale", *spec["causale"])
+        row.description = text(row, cells, size, "descrizione", *spec["descrizione"])
+        raw = self._raw
         try:
-            row.kind = layout.option_kind(self._raw(cells, "tipo_pagamento"), self._raw(cells, "numero_rata"))
+            row.kind = layout.option_kind(raw(cells, "tipo_pagamento"), raw(cells, "numero_rata"))
         except CellError as exc:
             row.problem("tipo_pagamento", str(exc))
         if row.kind == "installment":
             try:
-                row.installment = layout.installment_number(self._raw(cells, "numero_rata"))
+                row.installment = layout.installment_number(raw(cells, "numero_rata"))
             except CellError as exc:
                 row.problem("numero_rata", str(exc))
         try:
-            row.amount = layout.amount(self._raw(cells, "importo"), decimal=self.mapping.decimal)
+            row.amount = layout.amount(raw(cells, "importo"), decimal=self._decimal)
         except CellError as exc:
             row.problem("importo", str(exc))
         try:
-            row.due = layout.due_date(self._raw(cells, "scadenza"), date_format=self.mapping.date_format)
+            row.due = self._due(raw(cells, "scadenza"))
         except CellError as exc:
             row.problem("scadenza", str(exc))
-        for n in self.transfer_numbers:
-            transfer = {"n": n, "iban": read_text(f"iban_{n}"), "taxonomy_code": read_text(f"tassonomia_{n}"),
-                        "remittance": read_text(f"causale_{n}"),
-                        "beneficiary_fiscal_code": read_text(f"cf_beneficiario_{n}") if n > 1 else "",
-                        "beneficiary_name": read_text(f"beneficiario_{n}") if n > 1 else "", "amount": None}
-            raw_amount = self._raw(cells, f"importo_{n}")
+        for n, indexes, fixed in self._transfers:
+            if not fixed:
+                for i in indexes:
+                    if i < size and cells[i] is not None and cells[i] != "":
+                        break
+                else:
+                    continue  # every cell of this beneficiary is empty
+            transfer = {"n": n, "iban": text(row, cells, size, f"iban_{n}", *spec[f"iban_{n}"]),
+                        "taxonomy_code": text(row, cells, size, f"tassonomia_{n}", *spec[f"tassonomia_{n}"]),
+                        "remittance": text(row, cells, size, f"causale_{n}", *spec[f"causale_{n}"]),
+                        "beneficiary_fiscal_code": text(row, cells, size, f"cf_beneficiario_{n}",
+                                                        *spec[f"cf_beneficiario_{n}"]) if n > 1 else "",
+                        "beneficiary_name": text(row, cells, size, f"beneficiario_{n}",
+                                                 *spec[f"beneficiario_{n}"]) if n > 1 else "", "amount": None}
+            raw_amount = raw(cells, f"importo_{n}")
             if layout.text(raw_amount):
                 try:
-                    transfer["amount"] = layout.amount(raw_amount, decimal=self.mapping.decimal)
+                    transfer["amount"] = layout.amount(raw_amount, decimal=self._decimal)
                 except CellError as exc:
                     row.problem(f"importo_{n}", str(exc))
                     transfer["amount"] = False
@@ -187,6 +241,9 @@ class RowParser:
                                          "beneficiary_name", "amount")) or transfer["amount"] is False:
                 row.transfers.append(transfer)
         return row
+
+
+_TRANSFER_PREFIXES = ("importo", "iban", "tassonomia", "causale", "cf_beneficiario", "beneficiario")
 
 
 def group_rows(rows: Iterable[Row]) -> Iterator[list[Row]]:

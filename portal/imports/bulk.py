@@ -44,6 +44,8 @@ class WriteContext:
     actor: str
     actor_user_id: int | None = None
     visible_service_ids: set[int] | None = None
+    #: Set by a long import: the tables' statistics follow what it writes.
+    statistics: Statistics | None = None
 
 
 def option_description(subject: str, number: int | None, total: int) -> str:
@@ -135,6 +137,10 @@ def write_new_positions(session: Session, ctx: WriteContext, batch: list[Positio
     else:
         conn.execute(sa.insert(TRANSFERS), transfer_rows)
         conn.execute(sa.insert(EVENTS), events)
+    if ctx.statistics is not None:
+        ctx.statistics.wrote(conn, debtors=ctx.statistics.debtors_added, positions=len(positions),
+                             payment_options=len(option_rows), transfers=len(transfer_rows), events=len(events))
+        ctx.statistics.debtors_added = 0
     return list(position_ids)
 
 
@@ -217,6 +223,8 @@ def _debtors(session: Session, ctx: WriteContext, batch: list[PositionInput], *,
                 row["id"] = debtor_id
         for row in new_rows:
             result[row["fiscal_code"]] = row["id"]
+        if ctx.statistics is not None:
+            ctx.statistics.debtors_added += len(inserts)
     if updates and pg:
         _update_debtors(conn, updates)
     elif updates:
@@ -250,14 +258,60 @@ _UPDATED = ("kind", "name", "country", *_CONTACT)
 _UPDATE_DEBTORS = (
     "UPDATE debtors AS d SET " + ", ".join(f'"{c}" = v."{c}"' for c in _UPDATED)  # noqa: S608 - constant names
     + " FROM unnest(" + ", ".join(["%s::bigint[]"] + ["%s::text[]"] * len(_UPDATED)) + ") AS v(id, "
-    + ", ".join(f'"{c}"' for c in _UPDATED) + ") WHERE d.id = v.id")
+    + ", ".join(f'"{c}"' for c in _UPDATED) + ") WHERE d.id = v.id AND d.id = ANY(%s::bigint[])")
 
 
 def _update_debtors(conn, updates: list[dict]) -> None:
     """Refresh many debtors in one statement (arrays unnested) instead of one UPDATE per debtor."""
     raw = conn.connection.driver_connection
-    raw.execute(_UPDATE_DEBTORS, [[u["debtor_id"] for u in updates]] + [[u[c] for u in updates] for c in _UPDATED],
-                prepare=False)
+    ids = [u["debtor_id"] for u in updates]
+    # The ids again as an array the planner can count: the debtors are then found by their key, not by a scan of
+    # the whole table joined to the unnested rows (whose number the planner does not know).
+    raw.execute(_UPDATE_DEBTORS, [ids] + [[u[c] for u in updates] for c in _UPDATED] + [ids], prepare=False)
+
+
+#: The tables a bulk write grows (their statistics are refreshed as they grow, see :class:`Statistics`).
+GROWN = ("debtors", "positions", "payment_options", "transfers", "events")
+
+
+class Statistics:
+    """Keeps the planner's statistics of the tables a large import grows in line with their size.
+
+    An import writes inside one transaction: autovacuum does not see its rows, and the plans made while the tables
+    were small (the triggers' cached plans above all, such as the collections' summary reading the options of the
+    positions just inserted) stay scans of the whole table while it grows tenfold, which makes the import quadratic.
+    Each table is analysed again (``ANALYZE`` sees the transaction's own rows and invalidates the cached plans)
+    whenever what this import wrote into it exceeds what its statistics last counted; on a ledger already much larger
+    than the import this never happens.
+    """
+
+    def __init__(self):
+        self.counted: dict[str, float] | None = None
+        #: Rows this import wrote into each table since its statistics were last refreshed.
+        self.since = dict.fromkeys(GROWN, 0)
+        #: Debtors inserted by the batch being written.
+        self.debtors_added = 0
+
+    def wrote(self, conn, **counts: int) -> None:
+        """Note ``table=rows`` just written, and analyse the tables that doubled since their last statistics."""
+        if conn.dialect.name != "postgresql":
+            return
+        for table, count in counts.items():
+            self.since[table] += count
+        if self.counted is None:
+            self.counted = self._reltuples(conn, GROWN)
+        stale = [t for t in GROWN if self.since[t] >= 1000 and self.since[t] > self.counted.get(t, 0.0)]
+        for table in stale:
+            conn.exec_driver_sql(f'ANALYZE "{table}"')
+            self.since[table] = 0
+        if stale:
+            self.counted.update(self._reltuples(conn, stale))
+
+    @staticmethod
+    def _reltuples(conn, tables) -> dict[str, float]:
+        return {name: max(tuples, 0.0) for name, tuples in conn.execute(sa.text(
+            "SELECT relname, reltuples FROM pg_class WHERE relname = ANY(:names) AND relkind = 'r' "
+            "AND relnamespace = 'public'::regnamespace"), {"names": list(tables)}).tuples()}
 
 
 def _ids(conn, table: str, count: int) -> list[int]:

@@ -22,6 +22,7 @@ class IdentifierError(ValueError):
 _ASCII_CODE = re.compile(r"[A-Z0-9]+")
 
 
+@functools.lru_cache(maxsize=8192)
 def normalize_fiscal_code(text: str) -> str:
     """NFKC (full-width ``２`` is ``2``), drop spaces, upper-case ASCII; never map omocodic letters back (they are
     the person's real code). Anything still not ASCII is kept as is, for the validators to refuse: upper-casing
@@ -42,6 +43,7 @@ def _check_not_all_zeros(code: str, invalid: str) -> None:
         raise IdentifierError(f"{invalid}: è composto da soli zeri.")
 
 
+@functools.lru_cache(maxsize=8192)
 def validate_debtor_fiscal_code(text: str, kind: str | None = None) -> tuple[str, str]:
     """Validate a debtor's codice fiscale (16 chars, person) or 11-digit numeric code.
 
@@ -49,6 +51,9 @@ def validate_debtor_fiscal_code(text: str, kind: str | None = None) -> tuple[str
     :return: the normalised code and the debtor kind it implies (``F`` for 16 chars, ``G`` for 11 digits
         unless ``kind`` says ``F``: persons may hold a temporary 11-digit code).
     :raise IdentifierError: if the code is malformed or its check character is wrong.
+
+    Cached, as the other validators here: a bill run names a debtor on each of their rows and a few beneficiaries
+    on every row (a refused code raises and is not cached).
     """
     code = normalize_fiscal_code(text)
     if not code:
@@ -71,6 +76,7 @@ def validate_debtor_fiscal_code(text: str, kind: str | None = None) -> tuple[str
     raise IdentifierError("Il codice fiscale deve avere 16 caratteri (persona) o 11 cifre (ente o impresa).")
 
 
+@functools.lru_cache(maxsize=1024)
 def validate_creditor_fiscal_code(text: str, *, whose: str = "dell'ente") -> str:
     """Validate an Ente's fiscal code (the creditor's, or a transfer beneficiary's): exactly 11 digits, not all
     zeros, with a correct check digit.

@@ -64,6 +64,12 @@ def validate(code: str, *, on: date | None = None, path: str | None = None) -> s
 
     :raise TaxonomyError: with an Italian message for the form field.
     """
+    return _validate(code, on or date.today(), path)
+
+
+@lru_cache(maxsize=1024)
+def _validate(code: str, day: date, path: str | None) -> str:
+    """:func:`validate`, cached per code and day (every transfer of a bill run names one of a few codes)."""
     code = (code or "").strip().upper()
     match = CODE_RE.match(code)
     if not match:
@@ -71,7 +77,6 @@ def validate(code: str, *, on: date | None = None, path: str | None = None) -> s
     entry = load(path).get("9/" + code[2:])
     if entry is None:
         raise TaxonomyError(f"Il codice tassonomico {code} non esiste nella tassonomia pagoPA.")
-    day = on or date.today()
     if not entry.valid_from <= day < entry.valid_to:
         raise TaxonomyError(f"Il codice tassonomico {code} non è più in vigore.")
     return code
