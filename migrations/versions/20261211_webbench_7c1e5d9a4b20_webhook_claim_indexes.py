@@ -7,7 +7,7 @@ PostgreSQL probed the older-pending-delivery condition through the status index 
 pending rows took 400-600 ms per claim, growing with the square of the backlog.
 
 Revision ID: 7c1e5d9a4b20
-Revises: 2e38df6531af
+Revises: 30709a6aca57
 Create Date: 2026-12-11 21:15:00
 
 """
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '7c1e5d9a4b20'
-down_revision = '2e38df6531af'
+down_revision = '30709a6aca57'
 branch_labels = None
 depends_on = None
 
