@@ -4,7 +4,8 @@ while pagoPA has not been told (the schema holds that too); the export, the webh
 
 import threading
 import time
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -25,7 +26,7 @@ from portal.ledger.types import utcnow
 from tests.test_ledger_payments import receipt_for
 
 S = PositionStatus
-TODAY = date.today()
+TODAY = datetime.now(ZoneInfo("Europe/Rome")).date()  # the service's today (UTC lags an hour or two)
 
 
 def pay(position, option=None, *, amount=None, channel="cash", reference="Quietanza 12/2027", paid_on=TODAY,
