@@ -26,7 +26,6 @@ Figures only, no assertions. The logs of gunicorn and the sandbox are kept in te
 """
 
 import argparse
-import math
 import os
 import random
 import re
@@ -47,7 +46,15 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import load_average, log, machine_cpu, proc_children, process_cpu, recreate_database  # noqa: E402
+from bench.common import (  # noqa: E402
+    load_average,
+    log,
+    machine_cpu,
+    percentile,
+    proc_children,
+    process_cpu,
+    recreate_database,
+)
 from portal import timing  # noqa: E402
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/paybox_citizens2_bench"
@@ -373,13 +380,6 @@ def breakdown(results: "Results") -> list[str]:
         if seen:
             lines.append(f"  {name:<14}" + "".join(f"{cell:>15}" for cell in row) + f"   {note}")
     return lines
-
-
-def percentile(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, math.ceil(p / 100 * len(ordered)) - 1))]
 
 
 # --- Main ----------------------------------------------------------------------------------------------------------

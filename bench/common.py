@@ -1,5 +1,6 @@
 """What the benchmarks share: printing as they go, a PostgreSQL database of their own, CPU figures from /proc."""
 
+import math
 import os
 from pathlib import Path
 
@@ -58,3 +59,11 @@ def machine_cpu() -> tuple[float, float]:
 def load_average() -> str:
     """The 1, 5 and 15 minute load averages, as ``uptime`` prints them."""
     return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def percentile(values: list[float], p: float) -> float:
+    """The nearest-rank percentile (``nan`` for no values)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, math.ceil(p / 100 * len(ordered)) - 1))]

@@ -25,7 +25,6 @@ temporary file whose path is printed.
 
 import argparse
 import itertools
-import math
 import os
 import random
 import re
@@ -48,7 +47,15 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import load_average, log, machine_cpu, proc_children, process_cpu, recreate_database  # noqa: E402
+from bench.common import (  # noqa: E402
+    load_average,
+    log,
+    machine_cpu,
+    percentile,
+    proc_children,
+    process_cpu,
+    recreate_database,
+)
 from portal import timing  # noqa: E402
 from portal.ledger.payments import ReceiptData, ReceiptTransfer  # noqa: E402
 from portal.pagopa import soap  # noqa: E402
@@ -292,14 +299,6 @@ def drive(port: int, payloads: list[bytes], *, rate: float, client_threads: int,
         thread.join()
     elapsed = max(time.perf_counter() - start, 1e-9)
     return {"results": results, "skipped": skipped[0], "elapsed": elapsed}
-
-
-def percentile(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, math.ceil(p / 100 * len(ordered)) - 1))
-    return ordered[rank]
 
 
 # --- What the machine and the database did meanwhile ---------------------------------------------------------------

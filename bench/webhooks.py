@@ -35,7 +35,6 @@ import contextlib
 import hashlib
 import hmac
 import json
-import math
 import multiprocessing
 import os
 import resource
@@ -60,6 +59,7 @@ from bench.common import (  # noqa: E402
     load_average,
     log,
     machine_cpu,
+    percentile,
     proc_children,
     process_cpu,
     recreate_database,
@@ -393,13 +393,6 @@ def workers_cpu(workers) -> float:
 
 
 # --- Figures ---------------------------------------------------------------------------------------------------------
-
-
-def percentile(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, math.ceil(p / 100 * len(ordered)) - 1))]
 
 
 def wait_for(receiver: Receiver, expected: int, drain: float, since: float) -> None:
