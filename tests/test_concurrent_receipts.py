@@ -164,9 +164,9 @@ def test_simultaneous_receipts_over_http_to_the_embedded_default(tmp_path):
             base = f"http://127.0.0.1:{port}"
             for _ in range(100):
                 try:
-                    requests.get(f"{base}/officer/login", timeout=1)
+                    requests.get(f"{base}/officer/login", timeout=5)
                     break
-                except requests.ConnectionError:
+                except (requests.ConnectionError, requests.Timeout):
                     time.sleep(0.1)
             barrier = threading.Barrier(len(payloads))
             answers = []

@@ -438,9 +438,9 @@ def test_a_real_gunicorn_adds_up_its_workers(app, database_url, published, tmp_p
     try:
         for _ in range(300):
             try:
-                if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
+                if requests.get(f"{base}/healthz", timeout=5).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # still booting (slowly on a loaded machine)
                 time.sleep(0.1)
 
         def send(payload):

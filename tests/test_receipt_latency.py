@@ -336,9 +336,9 @@ def test_gunicorn_answers_with_a_server_header_naming_no_software(tmp_path):
     try:
         for _ in range(100):
             try:
-                response = requests.get(f"http://127.0.0.1:{port}/", timeout=1)
+                response = requests.get(f"http://127.0.0.1:{port}/", timeout=5)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 time.sleep(0.1)
         assert response.headers["Server"] == "Pay Box"
     finally:
