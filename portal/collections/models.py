@@ -77,7 +77,7 @@ class CollectionPolicy(db.Model):
     penalty_min_cents: Mapped[int | None] = mapped_column(sa.BigInteger)
     penalty_max_cents: Mapped[int | None] = mapped_column(sa.BigInteger)
     #: Paid late (art. 13 c.1 D.Lgs. 471/1997): the percentage halved up to ``penalty_half_within_days`` days late,
-    #: and 1/15 of the half per day up to ``penalty_daily_within_days``; off: the full percentage whatever the delay.
+    #: and 1/N of the half per day up to N = ``penalty_daily_within_days`` (15); off: the full percentage always.
     penalty_reduce_late: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
     penalty_half_within_days: Mapped[int] = mapped_column(default=90, server_default="90")
     penalty_daily_within_days: Mapped[int] = mapped_column(default=15, server_default="15")
