@@ -165,8 +165,9 @@ def test_admin_corrects_a_row_date_and_rate(client, admin, legal_rates):
     form = text(client.get(f"{BASE}/rates/{rate_id}"))
     assert 'value="01/01/2026"' in form
     assert 'value="1,6"' in form
-    response = client.post(f"{BASE}/rates/{rate_id}", data={"effective_from": "01/01/2026", "percent": "1,7",
-                                                              "decree": "DM 10/12/2025 (GU 289 del 13/12/2025)"})
+    response = client.post(f"{BASE}/rates/{rate_id}", data={
+        "edit-effective_from": "01/01/2026", "edit-percent": "1,7",
+        "edit-decree": "DM 10/12/2025 (GU 289 del 13/12/2025)"})
     assert response.status_code == 303
     assert rates()[date(2026, 1, 1)][0] == Decimal("1.700")
     assert history() == [("legal_rate", "percent", "1.6", "1.7")]
@@ -174,7 +175,7 @@ def test_admin_corrects_a_row_date_and_rate(client, admin, legal_rates):
 
 def test_a_correction_cannot_take_the_date_of_another_row(client, admin, legal_rates):
     rate_id = db.session.scalar(sa.select(LegalRate.id).where(LegalRate.effective_from == date(2026, 1, 1)))
-    response = client.post(f"{BASE}/rates/{rate_id}", data={"effective_from": "01/01/2025", "percent": "1,6"})
+    response = client.post(f"{BASE}/rates/{rate_id}", data={"edit-effective_from": "01/01/2025", "edit-percent": "1,6"})
     assert response.status_code == 422
     assert "Esiste già un tasso in vigore dal 01/01/2025" in text(response)
     assert rates()[date(2025, 1, 1)][0] == Decimal("2.000")

@@ -128,8 +128,8 @@ def _rate_or_404(rate_id: int) -> LegalRate:
 def settings_legal_rate_edit(rate_id: int):
     """Correct a row of the table (its date, rate or decree)."""
     row = _rate_or_404(rate_id)
-    form = LegalRateForm(data={"effective_from": f"{row.effective_from:%d/%m/%Y}",
-                               "percent": _number(row.percent), "decree": row.decree})
+    form = LegalRateForm(prefix="edit", data={"effective_from": f"{row.effective_from:%d/%m/%Y}",
+                                              "percent": _number(row.percent), "decree": row.decree})
     if form.validate_on_submit():
         try:
             row = _save_rate(form, row.id)
