@@ -58,14 +58,12 @@ class SettingChange(db.Model):
     )
 
 
-@event.listens_for(SettingChange, "before_update")
-def _refuse_update(mapper, connection, target):
+def _refuse(mapper, connection, target):
     raise SettingChangeIsAppendOnly("the collection settings' history is append-only")
 
 
-@event.listens_for(SettingChange, "before_delete")
-def _refuse_delete(mapper, connection, target):
-    raise SettingChangeIsAppendOnly("the collection settings' history is append-only")
+event.listen(SettingChange, "before_update", _refuse)
+event.listen(SettingChange, "before_delete", _refuse)
 
 
 def as_text(value) -> str | None:
