@@ -90,6 +90,14 @@ def test_removing_a_row_keeps_its_values_in_the_history(legal_rates):
     assert not cs.delete_legal_rate(db.session, row.id, actor="user:2")
 
 
+def test_the_last_row_of_the_table_cannot_be_removed(ctx):
+    only = cs.save_legal_rate(db.session, effective_from=date(2026, 1, 1), percent="1,6", decree="", actor="user:1")
+    with pytest.raises(ValidationFailed, match="ultimo tasso"):
+        cs.delete_legal_rate(db.session, only.id, actor="user:1")
+    assert db.session.get(LegalRate, only.id) is not None
+    assert [c[3] for c in changes()] == ["effective_from", "percent"]
+
+
 def test_a_rate_change_changes_the_interest_of_the_next_act(service, legal_rates):
     policy = cs.policy_for(db.session, service).assessment_policy()
     before = charges.assessment(25000, date(2023, 5, 31), date(2026, 2, 27), cs.rate_table(db.session), policy)

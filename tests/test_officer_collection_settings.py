@@ -197,6 +197,17 @@ def test_admin_removes_a_row_entered_by_mistake(client, admin, legal_rates):
     assert client.post(f"{BASE}/rates/{rate_id}/delete").status_code == 404
 
 
+def test_the_last_rate_is_kept(client, admin, ctx):
+    client.post(f"{BASE}/rates", data={"effective_from": "01/01/2026", "percent": "1,6"})
+    rate_id = db.session.scalar(sa.select(LegalRate.id))
+    refused = client.post(f"{BASE}/rates/{rate_id}/delete", headers={"HX-Request": "true"})
+    assert refused.status_code == 422
+    assert "È l&#39;ultimo tasso della tabella" in text(refused)
+    plain = client.post(f"{BASE}/rates/{rate_id}/delete", follow_redirects=True)
+    assert "ultimo tasso della tabella" in text(plain)
+    assert len(rates()) == 1
+
+
 def test_htmx_gets_the_table_and_the_history_out_of_band(client, admin, legal_rates):
     headers = {"HX-Request": "true", "HX-Target": "legal-rates"}
     response = client.post(f"{BASE}/rates", data={"effective_from": "01/01/2027", "percent": "1,25"}, headers=headers)

@@ -89,7 +89,7 @@ def save_legal_rate(session: Session, *, effective_from: date | None, percent: s
             row = same_day
         elif same_day is not None and same_day.id != row.id:
             errors.append(FieldError("effective_from", _("Esiste già un tasso in vigore dal %(day)s: correggere "
-                                                         "quella riga.", day=f"{effective_from:%d/%m/%Y}")))
+                                                         "quella riga.", day=effective_from.strftime("%d/%m/%Y"))))
     if errors:
         raise ValidationFailed(errors)
     before = _rate_values(row)
@@ -105,10 +105,16 @@ def save_legal_rate(session: Session, *, effective_from: date | None, percent: s
 
 
 def delete_legal_rate(session: Session, rate_id: int, *, actor: str, user_id: int | None = None) -> bool:
-    """Remove a row entered by mistake (its values stay in the history); whether there was one."""
+    """Remove a row entered by mistake (its values stay in the history); whether there was one.
+
+    :raise ValidationFailed: it is the table's last row (without one no interest can be computed).
+    """
     row = session.get(LegalRate, rate_id)
     if row is None:
         return False
+    if session.scalar(sa.select(sa.func.count()).select_from(LegalRate)) == 1:
+        raise ValidationFailed([FieldError("effective_from", _("È l'ultimo tasso della tabella: aggiungere prima "
+                                                               "quello giusto, poi eliminare questo."))])
     history.record(session, actor=actor, user_id=user_id, subject="legal_rate", before=_rate_values(row), after={},
                    rate_from=row.effective_from)
     session.delete(row)

@@ -48,7 +48,8 @@ def _history_rows() -> list[dict]:
         user = users.get(row.user_id)
         shown.append({
             "at": row.changed_at, "service_id": row.service_id, "who": user.full_name if user else row.actor,
-            "what": (_("Tasso legale dal %(day)s", day=f"{row.rate_from:%d/%m/%Y}") if row.subject == "legal_rate"
+            "what": (_("Tasso legale dal %(day)s", day=row.rate_from.strftime("%d/%m/%Y"))
+                     if row.subject == "legal_rate"
                      else services[row.service_id].code if row.service_id in services else "–"),
             "field": collection_settings.field_label(row.subject, row.field),
             "old": collection_settings.display_value(row.subject, row.field, row.old_value),
@@ -63,7 +64,7 @@ def _number(value) -> str:
 
 
 def _render(*, form: LegalRateForm | None = None, editing: int | None = None, edit_form: LegalRateForm | None = None,
-            message: str | None = None, status: int = 200):
+            message: str | None = None, message_kind: str = "success", status: int = 200):
     """The page, or (htmx) the rate table with the history out of band."""
     policies = collection_settings.policies_by_service(db.session, current_user.creditor_id)
     rates = collection_settings.legal_rates(db.session)
@@ -72,7 +73,8 @@ def _render(*, form: LegalRateForm | None = None, editing: int | None = None, ed
                  for i, rate in enumerate(rates)][::-1]
     context = {
         "rate_rows": rate_rows, "number": _number, "form": form or LegalRateForm(formdata=None),
-        "editing": editing, "edit_form": edit_form, "message": message, "delete_form": EmptyForm(),
+        "editing": editing, "edit_form": edit_form, "message": message,
+        "message_kind": message_kind, "delete_form": EmptyForm(),
         "services": _services(), "policies": policies, "changes": _history_rows(),
         "penalty_kinds": dict(collection_settings.CHOICES["penalty_kind"]),
     }
@@ -112,7 +114,7 @@ def settings_legal_rate_new():
         except ValidationFailed as exc:
             _put_errors(form, exc, "percent")
         else:
-            return _saved(_("Tasso legale dal %(day)s salvato.", day=f"{row.effective_from:%d/%m/%Y}"))
+            return _saved(_("Tasso legale dal %(day)s salvato.", day=row.effective_from.strftime("%d/%m/%Y")))
     return _render(form=form, status=INVALID)
 
 
@@ -136,7 +138,7 @@ def settings_legal_rate_edit(rate_id: int):
         except ValidationFailed as exc:
             _put_errors(form, exc, "percent")
         else:
-            return _saved(_("Tasso legale dal %(day)s corretto.", day=f"{row.effective_from:%d/%m/%Y}"))
+            return _saved(_("Tasso legale dal %(day)s corretto.", day=row.effective_from.strftime("%d/%m/%Y")))
     return _render(editing=rate_id, edit_form=form, status=INVALID if form.errors else 200)
 
 
@@ -148,7 +150,14 @@ def settings_legal_rate_delete(rate_id: int):
     if not EmptyForm().validate_on_submit():
         abort(400)
     day = f"{row.effective_from:%d/%m/%Y}"
-    collection_settings.delete_legal_rate(db.session, row.id, actor=current_user.actor, user_id=current_user.id)
+    try:
+        collection_settings.delete_legal_rate(db.session, row.id, actor=current_user.actor, user_id=current_user.id)
+    except ValidationFailed as exc:
+        refused = " ".join(e.message for e in exc.errors)
+        if htmx:
+            return _render(message=refused, message_kind="danger", status=INVALID)
+        flash(refused, "danger")
+        return redirect(url_for("officer.settings_collections", _anchor="tassi-legali"), code=303)
     return _saved(_("Tasso legale dal %(day)s eliminato.", day=day))
 
 
