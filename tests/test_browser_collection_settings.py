@@ -76,6 +76,7 @@ def test_admin_changes_rate_spread_and_penalty_and_the_preview_follows(app, page
     page.get_by_test_id("policies").get_by_role("link", name=f"Modifica {code}").click()
     spread = page.get_by_label("Maggiorazione sul tasso legale (punti, da -3 a +3)")
     spread.fill("3,5")
+    expect(page.locator("#interest_spread-error")).to_contain_text("fra -3 e 3")  # checked as typed (htmx)
     page.get_by_role("button", name="Salva").click()
     expect(page.get_by_role("alert").filter(has_text="Controllare i dati inseriti")).to_contain_text(
         "Maggiorazione sul tasso legale")

@@ -67,7 +67,8 @@ def test_the_policy_form_covers_every_setting_of_the_model():
 def routes(rate_id, service_id):
     return [("GET", BASE), ("POST", f"{BASE}/rates"), ("GET", f"{BASE}/rates/{rate_id}"),
             ("POST", f"{BASE}/rates/{rate_id}"), ("POST", f"{BASE}/rates/{rate_id}/delete"),
-            ("GET", f"{BASE}/services/{service_id}"), ("POST", f"{BASE}/services/{service_id}")]
+            ("GET", f"{BASE}/services/{service_id}"), ("POST", f"{BASE}/services/{service_id}"),
+            ("POST", f"{BASE}/services/{service_id}/check")]
 
 
 @pytest.mark.parametrize("role", ["operator", "viewer"])
@@ -292,6 +293,23 @@ def test_a_wrong_policy_is_refused_with_the_field(client, admin, service, overri
     assert f'<a href="#{field}">' in page
     assert db.session.get(CollectionPolicy, service.id) is None
     assert history() == []
+
+
+@pytest.mark.parametrize(("overrides", "field", "message"), [
+    ({"interest_spread": "3,5"}, "interest_spread", "Indicare un numero fra -3 e 3, al più 2 decimali."),
+    ({"grace_days": ""}, "grace_days", "Indicare un valore."),
+    ({"penalty_min_cents": "50,00", "penalty_max_cents": "10,00"}, "penalty_max_cents",
+     "La sanzione massima non può essere minore della minima."),
+    ({"interest_spread": "-2,5"}, "interest_spread", ""),
+])
+def test_a_field_is_checked_as_it_is_typed(client, admin, service, overrides, field, message):
+    response = client.post(f"{BASE}/services/{service.id}/check", data=policy_form(**overrides),
+                           headers={"HX-Request": "true", "HX-Trigger-Name": field})
+    assert response.status_code == 200
+    assert text(response) == message
+    assert db.session.get(CollectionPolicy, service.id) is None
+    assert client.post(f"{BASE}/services/{service.id}/check", data=policy_form(),
+                       headers={"HX-Request": "true", "HX-Trigger-Name": "nope"}).status_code == 400
 
 
 def test_stored_policy_values_round_trip_through_the_form(client, admin, service):

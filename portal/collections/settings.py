@@ -216,8 +216,10 @@ def policy_values(policy: CollectionPolicy) -> dict:
     return {name: getattr(policy, name) for name in FIELD_KINDS}
 
 
-def _check_policy(values: dict) -> list[FieldError]:
-    """The rules of the values (ranges, choices, caps in order, taxonomy codes); normalises the codes."""
+def check_policy(values: dict) -> list[FieldError]:
+    """The rules of the values (ranges, choices, caps in order, taxonomy codes); normalises the codes in place.
+
+    Rules between two fields apply when both are given (a field that could not be read is left out)."""
     from portal.ledger.taxonomy import TaxonomyError, validate
 
     errors = []
@@ -273,7 +275,7 @@ def save_policy(session: Session, service: Service, values: dict, *, actor: str,
     :raise ValidationFailed: with every field that breaks a rule; nothing is changed.
     """
     values = dict(values)
-    errors = _check_policy(values)
+    errors = check_policy(values)
     if errors:
         raise ValidationFailed(errors)
     policy = session.get(CollectionPolicy, service.id)

@@ -8,7 +8,7 @@ the errors, 422) and, with htmx, swap the table in place with the history beside
 
 from datetime import timedelta
 
-from flask import abort, flash, redirect, render_template, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from jinja2_fragments.flask import render_blocks
@@ -161,13 +161,35 @@ def settings_legal_rate_delete(rate_id: int):
     return _saved(_("Tasso legale dal %(day)s eliminato.", day=day))
 
 
+def _service_or_404(service_id: int) -> Service:
+    service = settings_svc.get_service(db.session, current_user.creditor_id, service_id)
+    if service is None:
+        abort(404)
+    return service
+
+
+@bp.route("/settings/collections/services/<id32:service_id>/check", methods=["POST"])
+@roles_required(Role.ADMIN)
+def settings_collection_policy_check(service_id: int):
+    """The errors of one field of the policy form as it is typed (named by ``HX-Trigger-Name``), by the rules of
+    saving, the rules between two fields included; nothing is stored."""
+    _service_or_404(service_id)
+    form = PolicyForm()
+    form.validate()
+    name = htmx.trigger_name or request.form.get("field", "")
+    if name not in collection_settings.FIELD_KINDS:
+        abort(400)
+    values = {n: form[n].data for n in collection_settings.FIELD_KINDS if not form[n].errors}
+    messages = list(form[name].errors) + [e.message for e in collection_settings.check_policy(values)
+                                          if e.field == name]
+    return " ".join(dict.fromkeys(str(m) for m in messages))
+
+
 @bp.route("/settings/collections/services/<id32:service_id>", methods=["GET", "POST"])
 @roles_required(Role.ADMIN)
 def settings_collection_policy(service_id: int):
     """A service's collection policy: grace, reminder, interest, penalty, notification, c.802–803 figures."""
-    service = settings_svc.get_service(db.session, current_user.creditor_id, service_id)
-    if service is None:
-        abort(404)
+    service = _service_or_404(service_id)
     policy = collection_settings.policy_for(db.session, service)
     form = PolicyForm(obj=policy)
     if form.validate_on_submit():
