@@ -59,6 +59,7 @@ def test_admin_changes_rate_spread_and_penalty_and_the_preview_follows(app, page
     expect(page.locator("#edit-percent-error")).to_contain_text("Tasso non valido")
     expect(page.get_by_test_id("rate-editing").get_by_label("Tasso annuo (%)")).to_have_attribute("aria-invalid",
                                                                                                    "true")
+    check_page(page, "settings-collections-editing")
     page.get_by_test_id("rate-editing").get_by_label("Tasso annuo (%)").fill("4,6")
     page.get_by_test_id("rate-editing").get_by_role("button", name="Salva la correzione").click()
     expect(page.get_by_test_id("rates-message")).to_have_text(f"Tasso legale dal {year:%d/%m/%Y} corretto.")
@@ -69,6 +70,7 @@ def test_admin_changes_rate_spread_and_penalty_and_the_preview_follows(app, page
     expect(history.locator("tbody tr").first).to_contain_text("Admin")
     expect(history.locator("tbody tr").first).to_contain_text("Tasso (%)")
     expect(history.locator("tbody tr").first).to_contain_text("4,6")
+    check_page(page, "settings-collections-history")
     rates = [charges.Rate(r.effective_from, Decimal("4.6") if r.effective_from == year else r.percent)
              for r in rates]
 
