@@ -4,6 +4,7 @@ from portal.accounts.api_tokens import ApiToken, api_token_services  # noqa: F40
 from portal.accounts.models import LoginAttempt, User, user_services  # noqa: F401
 from portal.api.idempotency import IdempotencyKey  # noqa: F401
 from portal.citizen_payments.models import CitizenPayment, CitizenPaymentItem  # noqa: F401
+from portal.collections.history import SettingChange  # noqa: F401
 from portal.collections.models import (  # noqa: F401
     CollectionBatch,
     CollectionBatchItem,

@@ -94,6 +94,22 @@ def test_late_payment_penalty_is_reduced_by_days_late(late, old, new):
         assert charges.penalty(25000, due, PenaltyRule(), paid_on=due + timedelta(days=late)).cents == cents
 
 
+@pytest.mark.parametrize(("rule", "late", "cents"), [
+    (PenaltyRule(half_within_days=60), 61, 6250), (PenaltyRule(half_within_days=60), 60, 3125),
+    (PenaltyRule(daily_within_days=10), 5, 1563), (PenaltyRule(daily_within_days=10), 10, 3125),
+    (PenaltyRule(daily_within_days=10), 11, 3125), (PenaltyRule(reduce_late=False), 1, 6250),
+    (PenaltyRule(daily_within_days=0), 1, 3125), (PenaltyRule(half_within_days=0, daily_within_days=0), 1, 6250)])
+def test_the_reductions_by_days_late_follow_the_service_settings(rule, late, cents):
+    """25% base (due 2025): a day-by-day reduction of 1/N of the half reaches the half on its N-th day."""
+    from datetime import timedelta
+
+    due = date(2025, 5, 31)
+    result = charges.penalty(25000, due, rule, paid_on=due + timedelta(days=late))
+    assert result.cents == cents
+    if 0 < late <= rule.daily_within_days and rule.reduce_late:
+        assert f"1/{rule.daily_within_days} della metà" in result.explanation
+
+
 def test_fixed_penalty_and_caps():
     assert charges.penalty(25000, date(2025, 1, 1), PenaltyRule(kind="fixed", fixed_cents=5000)).cents == 5000
     assert charges.penalty(1000, date(2025, 1, 1), PenaltyRule(min_cents=5000)).cents == 5000

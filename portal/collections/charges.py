@@ -167,8 +167,9 @@ class PenaltyRule:
 
     ``kind``: ``percent`` of the unpaid tax, ``fixed`` amount, or ``none``. The percentage changes for violations
     (due dates) from ``regime_change`` (D.Lgs. 87/2024: 30% → 25% from 1 September 2024). When the tax was paid
-    late, ``reduce_late`` halves it up to ``half_within_days`` days late and takes 1/15 of the half per day up
-    to ``daily_within_days`` days. ``min_cents``/``max_cents`` cap the result.
+    late, ``reduce_late`` halves it up to ``half_within_days`` days late and, up to ``daily_within_days`` days
+    (15 by law), takes 1/``daily_within_days`` of the half per day late, so the reduction reaches the half on
+    the last of those days and never exceeds it. ``min_cents``/``max_cents`` cap the result.
     """
 
     kind: str = "percent"
@@ -229,8 +230,8 @@ def penalty(tax_cents: int, due: date, rule: PenaltyRule, *, paid_on: date | Non
         return Penalty(0, ZERO, "Pagato entro la scadenza: nessuna sanzione.")
     if rule.reduce_late and late is not None and late <= rule.half_within_days:
         if late <= rule.daily_within_days:
-            percent = base / 2 / 15 * late
-            why += f", ridotta a 1/15 della metà per ciascuno dei {late} giorni di ritardo"
+            percent = base / 2 / rule.daily_within_days * late
+            why += f", ridotta a 1/{rule.daily_within_days} della metà per ciascuno dei {late} giorni di ritardo"
         else:
             percent = base / 2
             why += f", ridotta alla metà (ritardo di {late} giorni, entro {rule.half_within_days})"

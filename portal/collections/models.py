@@ -76,6 +76,11 @@ class CollectionPolicy(db.Model):
     penalty_fixed_cents: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
     penalty_min_cents: Mapped[int | None] = mapped_column(sa.BigInteger)
     penalty_max_cents: Mapped[int | None] = mapped_column(sa.BigInteger)
+    #: Paid late (art. 13 c.1 D.Lgs. 471/1997): the percentage halved up to ``penalty_half_within_days`` days late,
+    #: and 1/N of the half per day up to N = ``penalty_daily_within_days`` (15); off: the full percentage always.
+    penalty_reduce_late: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
+    penalty_half_within_days: Mapped[int] = mapped_column(default=90, server_default="90")
+    penalty_daily_within_days: Mapped[int] = mapped_column(default=15, server_default="15")
     #: How the act is notified, and what that costs the debtor.
     notification_method: Mapped[str] = mapped_column(sa.String(20), default="raccomandata_ar",
                                                      server_default="raccomandata_ar")
@@ -104,14 +109,17 @@ class CollectionPolicy(db.Model):
         sa.CheckConstraint("penalty_kind IN ('percent', 'fixed', 'none')", name="penalty_kind_known"),
         sa.CheckConstraint("grace_days >= 0 AND reminder_days >= 1 AND appeal_days >= 1", name="days_positive"),
         sa.CheckConstraint("reminder_cost_cents >= 0 AND notification_cents >= 0", name="costs_not_negative"),
+        sa.CheckConstraint("penalty_daily_within_days >= 0 AND penalty_half_within_days >= penalty_daily_within_days",
+                           name="penalty_reductions_ordered"),
     )
 
     def penalty_rule(self) -> charges.PenaltyRule:
         return charges.PenaltyRule(
             kind=self.penalty_kind, percent_before=Decimal(self.penalty_percent_before),
             percent_after=Decimal(self.penalty_percent_after), regime_change=self.penalty_regime_change,
-            fixed_cents=self.penalty_fixed_cents or 0, min_cents=self.penalty_min_cents,
-            max_cents=self.penalty_max_cents)
+            fixed_cents=self.penalty_fixed_cents or 0, reduce_late=self.penalty_reduce_late,
+            half_within_days=self.penalty_half_within_days, daily_within_days=self.penalty_daily_within_days,
+            min_cents=self.penalty_min_cents, max_cents=self.penalty_max_cents)
 
     def assessment_policy(self) -> charges.AssessmentPolicy:
         return charges.AssessmentPolicy(

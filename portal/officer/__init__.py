@@ -8,6 +8,7 @@ bp = Blueprint("officer", __name__)
 from portal.officer import (  # noqa: E402,F401
     anomalies,
     billruns,
+    collection_settings,
     collections,
     editing,
     entry,

@@ -22,8 +22,12 @@ from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, Opt
 
 from portal.accounts.models import ROLE_LABELS, Role
 from portal.accounts.services import MIN_PASSWORD_LENGTH
+from portal.collections import settings as collection_settings
+from portal.collections.history import as_text
+from portal.formatting import parse_date_input
 from portal.ledger import notice_numbers, taxonomy
 from portal.ledger.identifiers import IdentifierError, validate_creditor_fiscal_code, validate_iban
+from portal.money import AmountError, format_euro, parse_euro
 from portal.notices.logo import MAX_BYTES as LOGO_MAX_BYTES
 
 
@@ -220,3 +224,111 @@ class WebhookForm(FlaskForm):
     events = SelectMultipleField(_l("Eventi (nessuno: tutti)"))
     #: Choices are the creditor's services (set by the view); none selected means every service.
     service_ids = SelectMultipleField(_l("Servizi (nessuno: tutti)"), coerce=int)
+
+
+# --- Interessi, sanzioni e solleciti ----------------------------------------------------------------------------------
+
+
+class LegalRateForm(FlaskForm):
+    """A row of the legal-rate table; :func:`portal.collections.settings.save_legal_rate` checks the values."""
+
+    effective_from = StringField(_l("In vigore dal"))
+    percent = StringField(_l("Tasso annuo (%)"))
+    decree = StringField(_l("Decreto (facoltativo)"), validators=[Length(max=140)])
+
+
+class _TypedField(StringField):
+    """A text input read into a value by ``parse`` (``None`` when empty) and shown back by ``show``; what cannot be
+    read is an Italian error on the field, the typed text kept in the input."""
+
+    message = _l("Valore non valido.")
+
+    def parse(self, text: str):
+        raise NotImplementedError
+
+    def show(self, value) -> str:
+        return str(value)
+
+    def process_formdata(self, valuelist):
+        if not valuelist:
+            return
+        text = (valuelist[0] or "").strip()[:40]
+        self.data = None
+        if text:
+            self.data = self.parse(text)
+
+    def _value(self):
+        if self.raw_data:
+            return self.raw_data[0]
+        return "" if self.data is None else self.show(self.data)
+
+
+class EuroField(_TypedField):
+    """An amount typed in euro (``1.234,56``), kept as integer cents."""
+
+    def parse(self, text):
+        try:
+            return parse_euro(text, allow_zero=True)
+        except AmountError as exc:
+            raise ValueError(str(exc)) from exc
+
+    def show(self, value):
+        return format_euro(value, symbol=False)
+
+
+class NumberField(_TypedField):
+    """A decimal number typed with a comma or a dot (``1,5``), kept as a ``Decimal``."""
+
+    def parse(self, text):
+        value = collection_settings.parse_decimal(text)
+        if value is None:
+            raise ValueError(_l("Indicare un numero, ad esempio 1,5."))
+        return value
+
+    def show(self, value):
+        return as_text(value).replace(".", ",")
+
+
+class WholeDaysField(_TypedField):
+    """A whole number of days."""
+
+    def parse(self, text):
+        if not (text.isascii() and text.isdigit()) or len(text) > 5:
+            raise ValueError(_l("Indicare un numero intero di giorni."))
+        return int(text)
+
+
+class ItalianDateField(_TypedField):
+    """A date typed as gg/mm/aaaa (or sent as aaaa-mm-gg by a date input)."""
+
+    def parse(self, text):
+        day = parse_date_input(text)
+        if day is None:
+            raise ValueError(_l("Data non valida: usare gg/mm/aaaa."))
+        return day
+
+    def show(self, value):
+        return f"{value:%d/%m/%Y}"
+
+
+def _policy_field(name: str, kind: str, label: str):
+    validators = [] if name in collection_settings.OPTIONAL_FIELDS or kind == "bool" else [
+        InputRequired(_l("Indicare un valore."))]
+    label = _l(label)
+    if kind == "bool":
+        return BooleanField(label)
+    if kind == "choice":
+        # The domain refuses an unknown choice, in Italian, with the other rules.
+        return SelectField(label, validate_choice=False, choices=[
+            SelectChoice(value, _l(text)) for value, text in collection_settings.CHOICES[name]])
+    if kind == "text":
+        return StringField(label, validators=[Optional(), Length(max=35)])
+    field = {"int": WholeDaysField, "cents": EuroField, "decimal": NumberField, "date": ItalianDateField}[kind]
+    return field(label, validators=validators)
+
+
+#: A service's collection policy, one input per :data:`portal.collections.settings.POLICY_FIELDS` entry (the
+#: domain checks the rules: ranges, spreads, caps in order, taxonomy codes).
+PolicyForm = type("PolicyForm", (FlaskForm,), {
+    "__doc__": "A service's collection policy.",
+    **{name: _policy_field(name, kind, label) for name, kind, label in collection_settings.POLICY_FIELDS}})
