@@ -16,6 +16,7 @@ created. :func:`report_rows` and :func:`report_csv` give the row report.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gc
 import hashlib
@@ -295,7 +296,7 @@ class _Pass:
         if not self.write:
             self.spill = spill.Writer(self.path, self.fingerprint(), self.header_of)
         try:
-            with _young_collections_only():
+            with _young_collections_only(), self._writing():
                 for group in assemble.group_rows(parsed()):
                     self._position(group)
                 self._flush()
@@ -315,7 +316,7 @@ class _Pass:
         self.header_of = source.header_of
         total = max(self.imp.rows_total - self.imp.rows_refused, 1)
         self.progress(0, total)
-        with _young_collections_only():
+        with _young_collections_only(), self._writing():
             self._spilled(source, total)
         self.progress(total, total)
 
@@ -332,6 +333,10 @@ class _Pass:
                     self._flush()
                     self.progress(min(done, total), total)
         self._flush()
+
+    def _writing(self):
+        """While positions are written, their batches overlap with the server's work (see ``bulk.pipelined``)."""
+        return bulk.pipelined(self.session, self.ctx) if self.write else contextlib.nullcontext()
 
     def _report(self, rows: reader.RowReader, *, done: bool = False) -> None:
         if self.expected_rows:
@@ -431,6 +436,7 @@ class _Pass:
     def _existing(self, keys: list[str]) -> dict[str, Position]:
         """The stored positions of these keys (one query; the options too when they may be updated)."""
         mine = (Position.creditor_id == self.imp.creditor_id, Position.source == SOURCE)
+        bulk.wait(self.ctx)
         if self.session.get_bind().dialect.name == "postgresql":
             # One probe of the unique index per key whatever the statistics say: during a large import they are
             # stale (the table grows inside the transaction) and an IN list was planned as a scan of every
@@ -449,6 +455,8 @@ class _Pass:
         else:
             query = sa.select(Position).where(*mine, Position.external_id.in_(keys))
         if self.imp.update_existing:
+            # What the ORM loads (and may update) must be what is stored, the debtors' last refreshes included.
+            bulk.settle(self.ctx)
             query = query.options(selectinload(Position.options).selectinload(PaymentOption.transfers),
                                   selectinload(Position.debtor))
         return {p.external_id: p for p in self.session.scalars(query)}
