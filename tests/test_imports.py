@@ -396,3 +396,34 @@ def test_a_batch_refused_by_the_database_in_the_background_undoes_the_whole_impo
     assert len(made) >= 3
     for model in (Position, PaymentOption, Transfer, Event, Debtor):
         assert db.session.scalar(sa.select(sa.func.count()).select_from(model)) == 0
+
+
+def test_debtors_not_remembered_are_looked_up_batch_by_batch(creditor, service, make_service, tmp_path, monkeypatch):
+    # An actor who does not see the import's service: the pipeline does not remember debtors between batches.
+    monkeypatch.setattr(imports, "BATCH", 2)
+    other = make_service(code="CUP", name="Mensa")
+    upsert_debtor(db.session, creditor, DebtorInput(fiscal_code=CF_OTHER, name="Luisa Verdi", kind="F",
+                                                    street="Via Vecchia", civic_number="9"))
+    db.session.commit()
+    header = [*HEADER, "indirizzo", "civico"]
+    rows = [single("K1"), {**single("K2", cf=CF_OTHER, name="Luisa Verdi"), "indirizzo": "Via Roma", "civico": "2"},
+            single("K3"), {**single("K4", cf=CF_OTHER, name="Luisa Verdi"), "civico": "5"}]
+    imp = imports.create_import(db.session, creditor, service, "file.csv", io.BytesIO(rows_csv(rows, header=header)),
+                                actor="user:1", settings=settings(tmp_path), enqueue=False)
+    db.session.commit()
+    visible = {other.id}
+    imports.run_dry_run(db.session, imp.id, settings=settings(tmp_path), visible_service_ids=visible)
+    db.session.commit()
+    assert errors(imp) == []
+    imports.confirm(db.session, imp.id, actor="user:1", enqueue=False)
+    db.session.commit()
+    imports.run_import(db.session, imp.id, settings=settings(tmp_path), enqueue=False, visible_service_ids=visible)
+    db.session.commit()
+    assert (imp.status, imp.imported) == ("done", 4)
+    luisa = db.session.scalars(sa.select(Debtor).where(Debtor.fiscal_code == CF_OTHER).order_by(Debtor.id)).all()
+    # Refreshed by the first batch; by the second she has a position the actor does not see, so K4 gets a version
+    # (as one position after the other would have it). Mario, new in the first batch, is one row.
+    assert [(d.street, d.civic_number, d.version_of_id) for d in luisa] == [("Via Roma", "2", None),
+                                                                            (None, "5", luisa[0].id)]
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Debtor).where(
+        Debtor.fiscal_code == "RSSMRA80A01H501U")) == 1

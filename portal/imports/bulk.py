@@ -104,6 +104,9 @@ def write_new_positions(session: Session, ctx: WriteContext, batch: list[Positio
     position_ids = _ids(raw, "positions", len(batch))
     option_ids = _ids(raw, "payment_options", option_count)
     if pipeline is not None:
+        if debtor_updates:
+            # Debtors not remembered (see Pipeline.remember_debtors): refreshed now, before the next batch reads them.
+            _update_debtors(raw, debtor_updates)
         # The previous batch's rows go to the server while this batch's are built.
         pipeline.release()
     columns, positions = _position_rows(ctx, batch, debtor_ids, option_lists, now=now, extra=extra, pg=True)
@@ -120,6 +123,9 @@ def write_new_positions(session: Session, ctx: WriteContext, batch: list[Positio
               "transfers": len(transfers), "events": len(events)}
     if pipeline is not None:
         pipeline.hold(copies, counts)
+        if not pipeline.remember_debtors(ctx):
+            # Its new debtors must be stored before the next batch looks debtors up: sent now, not held.
+            pipeline.release()
     else:
         _send(raw, copies, ctx.statistics, counts)
         if debtor_updates:
