@@ -11,6 +11,7 @@ Peak RSS is the process's maximum resident set (``getrusage``). The last line re
 """
 
 import argparse
+import cProfile
 import csv
 import logging
 import random
@@ -26,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from stdnum.it import codicefiscale  # noqa: E402
 
-from bench.common import log, recreate_database  # noqa: E402
+from bench.common import load_average, log, process_cpu, recreate_database  # noqa: E402
 from portal import create_app  # noqa: E402
 from portal.extensions import db  # noqa: E402
 from portal.imports import services as imports  # noqa: E402
@@ -91,7 +92,28 @@ def write_file(path: Path, rows: int, *, seed: int = 7) -> int:
     return positions
 
 
-def copy_baseline(url: str) -> tuple[float, int]:
+class Cpu:
+    """CPU seconds of this process and of the session's PostgreSQL backend (same machine, from /proc) over a step:
+    comparable between runs on a shared machine, where wall time is not."""
+
+    def __init__(self, backend_pid: int):
+        self.backend_pid = backend_pid
+        self.start = self._now()
+
+    def _now(self) -> tuple[float, float]:
+        return time.process_time(), process_cpu(self.backend_pid)
+
+    def done(self, rows: int) -> str:
+        python, server = (b - a for a, b in zip(self.start, self._now(), strict=True))
+        return (f"CPU python {python:.1f} s ({python * 1000 / rows * 1000:.0f} ms/1,000 rows), "
+                f"server {server:.1f} s ({server * 1000 / rows * 1000:.0f} ms/1,000 rows); load {load_average()}")
+
+
+def backend_pid() -> int:
+    return db.session.connection().connection.driver_connection.info.backend_pid
+
+
+def copy_baseline(url: str, rows: int) -> tuple[float, int]:
     """Seconds to ``COPY`` the rows the import wrote into tables like the real ones (indexes and checks included),
     and how many rows that was."""
     import psycopg
@@ -109,6 +131,7 @@ def copy_baseline(url: str) -> tuple[float, int]:
             conn.execute(f"CREATE TABLE bench_copy_{table} (LIKE {table} INCLUDING ALL)")
         conn.commit()
         count = 0
+        cpu = Cpu(conn.info.backend_pid)
         started = time.perf_counter()
         for table in TABLES:
             with open(dumps[table], "rb") as source, conn.cursor().copy(f"COPY bench_copy_{table} FROM STDIN") as copy:
@@ -116,6 +139,7 @@ def copy_baseline(url: str) -> tuple[float, int]:
                     copy.write(block)
         conn.commit()
         elapsed = time.perf_counter() - started
+        log(f"copy: {cpu.done(rows)} (per 1,000 rows of the file)")
         for table in TABLES:
             count += conn.execute(f"SELECT count(*) FROM bench_copy_{table}").fetchone()[0]
             conn.execute(f"DROP TABLE bench_copy_{table}")
@@ -129,6 +153,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--database-url", default=DEFAULT_URL)
+    parser.add_argument("--profile", metavar="FILE", help="write a cProfile of the import step to FILE (slower)")
     args = parser.parse_args()
 
     recreate_database(args.database_url)
@@ -159,6 +184,8 @@ def main() -> None:
         settings = imports.ImportSettings.from_config(app.config)
         settings = imports.ImportSettings(storage_dir=settings.storage_dir, max_bytes=1024 ** 3)
 
+        log(f"load before the dry run {load_average()}")
+        cpu = Cpu(backend_pid())
         started = time.perf_counter()
         with open(path, "rb") as upload:
             imp = imports.create_import(db.session, creditor, service, "tari.csv", upload, actor="bench",
@@ -168,19 +195,28 @@ def main() -> None:
         db.session.commit()
         dry = time.perf_counter() - started
         log(f"dry run: {dry:.1f} s; {imp.rows_total} rows, {imp.positions_new} new positions, {imp.error_count} errors")
+        log(f"dry run: {cpu.done(args.rows)}")
         if imp.error_count:
             for error in imports.report_rows(db.session, imp.id, limit=5):
                 log(f"  row {error.row_number} {error.column}: {error.message}")
             raise SystemExit("the generated file should have no errors")
 
+        cpu = Cpu(backend_pid())
         started = time.perf_counter()
+        profiler = cProfile.Profile() if args.profile else None
+        if profiler:
+            profiler.enable()
         imports.confirm(db.session, imp.id, actor="bench", enqueue=False)
         imports.run_import(db.session, imp.id, settings=settings, enqueue=False)
         db.session.commit()
+        if profiler:
+            profiler.disable()
+            profiler.dump_stats(args.profile)
         run = time.perf_counter() - started
         log(f"import: {run:.1f} s; {imp.imported} positions written ({imp.status})")
+        log(f"import: {cpu.done(args.rows)}")
 
-    copy_seconds, copied = copy_baseline(args.database_url)
+    copy_seconds, copied = copy_baseline(args.database_url, args.rows)
     log(f"copy: {copy_seconds:.1f} s for the same {copied} rows of {', '.join(TABLES)}")
     rows = args.rows
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

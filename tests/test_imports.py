@@ -334,3 +334,96 @@ def test_a_spill_that_holds_anything_else_is_ignored(creditor, service, tmp_path
     assert spill.open_matching(imports.file_path(imp, settings(tmp_path)), {}) is None
     confirm_and_run(imp, tmp_path)  # read from the file instead
     assert (imp.status, imp.imported) == ("done", 1)
+
+
+# --- The write pipeline (PostgreSQL: batches sent by a writer thread, debtors remembered per import) -------------
+
+from portal.imports import bulk  # noqa: E402
+from portal.ledger.inputs import DebtorInput  # noqa: E402
+from portal.ledger.models import Debtor  # noqa: E402
+from portal.ledger.services import upsert_debtor  # noqa: E402
+
+
+def test_a_debtor_in_many_batches_is_one_row_with_its_last_data(creditor, service, tmp_path, monkeypatch):
+    monkeypatch.setattr(imports, "BATCH", 2)
+    monkeypatch.setattr(bulk.Pipeline, "MAX_DEBTORS", 2)  # forgotten (after storing what they are owed) mid-import
+    upsert_debtor(db.session, creditor, DebtorInput(fiscal_code=CF_OTHER, name="Luisa Verdi", kind="F",
+                                                    street="Via Vecchia", email="luisa@example.org"))
+    db.session.commit()
+
+    def row(key, cf, name, civic):
+        return {**single(key, cf=cf, name=name), "indirizzo": "Via Roma", "civico": civic}
+
+    rows = [row("K1", "RSSMRA80A01H501U", "Mario Rossi", "1"), row("K2", CF_OTHER, "Luisa Verdi", "2"),
+            row("K3", "RSSMRA80A01H501U", "Mario Rossi", "3"), row("K4", "BNCGVN70A01H501H", "Gianni Bianchi", "4"),
+            row("K5", CF_OTHER, "Luisa Verdi", "5"), row("K6", "RSSMRA80A01H501U", "Mario Rossi", "6"),
+            row("K7", "RSSMRA80A01H501U", "Mario Rossi", "7")]
+    imp = upload(creditor, service, rows_csv(rows, header=[*HEADER, "indirizzo", "civico"]), tmp_path)
+    assert errors(imp) == []
+    confirm_and_run(imp, tmp_path)
+    assert (imp.status, imp.imported) == ("done", 7)
+    debtors = {d.fiscal_code: d for d in db.session.scalars(sa.select(Debtor))}
+    assert len(debtors) == 3  # one row per fiscal code, no version
+    assert (debtors["RSSMRA80A01H501U"].street, debtors["RSSMRA80A01H501U"].civic_number) == ("Via Roma", "7")
+    other = debtors[CF_OTHER]
+    assert (other.street, other.civic_number, other.email) == ("Via Roma", "5", "luisa@example.org")
+    by_key = {p.external_id: p.debtor.fiscal_code for p in db.session.scalars(sa.select(Position))}
+    assert by_key == {"K1": "RSSMRA80A01H501U", "K2": CF_OTHER, "K3": "RSSMRA80A01H501U",
+                      "K4": "BNCGVN70A01H501H", "K5": CF_OTHER, "K6": "RSSMRA80A01H501U", "K7": "RSSMRA80A01H501U"}
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Event)) == 7
+
+
+def test_a_batch_refused_by_the_database_in_the_background_undoes_the_whole_import(creditor, service, tmp_path,
+                                                                                  monkeypatch):
+    monkeypatch.setattr(imports, "BATCH", 2)
+    imp = upload(creditor, service, rows_csv([single(f"K{n}") for n in range(1, 8)]), tmp_path)
+    made = []
+    real = bulk.new_iupds
+
+    def repeating(creditor, count):
+        ids = real(creditor, count)
+        made.append(ids)
+        return made[0] if len(made) == 3 else ids  # the third batch repeats the first one's ids
+
+    monkeypatch.setattr(bulk, "new_iupds", repeating)
+    imports.confirm(db.session, imp.id, actor="user:1", enqueue=False)
+    db.session.commit()
+    import psycopg
+
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        imports.run_import(db.session, imp.id, settings=settings(tmp_path), enqueue=False)
+    db.session.rollback()
+    assert len(made) >= 3
+    for model in (Position, PaymentOption, Transfer, Event, Debtor):
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(model)) == 0
+
+
+def test_debtors_not_remembered_are_looked_up_batch_by_batch(creditor, service, make_service, tmp_path, monkeypatch):
+    # An actor who does not see the import's service: the pipeline does not remember debtors between batches.
+    monkeypatch.setattr(imports, "BATCH", 2)
+    other = make_service(code="CUP", name="Mensa")
+    upsert_debtor(db.session, creditor, DebtorInput(fiscal_code=CF_OTHER, name="Luisa Verdi", kind="F",
+                                                    street="Via Vecchia", civic_number="9"))
+    db.session.commit()
+    header = [*HEADER, "indirizzo", "civico"]
+    rows = [single("K1"), {**single("K2", cf=CF_OTHER, name="Luisa Verdi"), "indirizzo": "Via Roma", "civico": "2"},
+            single("K3"), {**single("K4", cf=CF_OTHER, name="Luisa Verdi"), "civico": "5"}]
+    imp = imports.create_import(db.session, creditor, service, "file.csv", io.BytesIO(rows_csv(rows, header=header)),
+                                actor="user:1", settings=settings(tmp_path), enqueue=False)
+    db.session.commit()
+    visible = {other.id}
+    imports.run_dry_run(db.session, imp.id, settings=settings(tmp_path), visible_service_ids=visible)
+    db.session.commit()
+    assert errors(imp) == []
+    imports.confirm(db.session, imp.id, actor="user:1", enqueue=False)
+    db.session.commit()
+    imports.run_import(db.session, imp.id, settings=settings(tmp_path), enqueue=False, visible_service_ids=visible)
+    db.session.commit()
+    assert (imp.status, imp.imported) == ("done", 4)
+    luisa = db.session.scalars(sa.select(Debtor).where(Debtor.fiscal_code == CF_OTHER).order_by(Debtor.id)).all()
+    # Refreshed by the first batch; by the second she has a position the actor does not see, so K4 gets a version
+    # (as one position after the other would have it). Mario, new in the first batch, is one row.
+    assert [(d.street, d.civic_number, d.version_of_id) for d in luisa] == [("Via Roma", "2", None),
+                                                                            (None, "5", luisa[0].id)]
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Debtor).where(
+        Debtor.fiscal_code == "RSSMRA80A01H501U")) == 1

@@ -16,6 +16,7 @@ created. :func:`report_rows` and :func:`report_csv` give the row report.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gc
 import hashlib
@@ -47,6 +48,9 @@ log = logging.getLogger(__name__)
 
 #: Positions classified and written per batch (one query to find existing keys, one bulk write).
 BATCH = 1000
+#: Batches between two collections of young objects during a pass (nearly all objects die by their reference count:
+#: a collection per batch walked the survivors for ~15 ms each time, for the few cycles there may be).
+COLLECT_EVERY = 10
 #: Rows between two progress reports of a pass over the file (each is a cheap call; the job runner throttles).
 REPORT_EVERY = 250
 #: The jobs (declared in portal.jobs.tasks).
@@ -184,7 +188,7 @@ def _lock(session: Session, import_id: int) -> Import:
 
 @contextmanager
 def _young_collections_only():
-    """While a pass runs, the cyclic collector only looks at young objects, once per batch (:meth:`_Pass._flush`).
+    """While a pass runs, the cyclic collector only looks at young objects, every few batches (:meth:`_Pass._flush`).
 
     A pass makes millions of short-lived objects (freed by their reference counts) while what outlives a batch (the
     keys seen) only grows: the automatic full collections would walk all of it again and again for nothing.
@@ -249,6 +253,8 @@ class _Pass:
         self.ctx = bulk.WriteContext(creditor=self.creditor, services=self.services, import_id=imp.id,
                                      actor=imp.actor, actor_user_id=imp.confirmed_by_id or imp.created_by_id,
                                      visible_service_ids=visible_service_ids, statistics=bulk.Statistics())
+        #: Batches classified so far (the young objects are collected every :data:`COLLECT_EVERY`).
+        self.flushes = 0
         #: The dry run's spill of the validated positions (see :mod:`portal.imports.spill`).
         self.spill: spill.Writer | None = None
 
@@ -295,7 +301,7 @@ class _Pass:
         if not self.write:
             self.spill = spill.Writer(self.path, self.fingerprint(), self.header_of)
         try:
-            with _young_collections_only():
+            with _young_collections_only(), self._writing():
                 for group in assemble.group_rows(parsed()):
                     self._position(group)
                 self._flush()
@@ -315,7 +321,7 @@ class _Pass:
         self.header_of = source.header_of
         total = max(self.imp.rows_total - self.imp.rows_refused, 1)
         self.progress(0, total)
-        with _young_collections_only():
+        with _young_collections_only(), self._writing():
             self._spilled(source, total)
         self.progress(total, total)
 
@@ -332,6 +338,10 @@ class _Pass:
                     self._flush()
                     self.progress(min(done, total), total)
         self._flush()
+
+    def _writing(self):
+        """While positions are written, their batches overlap with the server's work (see ``bulk.pipelined``)."""
+        return bulk.pipelined(self.session, self.ctx) if self.write else contextlib.nullcontext()
 
     def _report(self, rows: reader.RowReader, *, done: bool = False) -> None:
         if self.expected_rows:
@@ -396,7 +406,9 @@ class _Pass:
     def _flush(self) -> None:
         """Classify the pending positions against what is stored, count them, and write them if asked."""
         batch, self.pending = self.pending, []
-        gc.collect(1)
+        self.flushes += 1
+        if self.flushes % COLLECT_EVERY == 0:
+            gc.collect(1)
         if not batch:
             self._store_problems()
             return
@@ -431,6 +443,7 @@ class _Pass:
     def _existing(self, keys: list[str]) -> dict[str, Position]:
         """The stored positions of these keys (one query; the options too when they may be updated)."""
         mine = (Position.creditor_id == self.imp.creditor_id, Position.source == SOURCE)
+        bulk.wait(self.ctx)
         if self.session.get_bind().dialect.name == "postgresql":
             # One probe of the unique index per key whatever the statistics say: during a large import they are
             # stale (the table grows inside the transaction) and an IN list was planned as a scan of every
@@ -449,6 +462,8 @@ class _Pass:
         else:
             query = sa.select(Position).where(*mine, Position.external_id.in_(keys))
         if self.imp.update_existing:
+            # What the ORM loads (and may update) must be what is stored, the debtors' last refreshes included.
+            bulk.settle(self.ctx)
             query = query.options(selectinload(Position.options).selectinload(PaymentOption.transfers),
                                   selectinload(Position.debtor))
         return {p.external_id: p for p in self.session.scalars(query)}

@@ -58,8 +58,7 @@ def allocate_bases(session: Session, creditor_id: int, count: int = 1) -> range:
 
 def allocate(session: Session, creditor: Creditor, count: int = 1) -> list[notice_numbers.NoticeNumber]:
     """Reserve ``count`` new IUV/NAV pairs for ``creditor`` (block allocation for bulk work)."""
-    bases = allocate_bases(session, creditor.id, count)
-    return [notice_numbers.build(creditor.segregation_code, base) for base in bases]
+    return notice_numbers.build_many(creditor.segregation_code, allocate_bases(session, creditor.id, count))
 
 
 def _bump(conn, creditor_id: int, count: int) -> int | None:

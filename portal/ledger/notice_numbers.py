@@ -63,6 +63,24 @@ def build(segregation_code: str | int, base: int) -> NoticeNumber:
     return NoticeNumber(iuv=nav[1:], nav=nav)
 
 
+def build_many(segregation_code: str | int, bases: range) -> list[NoticeNumber]:
+    """:func:`build` for a block of consecutive sequence values (bulk allocation): the segregation code and the
+    range are checked once, not once per number.
+
+    :raise NoticeNumberError: as :func:`build`.
+    """
+    seg = validate_segregation_code(segregation_code)
+    if bases and not (bases[0] > 0 and bases[-1] <= MAX_BASE):
+        raise NoticeNumberError(f"Sequenza IUV fuori intervallo: {bases[0]}-{bases[-1]}")
+    prefix = AUX_DIGIT + seg
+    numbers = []
+    for base in bases:
+        first16 = f"{prefix}{base:0{BASE_DIGITS}d}"
+        nav = f"{first16}{int(first16) % 93:02d}"
+        numbers.append(NoticeNumber(iuv=nav[1:], nav=nav))
+    return numbers
+
+
 def is_valid_nav(nav: str) -> bool:
     """Whether ``nav`` is an 18-digit aux-3 notice number with correct check digits."""
     return (

@@ -4,6 +4,7 @@ The caller (a request or a job) owns the transaction and commits once.
 """
 
 import logging
+import os
 import uuid
 from datetime import date, datetime
 
@@ -123,6 +124,19 @@ def _has_positions_outside(session: Session, debtor: Debtor, service_ids: set[in
 def new_iupd(creditor: Creditor) -> str:
     """A position id unique across pagoPA: the creditor's fiscal code and a random UUID."""
     return f"{creditor.fiscal_code}-{uuid.uuid4().hex}"
+
+
+def new_iupds(creditor: Creditor, count: int) -> list[str]:
+    """``count`` ids as :func:`new_iupd` makes them (random version-4 UUIDs), from one read of the system's random
+    source instead of one per id (bulk writes)."""
+    prefix = f"{creditor.fiscal_code}-"
+    random = os.urandom(16 * count).hex()
+    ids = []
+    for start in range(0, 32 * count, 32):
+        h = random[start:start + 32]
+        # The version (4) and the RFC 4122 variant (10xx), as uuid.uuid4() sets them.
+        ids.append(f"{prefix}{h[:12]}4{h[13:16]}{'89ab'[int(h[16], 16) & 3]}{h[17:]}")
+    return ids
 
 
 def create_position(session: Session, creditor: Creditor, data: PositionInput, *, actor: str,
