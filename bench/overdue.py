@@ -16,6 +16,7 @@ The letters (PDF rendering, e-mail, print package: the ``collections_finish`` jo
 are not part of these figures: the notices bench and the publish bench time those.
 
     .venv/bin/python bench/overdue.py [--positions 1000000] [--batch 10000] [--reload]
+                                      [--reminder-cost CENTS]
                                       [--database-url postgresql://postgres@127.0.0.1:5432/paybox_overdue_bench]
 
 Each run changes the data (expired, reminded, litigated positions); ``--reload`` starts again from the load.
@@ -37,7 +38,7 @@ from bench.positions_list import current_count, ensure_database, load, make_app 
 from bench.publish import API_KEY, HttpClock, start_sandbox  # noqa: E402
 from portal.collections import batches, overdue  # noqa: E402
 from portal.collections.models import CollectionBatch, CollectionBatchItem  # noqa: E402
-from portal.collections.settings import seed_legal_rates  # noqa: E402
+from portal.collections.settings import policies_by_service, seed_legal_rates  # noqa: E402
 from portal.extensions import db  # noqa: E402
 from portal.ledger import queries  # noqa: E402
 from portal.ledger.models import Creditor, Position  # noqa: E402
@@ -79,6 +80,15 @@ def outcomes(app, batch_id: int) -> dict:
     return found
 
 
+def set_reminder_cost(session, creditor_id: int, cents: int) -> None:
+    """Give every service of the creditor a policy charging ``cents`` per reminder (0: the default, no cost)."""
+    for policy in policies_by_service(session, creditor_id).values():
+        if policy.reminder_cost_cents != cents:
+            policy.reminder_cost_cents = cents
+            session.add(policy)
+    session.flush()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--positions", type=int, default=1_000_000)
@@ -86,6 +96,8 @@ def main() -> None:
     parser.add_argument("--database-url", default=DEFAULT_URL)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--reload", action="store_true", help="drop the database and load it again")
+    parser.add_argument("--reminder-cost", type=int, default=0, metavar="CENTS",
+                        help="every service's policy charges this reminder cost (a new version of each position)")
     args = parser.parse_args()
 
     ensure_database(args.database_url, recreate=args.reload)
@@ -100,8 +112,9 @@ def main() -> None:
         load(app, args.database_url, args.positions, max(200, args.positions // 5), args.seed)
     with app.app_context():
         seed_legal_rates(db.session)  # the loader empties every table, the migration's seed included
-        db.session.commit()
         creditor_id = db.session.scalar(sa.select(Creditor.id))
+        set_reminder_cost(db.session, creditor_id, args.reminder_cost)
+        db.session.commit()
         by_status = dict(db.session.execute(
             sa.select(Position.status, sa.func.count()).group_by(Position.status)).all())
         db.session.remove()
