@@ -291,6 +291,7 @@ def work(session: Session, batch: CollectionBatch, items: list[CollectionBatchIt
             _litigate_chunk(session, items, positions, creditor=creditor, batch=batch, policies=policies,
                             rates=rate_table(session), today=today, actor=actor, client=client, now=now,
                             enqueue=enqueue)
+        _store_outcomes(session, items)
     batch.done += len(items)
     outbox.report_progress(batch.done, batch.total)
 
@@ -313,11 +314,20 @@ def _lock_positions(session: Session, ids: list[int]) -> dict[int, Position]:
 
 def _set(item: CollectionBatchItem, outcome: str, message: str | None = None, *, reminder_id: int | None = None,
          new_position_id: int | None = None) -> None:
-    item.outcome, item.message = outcome, message
+    """Give the item its outcome, as stored: :func:`_store_outcomes` writes a chunk's in one statement."""
+    set_committed_value(item, "outcome", outcome)
+    set_committed_value(item, "message", message)
     if reminder_id is not None:
-        item.reminder_id = reminder_id
+        set_committed_value(item, "reminder_id", reminder_id)
     if new_position_id is not None:
-        item.new_position_id = new_position_id
+        set_committed_value(item, "new_position_id", new_position_id)
+
+
+def _store_outcomes(session: Session, items: list[CollectionBatchItem]) -> None:
+    """Write what :func:`_set` gave the items (one executemany; the objects already hold the values)."""
+    session.execute(sa.update(CollectionBatchItem), [
+        {"id": i.id, "outcome": i.outcome, "message": i.message, "reminder_id": i.reminder_id,
+         "new_position_id": i.new_position_id} for i in items])
 
 
 def _event(position_id: int, kind: str, *, now, actor: str, user_id: int | None, **details) -> dict:
@@ -367,8 +377,9 @@ def _remind_chunk(session: Session, items: list[CollectionBatchItem], positions:
     if not rows:
         return
     # One reminder per position in a chunk: the ids come back keyed by position, in one multi-row INSERT.
-    reminder_of = dict(session.execute(sa.insert(Reminder).returning(Reminder.position_id, Reminder.id),
-                                       rows).all())
+    # render_nulls: rows with and without an address (or an issuer) stay in one statement.
+    reminder_of = dict(session.execute(sa.insert(Reminder).returning(Reminder.position_id, Reminder.id)
+                                       .execution_options(render_nulls=True), rows).all())
     events = []
     for (item, position, message), row in zip(planned, rows, strict=True):
         reminder_id = reminder_of[position.id]

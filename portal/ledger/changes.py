@@ -18,6 +18,7 @@ from datetime import date, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import flag_modified
 
 from portal.ledger import allocation, sync_state
 from portal.ledger.errors import FieldError, ValidationFailed
@@ -218,12 +219,20 @@ def update_positions(session: Session, updates: list[tuple[Position, PositionInp
                                    reason=reason, today=today, now=now, enqueue=False))
         except (ChangeRefused, ValidationFailed) as exc:
             results.append(exc)
+    changed = [r.position for r in results if isinstance(r, ChangeOutcome) and r.changed]
     if enqueue:
-        sync_state.schedule_syncs(session, [r.position for r in results
-                                            if isinstance(r, ChangeOutcome) and r.position.sync_pending],
-                                  actor_user_id=actor_user_id, now=now)
+        sync_state.schedule_syncs(session, [p for p in changed if p.sync_pending], actor_user_id=actor_user_id,
+                                  now=now)
+    for position in changed:  # the same columns for all: one executemany instead of one UPDATE per variant
+        for name in _BULK_COLUMNS:
+            flag_modified(position, name)
     session.flush()
     return results
+
+
+#: The position columns an update may change, written together by :func:`update_positions`.
+_BULK_COLUMNS = ("subject", "debtor_id", "amount_cents", "due_date", "status", "published_at", "updated_at",
+                 "notice_superseded_at", "pagopa_version", "sync_pending", "sync_attempts", "sync_next_at")
 
 
 def _update(session: Session, position: Position, data: PositionInput, *, actor: str, actor_user_id: int | None,
@@ -246,7 +255,7 @@ def _update(session: Session, position: Position, data: PositionInput, *, actor:
         return ChangeOutcome(position)
 
     position.subject = data.subject
-    if before["debtor"] != after["debtor"]:
+    if any(c.field.startswith("debtor.") for c in changes):  # blank contact fields keep what is stored
         position.debtor = upsert_debtor(session, creditor, data.debtor, visible_service_ids=visible_service_ids)
     _apply_options(session, creditor, position, data)
     _refresh_totals(position)
