@@ -144,6 +144,21 @@ def test_reminder_costs_of_a_chunk_each_get_their_version_event_and_sync(overdue
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Event).where(Event.kind == "updated")) == 2
 
 
+def test_a_reminder_cost_on_an_overdue_plan_keeps_its_due_dates_in_order(overdue_position, creditor, service):
+    position = overdue_position(days=400, amount=25000, installments=(10000, 10000, 5000), pagopa=True)
+    db.session.add(CollectionPolicy(service_id=service.id, reminder_cost_cents=133))
+    db.session.commit()
+    run(start(creditor))
+    db.session.expire_all()
+    assert db.session.scalar(sa.select(CollectionBatchItem.message)) is None  # charged, not refused
+    deadline = TODAY + timedelta(days=30)
+    options = sorted(position.options, key=lambda o: o.installment_number or 0)
+    assert [(o.amount_cents, o.due_date) for o in options] == [
+        (25133, deadline), (10133, deadline), (10000, deadline + timedelta(days=1)),
+        (5000, deadline + timedelta(days=2))]
+    assert position.pagopa_version == 2
+
+
 def test_litigation_waits_for_the_reminder_deadline(overdue_position, creditor):
     overdue_position(days=40)
     run(start(creditor))

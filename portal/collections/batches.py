@@ -543,13 +543,16 @@ def _add_costs(session: Session, charged: list[tuple[Position, int, date, Collec
 def _cost_input(position: Position, cost: int, deadline: date, policy: CollectionPolicy, *,
                 today: date) -> PositionInput:
     """The position with the reminder cost on the single payment and the first unpaid installment, the overdue
-    options due on the reminder's deadline."""
+    options due on the reminder's deadline (installments a day apart from there: a plan's due dates grow)."""
     data = changes.position_input(position)
-    options = ([data.single] if data.single else []) + data.installments
     charged = [o for o in ([data.single] if data.single else []) + data.installments[:1] if o]
-    for option in options:
-        if option.due_date < today:
-            option.due_date = deadline
+    if data.single and data.single.due_date < today:
+        data.single.due_date = deadline
+    previous = None
+    for option in data.installments:
+        due = deadline if option.due_date < today else option.due_date
+        option.due_date = due if previous is None else max(due, previous + timedelta(days=1))
+        previous = option.due_date
     creditor_cf = position.service.creditor.fiscal_code
     for option in charged:
         option.amount_cents += cost
