@@ -1,9 +1,11 @@
 """Demo data: the Comune di Valleverde with its services, 200 debtors and positions in every status.
 
-Everything goes through the ledger services (``create_position``, ``transition``, ``record_event``), so the
+Everything goes through the ledger services (``create_position``, ``transition``, ``record_event``) and the
+collections' batch code (reminders, litigation and its re-issue, in the month's batch of each service), so the
 demo obeys the same rules as real data: valid codici fiscali, IBANs, taxonomy codes and NAVs, TEFA to the
-Province on every TARI option, legal status paths only. The data is deterministic for a given ``seed``
-and day (dates are relative to today so that "overdue" always means something); only the IUPDs are random.
+Province on every TARI option, legal status paths only, the amounts the interest and penalty engine computes. The
+data is deterministic for a given ``seed`` and day (dates are relative to today so that "overdue" always means
+something); only the IUPDs are random.
 
 Plain Python, no Flask: the caller owns the transaction (``flask demo load`` commits).
 """
@@ -22,6 +24,9 @@ from stdnum.it import codicefiscale
 
 from portal.accounts.models import ROLE_LABELS, Role, User
 from portal.accounts.services import create_user
+from portal.collections import batches
+from portal.collections.models import CollectionBatch, CollectionBatchItem, CollectionPolicy
+from portal.collections.settings import seed_legal_rates
 from portal.forms_builder import services as forms
 from portal.forms_builder import templates as form_templates
 from portal.ledger import services as ledger
@@ -308,6 +313,8 @@ class _Builder:
         self.today = self.now.date()
         self.counter = 0
         self.by_status: dict[PositionStatus, int] = {}
+        #: The collection batches, one per kind, service and month.
+        self.batches: dict[tuple, CollectionBatch] = {}
 
     # -- set-up
 
@@ -315,6 +322,7 @@ class _Builder:
         self._creditor()
         self._users()
         self._debtors()
+        self._collection_policies()
 
     def build(self, count: int) -> DemoResult:
         # Each create_position flushes once at its end; without autoflush its look-ups (external id, debtor)
@@ -327,6 +335,8 @@ class _Builder:
                 self._positions(count)
         finally:
             quiet.setLevel(level)
+        for batch in self.batches.values():
+            batch.status = "done"
         self.session.flush()
         return DemoResult(self.creditor, sum(self.by_status.values()), logins(), dict(self.by_status))
 
@@ -363,6 +373,36 @@ class _Builder:
                 self.session, self.creditor, username=username, full_name=full_name, password=password, role=role,
                 email=f"{username}@comune.valleverde.example", services=services,
             )
+
+    def _collection_policies(self) -> None:
+        """TARI reminders cost 1,33 € (c.795: ordinary mail) and re-issue the tax as previous years' TARI; the
+        other services keep the defaults. The legal-rate table is the migration's (seeded here when empty)."""
+        seed_legal_rates(self.session)
+        self.session.add(CollectionPolicy(service_id=self.services["TARI"].id, reminder_cost_cents=133,
+                                          assessment_taxonomy_code="9/0101109IM/"))
+        self.session.flush()
+
+    def collect(self, kind: str, position: Position, at: datetime, user: User) -> CollectionBatchItem:
+        """Remind or litigate ``position`` at ``at`` with the real batch code, in the month's batch of its service
+        (pagoPA is not asked for anything: :func:`mark_pagopa_intent` leaves that to the sweep)."""
+        key = (kind, position.service_id, at.year, at.month)
+        batch = self.batches.get(key)
+        if batch is None:
+            title = f"{batches.KIND_LABELS[kind]} {position.service.name} - {_MONTH_NAMES[at.month - 1]} {at.year}"
+            batch = CollectionBatch(creditor_id=self.creditor.id, kind=kind, status="running", title=title[:140],
+                                    total=0, done=0, created_by_id=user.id, created_at=at, finished_at=at)
+            self.session.add(batch)
+            self.batches[key] = batch
+        batch.total += 1
+        batch.created_at, batch.finished_at = min(batch.created_at, at), max(batch.finished_at, at)
+        item = CollectionBatchItem(batch=batch, position_id=position.id)
+        self.session.add(item)
+        self.session.flush()  # the batch locks and re-reads the position: what the walk changed must be stored
+        batches.work(self.session, batch, [item], today=at.date(), now=at, enqueue=False)
+        expected = "reminded" if kind == "reminder" else "litigated"
+        if item.outcome != expected:
+            raise RuntimeError(f"demo: {kind} of position {position.id} refused: {item.message}")
+        return item
 
     def _debtors(self) -> None:
         rng = self.rng
@@ -431,19 +471,12 @@ class _Builder:
 
     def _positions(self, count: int) -> None:
         plan = self._status_plan(count)
-        # Some TARI positions in litigation are re-issued as an "avviso di accertamento esecutivo": the
-        # re-issue counts as one of the published positions.
-        reissues = plan.count(S.IN_LITIGATION) // 2
-        for _ in range(min(reissues, plan.count(S.PUBLISHED))):
+        # The litigation batch re-issues each position in litigation as an "avviso di accertamento esecutivo":
+        # the re-issue counts as one of the published positions.
+        for _ in range(min(plan.count(S.IN_LITIGATION), plan.count(S.PUBLISHED))):
             plan.remove(S.PUBLISHED)
-        reissue_slots = count - len(plan)
         for status in plan:
-            position = self._position(status)
-            if (status == S.IN_LITIGATION and reissue_slots and position.service.code == "TARI"):
-                self._reissue(position)
-                reissue_slots -= 1
-        for _ in range(reissue_slots):
-            self._position(S.PUBLISHED)
+            self._position(status)
 
     def _pick_service(self, status: PositionStatus) -> Service:
         rng = self.rng
@@ -620,42 +653,10 @@ class _Builder:
                                             self.rng.randint(0, 59)), tzinfo=UTC)
         return moment
 
-    def _reissue(self, old: Position) -> Position:
-        """A TARI position in litigation re-issued as an assessment: tax, 25% penalty, notification costs."""
-        rng = self.rng
-        at = (old.events[-1].at if old.events else old.created_at) + timedelta(minutes=rng.randint(20, 300))
-        at = min(at, self.now - timedelta(hours=1))
-        remaining = old.amount_cents - old.paid_cents
-        tefa = round(remaining * TEFA_PERCENT / (100 + TEFA_PERCENT))
-        tari = remaining - tefa
-        year = old.due_date.year
-        penalty_tari, penalty_tefa = round(tari * 0.25), round(tefa * 0.25)
-        notification = 783
-        self.counter += 1
-        subject = f"Avviso di accertamento esecutivo TARI {year} n. {self.counter}/{at.year}"
-        due = at.date() + timedelta(days=60)
-        data = PositionInput(
-            service_id=old.service_id,
-            debtor=self._debtor_input(old.debtor),
-            subject=subject,
-            single=OptionInput(amount_cents=tari + penalty_tari + notification + tefa + penalty_tefa, due_date=due,
-                               transfers=[
-                                   TransferInput(amount_cents=tari + penalty_tari + notification,
-                                                 taxonomy_code="9/0101109IM/",
-                                                 remittance=f"TARI {year}: tributo, sanzione 25% e spese di notifica"),
-                                   TransferInput(amount_cents=tefa + penalty_tefa, taxonomy_code="9/0201133IM/",
-                                                 beneficiary_fiscal_code=PROVINCE_FISCAL_CODE,
-                                                 beneficiary_name=PROVINCE_NAME, iban=PROVINCE_IBAN,
-                                                 remittance=f"TEFA {year}: tributo e sanzione 25%"),
-                               ]),
-        )
-        admin = self.users["admin"]
-        position, _ = ledger.create_position(self.session, self.creditor, data, actor=admin.actor,
-                                             actor_user_id=admin.id, today=at.date(), created_at=at,
-                                             enqueue_sync=False)
-        position.replaces_id = old.id
-        ledger.record_event(self.session, old, "reissued", actor=admin.actor, actor_user_id=admin.id,
-                            at=at, new_iupd=position.iupd, new_position_id=position.id)
+    def reissued(self, item: CollectionBatchItem, at: datetime) -> Position:
+        """The assessment the litigation batch wrote for a position: published (as the sync does once GPD has
+        it, or the office for a service that publishes by hand) and notified by registered mail."""
+        position = self.session.get(Position, item.new_position_id)
         life = _Life(self, position, at)
         life.publish()
         life.notice(channel="raccomandata A/R")
@@ -725,12 +726,9 @@ class _Life:
             if rng.random() < 0.8:
                 self.expire(last_due)
             self.remind(last_due)
-        elif status == S.IN_LITIGATION:
-            if plan and rng.random() < 0.3:
-                self.pay([plan[0]], late=False)
+        elif status == S.IN_LITIGATION:  # the batch takes only what is wholly unpaid, after the reminder
             self.expire(last_due)
-            if rng.random() < 0.85:
-                self.remind(last_due)
+            self.remind(last_due)
             self.litigate()
         elif status == S.CANCELLED:
             if rng.random() < 0.3 and last_due < self.b.today - timedelta(days=5):
@@ -813,22 +811,13 @@ class _Life:
                           due_date=due.isoformat())
 
     def remind(self, due: date) -> None:
-        user = self.b.users["operatore"]
         self._advance(due + timedelta(days=self.rng.randint(30, 50)))
-        channel, cost = self.rng.choice((("raccomandata A/R", 783), ("PEC", 200), ("posta ordinaria", 133)))
-        if channel == "PEC" and not self.position.debtor.pec:
-            channel, cost = "raccomandata A/R", 783
-        ledger.transition(self.session, self.position, S.REMINDED, actor=user.actor, actor_user_id=user.id,
-                          at=self.t, channel=channel, cost_cents=cost)
+        self.b.collect("reminder", self.position, self.t, self.b.users["operatore"])
 
     def litigate(self) -> None:
-        user = self.b.users["admin"]
         self._advance(self.t.date() + timedelta(days=self.rng.randint(60, 120)))
-        reason = self.rng.choice(("Avviso di accertamento esecutivo notificato", "Ricorso del contribuente",
-                                  "Affidamento alla riscossione coattiva"))
-        ledger.transition(self.session, self.position, S.IN_LITIGATION, actor=user.actor, actor_user_id=user.id,
-                          at=self.t, reason=reason)
-        self._cancel_unpaid()
+        item = self.b.collect("litigation", self.position, self.t, self.b.users["admin"])
+        self.b.reissued(item, self.t + timedelta(minutes=self.rng.randint(20, 300)))
 
     def _cancel(self, actor_user: str) -> None:
         user = self.b.users[actor_user]

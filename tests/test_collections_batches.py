@@ -5,6 +5,7 @@ from datetime import date, timedelta
 
 import sqlalchemy as sa
 
+from portal import outbox
 from portal.collections import batches, charges, delivery, overdue
 from portal.collections.models import CollectionBatchItem, CollectionPolicy, Reminder
 from portal.collections.settings import rate_table
@@ -106,6 +107,56 @@ def test_reminder_costs_update_the_position_for_pagopa_keeping_the_nav(overdue_p
     # The moved due date is the reminder's own: no second reminder by accident when it passes.
     later = TODAY + timedelta(days=40)
     assert batches.preview(db.session, creditor, "reminder", queries.PositionFilter(), today=later).count == 0
+
+
+def test_reminder_costs_of_a_chunk_each_get_their_version_event_and_sync(overdue_position, creditor, service,
+                                                                          make_user):
+    admin = make_user("admin", role="admin")
+    codes = ["RSSMRA80A01H501U", "RSSMRA85T10A562S", "RCCMNL83S18D969H"]
+    charged = [overdue_position(days=40 + n, amount=10000 + n, pagopa=True, fiscal_code=codes[n]) for n in range(2)]
+    partly = overdue_position(days=60, fiscal_code=codes[2], status=S.PARTIALLY_PAID, pagopa=True)
+    partly.paid_cents = 500
+    db.session.add(CollectionPolicy(service_id=service.id, reminder_cost_cents=133))
+    db.session.commit()
+    batch = batches.start(db.session, creditor, "reminder", queries.PositionFilter(), today=TODAY, title="Prova",
+                          actor_user_id=admin.id)
+    db.session.commit()
+    batches.run_chunk(db.session, batch.id, today=TODAY)
+    syncs = {r.ids[0] for r in outbox.pending(db.session) if r.task == "sync_position"}
+    db.session.commit()
+    db.session.expire_all()
+    assert syncs == {p.id for p in charged}  # each new version goes to pagoPA through its own sync job
+    for n, position in enumerate(charged):
+        assert (position.amount_cents, position.pagopa_version, position.status) == (10133 + n, 2, S.REMINDED)
+        [updated] = [e for e in position.events if e.kind == "updated"]
+        assert (updated.actor, updated.actor_user_id, updated.details["version"]) == (
+            f"user:{admin.id}", admin.id, 2)
+        assert ["single.amount_cents", 10000 + n, 10133 + n] in updated.details["changes"]
+    reminders = {r.position_id: r for r in db.session.scalars(sa.select(Reminder))}
+    assert [reminders[p.id].cost_cents for p in charged] == [133, 133]
+    assert reminders[partly.id].cost_cents == 0
+    assert partly.pagopa_version == 1
+    item = db.session.scalar(sa.select(CollectionBatchItem).where(CollectionBatchItem.position_id == partly.id))
+    assert item.outcome == "reminded"
+    assert item.message.startswith("Spese del sollecito non addebitate")
+    # Run again: nothing is charged twice.
+    assert batches.run_chunk(db.session, batch.id, today=TODAY) == "lotto concluso"
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Event).where(Event.kind == "updated")) == 2
+
+
+def test_a_reminder_cost_on_an_overdue_plan_keeps_its_due_dates_in_order(overdue_position, creditor, service):
+    position = overdue_position(days=400, amount=25000, installments=(10000, 10000, 5000), pagopa=True)
+    db.session.add(CollectionPolicy(service_id=service.id, reminder_cost_cents=133))
+    db.session.commit()
+    run(start(creditor))
+    db.session.expire_all()
+    assert db.session.scalar(sa.select(CollectionBatchItem.message)) is None  # charged, not refused
+    deadline = TODAY + timedelta(days=30)
+    options = sorted(position.options, key=lambda o: o.installment_number or 0)
+    assert [(o.amount_cents, o.due_date) for o in options] == [
+        (25133, deadline), (10133, deadline), (10000, deadline + timedelta(days=1)),
+        (5000, deadline + timedelta(days=2))]
+    assert position.pagopa_version == 2
 
 
 def test_litigation_waits_for_the_reminder_deadline(overdue_position, creditor):

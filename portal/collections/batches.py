@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
@@ -256,18 +256,7 @@ def run_chunk(session: Session, batch_id: int, *, today: date, client: GPDClient
     items = session.scalars(sa.select(CollectionBatchItem).where(
         CollectionBatchItem.batch_id == batch.id, CollectionBatchItem.outcome.is_(None))
         .order_by(CollectionBatchItem.id).limit(chunk or CHUNK)).all()
-    creditor = session.get(Creditor, batch.creditor_id)
-    policies = policies_by_service(session, creditor.id)
-    actor = f"user:{batch.created_by_id}" if batch.created_by_id else "system"
-    if items:
-        positions = _lock_positions(session, [item.position_id for item in items])
-        if batch.kind == "reminder":
-            _remind_chunk(session, items, positions, batch=batch, policies=policies, today=today, actor=actor)
-        else:
-            _litigate_chunk(session, items, positions, creditor=creditor, batch=batch, policies=policies,
-                            rates=rate_table(session), today=today, actor=actor, client=client)
-    batch.done += len(items)
-    outbox.report_progress(batch.done, batch.total)
+    work(session, batch, items, today=today, client=client)
     session.flush()
     left = session.scalar(sa.select(sa.func.count()).where(CollectionBatchItem.batch_id == batch.id,
                                                            CollectionBatchItem.outcome.is_(None)))
@@ -280,6 +269,31 @@ def run_chunk(session: Session, batch_id: int, *, today: date, client: GPDClient
                         creditor_id=batch.creditor_id, created_by_id=batch.created_by_id)
     log.info("collections batch %s (%s): %d positions done, %d left", batch.id, batch.kind, len(items), left)
     return f"{len(items)} posizioni lavorate, {left} ancora da lavorare"
+
+
+def work(session: Session, batch: CollectionBatch, items: list[CollectionBatchItem], *, today: date,
+         now: datetime | None = None, client: GPDClient | None = None, enqueue: bool = True) -> None:
+    """Work ``items`` of ``batch`` (the body of a chunk): lock their positions, remind or litigate them, give each
+    item its outcome and count them done.
+
+    ``now``: the moment written on reminders and events (default: now). ``enqueue=False`` asks for no job after
+    the commit (the syncs stay pending for the sweep): for loads that stand in for pagoPA, as the demo does."""
+    creditor = session.get(Creditor, batch.creditor_id)
+    policies = policies_by_service(session, creditor.id)
+    actor = f"user:{batch.created_by_id}" if batch.created_by_id else "system"
+    now = now or utcnow()
+    if items:
+        positions = _lock_positions(session, [item.position_id for item in items])
+        if batch.kind == "reminder":
+            _remind_chunk(session, items, positions, batch=batch, policies=policies, today=today, actor=actor,
+                          now=now, enqueue=enqueue)
+        else:
+            _litigate_chunk(session, items, positions, creditor=creditor, batch=batch, policies=policies,
+                            rates=rate_table(session), today=today, actor=actor, client=client, now=now,
+                            enqueue=enqueue)
+        _store_outcomes(session, items)
+    batch.done += len(items)
+    outbox.report_progress(batch.done, batch.total)
 
 
 def _user_id(actor: str) -> int | None:
@@ -300,11 +314,20 @@ def _lock_positions(session: Session, ids: list[int]) -> dict[int, Position]:
 
 def _set(item: CollectionBatchItem, outcome: str, message: str | None = None, *, reminder_id: int | None = None,
          new_position_id: int | None = None) -> None:
-    item.outcome, item.message = outcome, message
+    """Give the item its outcome, as stored: :func:`_store_outcomes` writes a chunk's in one statement."""
+    set_committed_value(item, "outcome", outcome)
+    set_committed_value(item, "message", message)
     if reminder_id is not None:
-        item.reminder_id = reminder_id
+        set_committed_value(item, "reminder_id", reminder_id)
     if new_position_id is not None:
-        item.new_position_id = new_position_id
+        set_committed_value(item, "new_position_id", new_position_id)
+
+
+def _store_outcomes(session: Session, items: list[CollectionBatchItem]) -> None:
+    """Write what :func:`_set` gave the items (one executemany; the objects already hold the values)."""
+    session.execute(sa.update(CollectionBatchItem), [
+        {"id": i.id, "outcome": i.outcome, "message": i.message, "reminder_id": i.reminder_id,
+         "new_position_id": i.new_position_id} for i in items])
 
 
 def _event(position_id: int, kind: str, *, now, actor: str, user_id: int | None, **details) -> dict:
@@ -314,13 +337,12 @@ def _event(position_id: int, kind: str, *, now, actor: str, user_id: int | None,
 
 
 def _remind_chunk(session: Session, items: list[CollectionBatchItem], positions: dict[int, Position], *,
-                  batch: CollectionBatch, policies: dict[int, CollectionPolicy], today: date, actor: str) -> None:
+                  batch: CollectionBatch, policies: dict[int, CollectionPolicy], today: date, actor: str,
+                  now: datetime, enqueue: bool) -> None:
     """Send the reminders of a chunk (see the module docstring); each item gets its outcome."""
     user_id = _user_id(actor)
-    now = utcnow()
     previous_of = _reminders_of(session, [item.position_id for item in items])
-    planned: list[tuple[CollectionBatchItem, Position, str | None]] = []
-    rows = []
+    chosen: list[tuple[CollectionBatchItem, Position, date, int, date, int]] = []
     for item in items:
         position = positions[item.position_id]
         policy = policies[position.service_id]
@@ -335,14 +357,17 @@ def _remind_chunk(session: Session, items: list[CollectionBatchItem], positions:
             continue
         due = same[0].due_date if same else position.due_date
         sequence = max((r.sequence for r in previous if r.due_date == due), default=0) + 1
-        deadline = today + timedelta(days=policy.reminder_days)
-        cost = policy.reminder_cost_cents or 0
+        chosen.append((item, position, due, sequence, today + timedelta(days=policy.reminder_days),
+                       policy.reminder_cost_cents or 0))
+    refused = _add_costs(session, [(p, cost, deadline, policies[p.service_id]) for _, p, _, _, deadline, cost
+                                   in chosen if cost], today=today, now=now, actor=actor, user_id=user_id,
+                         enqueue=enqueue)
+    planned: list[tuple[CollectionBatchItem, Position, str | None]] = []
+    rows = []
+    for item, position, due, sequence, deadline, cost in chosen:
         message = None
-        if cost:
-            try:
-                _add_cost(session, position, cost, deadline, policy, today=today, actor=actor, user_id=user_id)
-            except (changes.ChangeRefused, ValidationFailed) as exc:
-                cost, message = 0, f"Spese del sollecito non addebitate: {exc}"[:500]
+        if position.id in refused:
+            cost, message = 0, f"Spese del sollecito non addebitate: {refused[position.id]}"[:500]
         channel, address = channel_of(position.debtor)
         rows.append({"creditor_id": position.creditor_id, "position_id": position.id, "batch_id": batch.id,
                      "due_date": due, "sequence": sequence, "deadline": deadline,
@@ -352,8 +377,9 @@ def _remind_chunk(session: Session, items: list[CollectionBatchItem], positions:
     if not rows:
         return
     # One reminder per position in a chunk: the ids come back keyed by position, in one multi-row INSERT.
-    reminder_of = dict(session.execute(sa.insert(Reminder).returning(Reminder.position_id, Reminder.id),
-                                       rows).all())
+    # render_nulls: rows with and without an address (or an issuer) stay in one statement.
+    reminder_of = dict(session.execute(sa.insert(Reminder).returning(Reminder.position_id, Reminder.id)
+                                       .execution_options(render_nulls=True), rows).all())
     events = []
     for (item, position, message), row in zip(planned, rows, strict=True):
         reminder_id = reminder_of[position.id]
@@ -412,7 +438,7 @@ def _paid_on_pagopa(position: Position, creditor: Creditor, client: GPDClient | 
 
 def _litigate_chunk(session: Session, items: list[CollectionBatchItem], positions: dict[int, Position], *,
                     creditor: Creditor, batch: CollectionBatch, policies: dict[int, CollectionPolicy], rates,
-                    today: date, actor: str, client: GPDClient | None) -> None:
+                    today: date, actor: str, client: GPDClient | None, now: datetime, enqueue: bool) -> None:
     """Move a chunk's positions to litigation and re-issue them (see the module docstring)."""
     user_id = _user_id(actor)
     ids = [item.position_id for item in items]
@@ -450,14 +476,14 @@ def _litigate_chunk(session: Session, items: list[CollectionBatchItem], position
             continue
         reissues.append(_Reissue(item, position, plan, data, ledger.new_iupd(creditor)))
     if reissues:
-        _reissue(session, reissues, creditor=creditor, batch=batch, actor=actor, user_id=user_id)
+        _reissue(session, reissues, creditor=creditor, batch=batch, actor=actor, user_id=user_id, now=now,
+                 enqueue=enqueue)
 
 
 def _reissue(session: Session, reissues: list[_Reissue], *, creditor: Creditor, batch: CollectionBatch, actor: str,
-             user_id: int | None) -> None:
+             user_id: int | None, now: datetime, enqueue: bool) -> None:
     """Write the new positions in bulk (one block of IUVs, multi-row inserts), move the old ones to litigation
     (their unpaid options cancelled in one statement, pagoPA asked to invalidate them) and log both timelines."""
-    now = utcnow()
     services = {r.position.service_id: r.position.service for r in reissues}
     context = bulk.WriteContext(creditor=creditor, services=services, import_id=None, actor=actor,
                                 actor_user_id=user_id)
@@ -492,21 +518,41 @@ def _reissue(session: Session, reissues: list[_Reissue], *, creditor: Creditor, 
         ]
         _set(r.item, "litigated", new_position_id=new_id)
     bulk.insert_rows(session, Event.__table__, events)
-    sync_state.schedule_syncs(session, invalidate, actor_user_id=user_id, now=now)
-    publish = [new_id for r, new_id in zip(reissues, new_ids, strict=True) if not r.position.service.draft_first]
-    sync_state.schedule_publications(session, creditor.id, publish, actor_user_id=user_id, now=now)
+    if enqueue:
+        sync_state.schedule_syncs(session, invalidate, actor_user_id=user_id, now=now)
+        publish = [new_id for r, new_id in zip(reissues, new_ids, strict=True) if not r.position.service.draft_first]
+        sync_state.schedule_publications(session, creditor.id, publish, actor_user_id=user_id, now=now)
 
 
-def _add_cost(session: Session, position: Position, cost: int, deadline: date, policy: CollectionPolicy, *,
-              today: date, actor: str, user_id: int | None) -> None:
-    """Add the reminder cost to what is owed (single payment and first unpaid installment) and give the overdue
-    options the reminder's deadline; a new version goes to pagoPA through the sync."""
+def _add_costs(session: Session, charged: list[tuple[Position, int, date, CollectionPolicy]], *, today: date,
+               now, actor: str, user_id: int | None, enqueue: bool) -> dict[int, Exception]:
+    """Add each reminder cost to what is owed and give the overdue options the reminder's deadline, for a chunk's
+    positions at once (:func:`portal.ledger.changes.update_positions`: a new version of each goes to pagoPA
+    through the sync). Returns why a position could not be charged, by position id."""
+    if not charged:
+        return {}
+    updates = [(position, _cost_input(position, cost, deadline, policy, today=today))
+               for position, cost, deadline, policy in charged]
+    results = changes.update_positions(session, updates, actor=actor, actor_user_id=user_id, today=today, now=now,
+                                       reason="Sollecito: spese addebitate e nuovo termine di pagamento",
+                                       enqueue=enqueue)
+    return {position.id: result for (position, _), result in zip(updates, results, strict=True)
+            if isinstance(result, Exception)}
+
+
+def _cost_input(position: Position, cost: int, deadline: date, policy: CollectionPolicy, *,
+                today: date) -> PositionInput:
+    """The position with the reminder cost on the single payment and the first unpaid installment, the overdue
+    options due on the reminder's deadline (installments a day apart from there: a plan's due dates grow)."""
     data = changes.position_input(position)
-    options = ([data.single] if data.single else []) + data.installments
     charged = [o for o in ([data.single] if data.single else []) + data.installments[:1] if o]
-    for option in options:
-        if option.due_date < today:
-            option.due_date = deadline
+    if data.single and data.single.due_date < today:
+        data.single.due_date = deadline
+    previous = None
+    for option in data.installments:
+        due = deadline if option.due_date < today else option.due_date
+        option.due_date = due if previous is None else max(due, previous + timedelta(days=1))
+        previous = option.due_date
     creditor_cf = position.service.creditor.fiscal_code
     for option in charged:
         option.amount_cents += cost
@@ -521,8 +567,7 @@ def _add_cost(session: Session, position: Position, cost: int, deadline: date, p
             own = next((t for t in option.transfers if t.beneficiary_fiscal_code in (None, creditor_cf)),
                        option.transfers[0])
             own.amount_cents += cost
-    changes.update_position(session, position, data, actor=actor, actor_user_id=user_id,
-                            reason="Sollecito: spese addebitate e nuovo termine di pagamento", today=today)
+    return data
 
 
 def _external_id(position: Position) -> str:

@@ -14,10 +14,11 @@ The form, the REST API and the bulk import all change positions through :func:`u
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import flag_modified
 
 from portal.ledger import allocation, sync_state
 from portal.ledger.errors import FieldError, ValidationFailed
@@ -192,6 +193,52 @@ def update_position(session: Session, position: Position, data: PositionInput, *
     :raise ValidationFailed: with every problem of ``data``; nothing is changed.
     """
     lock(session, position)
+    outcome = _update(session, position, data, actor=actor, actor_user_id=actor_user_id, reason=reason,
+                      today=today or date.today(), now=utcnow(), visible_service_ids=visible_service_ids,
+                      enqueue=True)
+    session.flush()
+    return outcome
+
+
+def update_positions(session: Session, updates: list[tuple[Position, PositionInput]], *, actor: str,
+                     actor_user_id: int | None = None, reason: str | None = None, today: date,
+                     now: datetime | None = None, enqueue: bool = True) -> list[ChangeOutcome | LedgerError]:
+    """:func:`update_position` for many positions at once (a batch's chunk), with one flush for all.
+
+    The caller has locked the positions and read them with their options, transfers and debtors (as
+    :func:`lock` does for one). Each gets what :func:`update_position` gives it (the same event, the same new
+    version for pagoPA); the syncs are asked for together after the changes (``enqueue=False``: left to the
+    sweep). A position that cannot be changed gets its error (:class:`ChangeRefused` or
+    :class:`ValidationFailed`) in the result instead of an outcome, and stays as it was.
+    """
+    now = now or utcnow()
+    results: list[ChangeOutcome | LedgerError] = []
+    for position, data in updates:
+        try:
+            results.append(_update(session, position, data, actor=actor, actor_user_id=actor_user_id,
+                                   reason=reason, today=today, now=now, enqueue=False))
+        except (ChangeRefused, ValidationFailed) as exc:
+            results.append(exc)
+    changed = [r.position for r in results if isinstance(r, ChangeOutcome) and r.changed]
+    if enqueue:
+        sync_state.schedule_syncs(session, [p for p in changed if p.sync_pending], actor_user_id=actor_user_id,
+                                  now=now)
+    for position in changed:  # the same columns for all: one executemany instead of one UPDATE per variant
+        for name in _BULK_COLUMNS:
+            flag_modified(position, name)
+    session.flush()
+    return results
+
+
+#: The position columns an update may change, written together by :func:`update_positions`.
+_BULK_COLUMNS = ("subject", "debtor_id", "amount_cents", "due_date", "status", "published_at", "updated_at",
+                 "notice_superseded_at", "pagopa_version", "sync_pending", "sync_attempts", "sync_next_at")
+
+
+def _update(session: Session, position: Position, data: PositionInput, *, actor: str, actor_user_id: int | None,
+            reason: str | None, today: date, now: datetime, visible_service_ids: set[int] | None = None,
+            enqueue: bool) -> ChangeOutcome:
+    """The change itself, on a locked and loaded position; nothing is flushed (see :func:`update_position`)."""
     refusal = edit_refusal(position)
     if refusal:
         raise ChangeRefused(refusal)
@@ -199,7 +246,7 @@ def update_position(session: Session, position: Position, data: PositionInput, *
         raise ValidationFailed([FieldError("service_id",
                                            "Il servizio di una posizione esistente non si può cambiare.")])
     service, creditor = position.service, position.service.creditor
-    validate_position(data, today=today or date.today(), creditor_fiscal_code=creditor.fiscal_code,
+    validate_position(data, today=today, creditor_fiscal_code=creditor.fiscal_code,
                       default_iban=service.account.iban, default_taxonomy=service.taxonomy_code)
     before = _snapshot_of_position(position, creditor)
     after = _snapshot_of_input(data, creditor)
@@ -207,24 +254,23 @@ def update_position(session: Session, position: Position, data: PositionInput, *
     if not changes:
         return ChangeOutcome(position)
 
-    now = utcnow()
     position.subject = data.subject
-    if before["debtor"] != after["debtor"]:
+    if any(c.field.startswith("debtor.") for c in changes):  # blank contact fields keep what is stored
         position.debtor = upsert_debtor(session, creditor, data.debtor, visible_service_ids=visible_service_ids)
     _apply_options(session, creditor, position, data)
     _refresh_totals(position)
     position.updated_at = now
     superseded = _supersede_notice(position, now)
-    if position.status == S.EXPIRED and position.pagopa_target == "published" and position.due_date >= (
-            today or date.today()):
-        transition(session, position, S.PUBLISHED, actor=actor, actor_user_id=actor_user_id, reason="due_date_changed")
+    if position.status == S.EXPIRED and position.pagopa_target == "published" and position.due_date >= today:
+        transition(session, position, S.PUBLISHED, actor=actor, actor_user_id=actor_user_id, at=now,
+                   reason="due_date_changed")
     pagopa = position.pagopa_target == "published"
     if pagopa:
-        sync_state.request_sync(session, position, content_changed=True, actor_user_id=actor_user_id)
+        sync_state.request_sync(session, position, content_changed=True, actor_user_id=actor_user_id,
+                                enqueue=enqueue)
     event = record_event(session, position, UPDATED_EVENT, actor=actor, actor_user_id=actor_user_id, at=now,
                          reason=_reason(reason), changes=[c.as_list() for c in changes],
                          version=position.pagopa_version if pagopa else None, notice_superseded=superseded or None)
-    session.flush()
     return ChangeOutcome(position, changes, event, pagopa_update=pagopa, notice_superseded=superseded)
 
 
@@ -253,16 +299,20 @@ def _apply_options(session: Session, creditor: Creditor, position: Position, dat
 
 def _replace_transfers(session: Session, option: PaymentOption, transfers: list[TransferInput], creditor: Creditor,
                        subject: str) -> None:
+    """Rewrite the option's transfers in place, index by index (no flush: a batch changes many at once)."""
     rows = [_transfer_values(t, creditor, subject) for t in transfers]
-    current = [_transfer_row_values(t) for t in option.transfers]
-    if rows == current:
+    current = list(option.transfers)
+    if rows == [_transfer_row_values(t) for t in current]:
         return
-    for transfer in list(option.transfers):
+    for index, values in enumerate(rows, start=1):
+        if index <= len(current):
+            for name, value in values.items():
+                setattr(current[index - 1], name, value)
+        else:
+            option.transfers.append(Transfer(index=index, **values))
+    for transfer in current[len(rows):]:
         option.transfers.remove(transfer)
         session.delete(transfer)
-    session.flush()  # the old (option, index) rows go before the new ones arrive
-    for index, values in enumerate(rows, start=1):
-        option.transfers.append(Transfer(index=index, **values))
 
 
 def _transfer_values(transfer: TransferInput, creditor: Creditor, subject: str) -> dict:
