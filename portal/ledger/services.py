@@ -78,14 +78,18 @@ def upsert_debtor(session: Session, creditor: Creditor, data: DebtorInput, *,
     services the actor sees, ``None`` for all). For anyone else, data that differs is kept on a new version of the
     debtor (see :class:`Debtor`), returned for the new position alone; the shared row stays as it was.
     """
-    debtor = session.scalar(
-        sa.select(Debtor).where(Debtor.creditor_id == creditor.id, Debtor.fiscal_code == data.fiscal_code,
-                                Debtor.version_of_id.is_(None))
-    )
+    query = sa.select(Debtor).where(Debtor.creditor_id == creditor.id, Debtor.fiscal_code == data.fiscal_code,
+                                    Debtor.version_of_id.is_(None))
+    if visible_service_ids is None:
+        debtor, shared_outside = session.scalar(query), False
+    else:
+        # Whether it is used outside the actor's services comes with the row (one round trip).
+        found = session.execute(query.add_columns(_positions_outside(visible_service_ids).exists())).first()
+        debtor, shared_outside = found if found is not None else (None, False)
     if debtor is None:
         debtor = Debtor(creditor_id=creditor.id, fiscal_code=data.fiscal_code)
         session.add(debtor)
-    elif visible_service_ids is not None and _has_positions_outside(session, debtor, visible_service_ids):
+    elif shared_outside:
         typed = _typed_debtor(data)
         if all((getattr(debtor, name) or None) == value for name, value in typed.items()):
             return debtor
@@ -112,12 +116,12 @@ def _typed_debtor(data: DebtorInput) -> dict:
     return typed
 
 
-def _has_positions_outside(session: Session, debtor: Debtor, service_ids: set[int]) -> bool:
-    """Whether ``debtor`` has positions in a service not in ``service_ids``."""
-    query = sa.select(Position.id).where(Position.debtor_id == debtor.id)
+def _positions_outside(service_ids: set[int]) -> sa.Select:
+    """The positions of the debtor being read in a service not in ``service_ids`` (correlated with the query)."""
+    query = sa.select(Position.id).where(Position.debtor_id == Debtor.id)
     if service_ids:
-        query = query.where(Position.service_id.not_in(service_ids))
-    return session.scalar(query.limit(1)) is not None
+        query = query.where(Position.service_id.not_in(sorted(service_ids)))
+    return query
 
 
 def new_iupd(creditor: Creditor) -> str:
