@@ -395,13 +395,15 @@ def breakdown(results: "Results") -> list[str]:
 
 class Meter:
     """WSGI middleware: the CPU time of the thread serving each request it is told to count (the request's whole
-    pass through the app, Flask around the view included), the SQL statements it ran (``statements``, counted by
-    the caller's listener), and optionally a cProfile of those requests."""
+    pass through the app, Flask around the view included), the SQL statements and COMMITs it ran (counted by the
+    caller's listeners, :meth:`count_statement` and :meth:`count_commit`), and optionally a cProfile of them."""
 
     def __init__(self, app, counted, profile: bool):
         self.app, self.counted = app, counted
         self.cpu_ms: list[float] = []
         self.statements: list[int] = []
+        #: COMMITs of each request counted (also in ``last_sql``)
+        self.commits: list[int] = []
         #: the statements of the last request counted
         self.last_sql: list[str] = []
         self.profiler = cpu_profiler() if profile else None
@@ -411,6 +413,9 @@ class Meter:
         sql = getattr(self.local, "sql", None)
         if sql is not None:
             sql.append(statement)
+
+    def count_commit(self, _conn) -> None:
+        self.count_statement(None, None, "COMMIT")
 
     def __call__(self, environ, start_response):
         if not self.counted(environ):
@@ -425,7 +430,9 @@ class Meter:
             self.cpu_ms.append((time.thread_time() - start) * 1000)
             if self.profiler is not None:
                 self.profiler.disable()
-            self.statements.append(len(self.local.sql))
+            commits = self.local.sql.count("COMMIT")
+            self.commits.append(commits)
+            self.statements.append(len(self.local.sql) - commits)
             self.local.sql = None
 
 
@@ -473,6 +480,7 @@ def profile_pays(args) -> None:
         app.wsgi_app = meter
         with app.app_context():
             sa_event.listen(db.engine, "before_cursor_execute", meter.count_statement)
+            sa_event.listen(db.engine, "commit", meter.count_commit)
         client = app.test_client()
         rng = random.Random(args.seed)
 
@@ -494,6 +502,7 @@ def profile_pays(args) -> None:
             for m in (meter, sandbox_meter):
                 m.cpu_ms.clear()
                 m.statements.clear()
+                m.commits.clear()
             if meter.profiler is None and args.cprofile is not None:
                 meter.profiler = cpu_profiler()
             if sandbox_meter.profiler is not None:
@@ -516,7 +525,8 @@ def profile_pays(args) -> None:
         f"({len(sandbox_meter.cpu_ms) / max(pays, 1):.1f} calls, p50 {percentile(sandbox_meter.cpu_ms, 50):.2f} "
         f"ms per call)")
     log(f"PostgreSQL CPU ms per journey {pg_ms / max(pays, 1):.2f} (all four requests; /proc ticks)")
-    log(f"SQL statements per pay      {', '.join(map(str, statements))}")
+    log(f"SQL statements per pay      {', '.join(map(str, statements))}, and "
+        f"{', '.join(map(str, sorted(set(meter.commits))))} COMMITs (a separate transaction's included)")
     if args.show_sql:
         log("statements of the last pay:")
         for number, statement in enumerate(meter.last_sql, 1):

@@ -81,9 +81,9 @@ def ensure_position(session: Session, payment: CitizenPayment, *, today: date) -
         ledger.record_event(session, position, "citizen_form", actor=ACTOR, form=form.definition.get("title"),
                             form_version=form.version)
     option = position.options[0]
-    session.add(CitizenPaymentItem(payment=payment, position_id=position.id, option_id=option.id,
+    # Written by the caller's next flush (the commit before pagoPA is called).
+    session.add(CitizenPaymentItem(payment=payment, position=position, option=option,
                                    amount_cents=option.amount_cents))
     payment.status = "publishing"
-    session.flush()
     log.info("citizen payment %s: position %s created (%s)", payment.id, position.iupd, service.code)
     return position
