@@ -132,7 +132,7 @@ def new_iupd(creditor: Creditor) -> str:
 def create_position(session: Session, creditor: Creditor, data: PositionInput, *, actor: str,
                     actor_user_id: int | None = None, today: date | None = None,
                     created_at: datetime | None = None, enqueue_sync: bool = True,
-                    visible_service_ids: set[int] | None = None) -> tuple[Position, bool]:
+                    visible_service_ids: set[int] | None = None, flush: bool = True) -> tuple[Position, bool]:
     """Validate and store a new position with its options, numbers and transfers.
 
     Idempotent on ``(source, external_id)``: a repeated request returns the position already stored.
@@ -142,6 +142,9 @@ def create_position(session: Session, creditor: Creditor, data: PositionInput, *
     it and moves it to "published" within seconds); bulk feeders pass ``enqueue_sync=False`` and let the
     periodic sweep publish their positions in GPD bulk calls.
 
+    ``flush=False`` (with ``enqueue_sync=False``): the caller's next flush writes the position, together with what
+    it adds itself (one flush instead of two); ids are unset until then.
+
     ``visible_service_ids`` are the services the actor sees (``None``: all): the shared debtor data is changed only
     by an actor who sees every service it is used in; otherwise the position gets a version of its own
     (``position.debtor.version_of_id`` is set: tell the officer).
@@ -149,6 +152,8 @@ def create_position(session: Session, creditor: Creditor, data: PositionInput, *
     :return: the position, and whether it was created now.
     :raise ValidationFailed: with every problem found; nothing is stored.
     """
+    if enqueue_sync and not flush:
+        raise ValueError("a sync job needs the position flushed")
     service = session.get(Service, data.service_id)
     if service is None or service.creditor_id != creditor.id:
         raise ValidationFailed([FieldError("service_id", "Servizio sconosciuto.")])
@@ -221,9 +226,10 @@ def create_position(session: Session, creditor: Creditor, data: PositionInput, *
     record_event(session, position, "created", actor=actor, actor_user_id=actor_user_id, at=created_at,
                  source=data.source, external_id=data.external_id, amount_cents=position.amount_cents,
                  notice_numbers=[n.nav for n in numbers])
-    session.flush()
-    if position.sync_pending and enqueue_sync:
-        sync_state.schedule_sync(session, position, actor_user_id=actor_user_id)
+    if flush:
+        session.flush()
+        if position.sync_pending and enqueue_sync:
+            sync_state.schedule_sync(session, position, actor_user_id=actor_user_id)
     log.info("position %s created by %s (%d options)", position.iupd, actor, len(options))
     return position, True
 
