@@ -10,17 +10,15 @@ unmarshaller and through the same spec with openapi-core's plain one. Bodies are
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 
 import pytest
 import schemathesis
 from flask import Flask, jsonify, request
 from hypothesis import HealthCheck, settings
-from schemathesis.config import SchemathesisConfig
 
-from portal.pagopa import SPECS_DIR
 from portal.pagopa.sandbox import validation
+from tests.sandbox_specs import schemas
 
 pytestmark = pytest.mark.slow
 
@@ -71,26 +69,7 @@ def compared(call) -> tuple[dict, dict]:
     return outcome
 
 
-def _schema(spec_file: str, prefix: str):
-    raw = json.loads((SPECS_DIR / spec_file).read_text(encoding="utf-8"))
-    config = SchemathesisConfig.from_dict({
-        "seed": 20261208,
-        "base-url": f"http://localhost{prefix}",
-        "headers": {"Ocp-Apim-Subscription-Key": "compare"},
-        "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True, "database": "none",
-                       "mode": "all"},
-    })
-    return schemathesis.openapi.from_dict(raw, config=config)
-
-
-@schemathesis.pytest.parametrize(
-    gpd=_schema("gpd/gpd.json", "/gpd/debt-positions-service/v1"),
-    gpd2=_schema("gpd/pagopa-debt-position/openapi_external_v2.json", "/gpd/debt-positions-service/v2"),
-    receipts=_schema("gpd/gpd_payments.json", "/gpd/payments-receipts-service/v1"),
-    checkout1=_schema("checkout/checkout_v1.json", "/checkout/ec/v1"),
-    checkout2=_schema("checkout/checkout_v2.json", "/checkout/ec/v2"),
-    fdr=_schema("fdr/fdr_organization.json", "/fdr-org/service/v1"),
-)
+@schemathesis.pytest.parametrize(**schemas(seed=20261208, max_examples=MAX_EXAMPLES, key="compare", mode="all"))
 @settings(deadline=timedelta(seconds=2), suppress_health_check=list(HealthCheck))
 def test_compiled_checks_agree_with_openapi_core(case):
     compiled, core = compared(lambda: case.call(app=COMPARING))
