@@ -26,7 +26,10 @@ Figures only, no assertions. The logs of gunicorn and the sandbox are kept in te
 """
 
 import argparse
+import cProfile
+import io
 import os
+import pstats
 import random
 import re
 import resource
@@ -42,6 +45,7 @@ from urllib.parse import urlencode, urlsplit
 
 import psycopg
 import requests
+from sqlalchemy import event as sa_event
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -289,10 +293,9 @@ def start_sandbox(port: int, paybox_port: int, scratch: Path, logfile) -> subpro
     return process
 
 
-def start_gunicorn(url: str, port: int, sandbox: str, options: list[str], logfile) -> subprocess.Popen:
-    """Pay Box with gunicorn.conf.py (and ``options``); returns once every worker has warmed up."""
-    env = {
-        **os.environ,
+def paybox_env(url: str, sandbox: str) -> dict[str, str]:
+    """Pay Box's settings for the run: the bench's database, the sandbox as pagoPA, limits the run never reaches."""
+    return {
         "PAYBOX_ENV": "development",
         "DATABASE_URL": url,
         "SECRET_KEY": "bench-citizen",
@@ -308,6 +311,11 @@ def start_gunicorn(url: str, port: int, sandbox: str, options: list[str], logfil
         # As in production: jobs go to Redis (the pay step enqueues none), no in-process job threads.
         "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/6"),
     }
+
+
+def start_gunicorn(url: str, port: int, sandbox: str, options: list[str], logfile) -> subprocess.Popen:
+    """Pay Box with gunicorn.conf.py (and ``options``); returns once every worker has warmed up."""
+    env = {**os.environ, **paybox_env(url, sandbox)}
     if "--workers" in options:
         env.pop("WEB_CONCURRENCY", None)
     workers = next((int(options[i + 1]) for i in range(len(options) - 1) if options[i] == "--workers"),
@@ -382,6 +390,153 @@ def breakdown(results: "Results") -> list[str]:
     return lines
 
 
+# --- One pay at a time, profiled ----------------------------------------------------------------------------------
+
+
+class Meter:
+    """WSGI middleware: the CPU time of the thread serving each request it is told to count (the request's whole
+    pass through the app, Flask around the view included), the SQL statements and COMMITs it ran (counted by the
+    caller's listeners, :meth:`count_statement` and :meth:`count_commit`), and optionally a cProfile of them."""
+
+    def __init__(self, app, counted, profile: bool):
+        self.app, self.counted = app, counted
+        self.cpu_ms: list[float] = []
+        self.statements: list[int] = []
+        #: COMMITs of each request counted (also in ``last_sql``)
+        self.commits: list[int] = []
+        #: the statements of the last request counted
+        self.last_sql: list[str] = []
+        self.profiler = cpu_profiler() if profile else None
+        self.local = threading.local()
+
+    def count_statement(self, _conn, _cursor, statement, *_args) -> None:
+        sql = getattr(self.local, "sql", None)
+        if sql is not None:
+            sql.append(statement)
+
+    def count_commit(self, _conn) -> None:
+        self.count_statement(None, None, "COMMIT")
+
+    def __call__(self, environ, start_response):
+        if not self.counted(environ):
+            return self.app(environ, start_response)
+        self.local.sql = self.last_sql = []
+        if self.profiler is not None:
+            self.profiler.enable()
+        start = time.thread_time()
+        try:
+            return list(self.app(environ, start_response))
+        finally:
+            self.cpu_ms.append((time.thread_time() - start) * 1000)
+            if self.profiler is not None:
+                self.profiler.disable()
+            commits = self.local.sql.count("COMMIT")
+            self.commits.append(commits)
+            self.statements.append(len(self.local.sql) - commits)
+            self.local.sql = None
+
+
+def cpu_profiler() -> cProfile.Profile:
+    """A profiler that counts the thread's CPU time, not the waits for PostgreSQL or the sandbox."""
+    return cProfile.Profile(time.thread_time)
+
+
+def print_profile(title: str, profiler: cProfile.Profile, calls: int, path: str, top: int) -> None:
+    """The ``top`` functions by own time and by cumulative time, per call; the whole stats saved to ``path``."""
+    profiler.dump_stats(path)
+    for order in ("tottime", "cumulative"):
+        out = io.StringIO()
+        stats = pstats.Stats(profiler, stream=out)
+        stats.sort_stats(order).print_stats(top)
+        log(f"--- {title}: top {top} by {order} over {calls} calls (saved to {path}) ---")
+        log(out.getvalue().split("\n\n", 2)[-1].rstrip())
+
+
+def profile_pays(args) -> None:
+    """``--profile N``: N spontaneous journeys one after the other in this process (the Flask test client, the
+    sandbox in a thread on a loopback port), with the CPU time and SQL statements of each ``pay``."""
+    import logging
+
+    from werkzeug.serving import make_server
+
+    from portal import create_app
+    from portal.extensions import db
+    from portal.pagopa.sandbox import create_app as create_sandbox
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the dev server's access log: not the sandbox's work
+    shm = TMPFS if os.path.isdir(TMPFS) and os.access(TMPFS, os.W_OK) else None
+    with tempfile.TemporaryDirectory(prefix="bench_citizen_", dir=shm) as scratch:
+        sandbox_app = create_sandbox({"SANDBOX_DATABASE": str(Path(scratch) / "sandbox.sqlite3"),
+                                      "SANDBOX_API_KEY": API_KEY, "SANDBOX_DELIVERY_WORKER": False})
+        sandbox_meter = Meter(sandbox_app.wsgi_app, lambda environ: True, args.cprofile is not None)
+        sandbox_app.wsgi_app = sandbox_meter
+        server = make_server(HOST, 0, sandbox_app, threaded=True)
+        sandbox_url = sandbox_app.config["SANDBOX_PUBLIC_URL"] = f"http://{HOST}:{server.server_port}"
+        serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        serving.start()
+        os.environ.update(paybox_env(args.database_url, sandbox_url))
+        app = create_app()
+        meter = Meter(app.wsgi_app, lambda environ: environ["PATH_INFO"].endswith("/paga"), False)
+        app.wsgi_app = meter
+        with app.app_context():
+            sa_event.listen(db.engine, "before_cursor_execute", meter.count_statement)
+            sa_event.listen(db.engine, "commit", meter.count_commit)
+        client = app.test_client()
+        rng = random.Random(args.seed)
+
+        def journey(number: int) -> None:
+            page = client.get(f"/servizi/{SERVICE}")
+            token = _CSRF.search(page.get_data(as_text=True)).group(1)
+            form = {"csrf_token": token, "codice_fiscale": rng.choice(PAYERS), "nome": f"Cittadino {number}",
+                    "email": "", "tipo_certificato": "Residenza", "_voce": str(rng.randrange(2)), "sito_web": ""}
+            submitted = client.post(f"/servizi/{SERVICE}", data=form)
+            summary = urlsplit(submitted.headers["Location"]).path
+            client.get(summary)
+            paid = client.post(summary + "/paga", data={"csrf_token": token})
+            if paid.status_code != 303 or "/checkout/" not in paid.headers.get("Location", ""):
+                raise RuntimeError(f"pay answered {paid.status_code}: {paid.get_data(as_text=True)[:500]}")
+
+        try:
+            for number in range(args.profile_warmup):
+                journey(number)
+            for m in (meter, sandbox_meter):
+                m.cpu_ms.clear()
+                m.statements.clear()
+                m.commits.clear()
+            if meter.profiler is None and args.cprofile is not None:
+                meter.profiler = cpu_profiler()
+            if sandbox_meter.profiler is not None:
+                sandbox_meter.profiler = cpu_profiler()
+            pids = backends(args.database_url)
+            pg_before = sum(map(process_cpu, pids))
+            for number in range(args.profile):
+                journey(args.profile_warmup + number)
+            pg_ms = (sum(map(process_cpu, pids)) - pg_before) * 1000
+        finally:
+            server.shutdown()
+            serving.join(5)
+            server.server_close()
+    pays = len(meter.cpu_ms)
+    statements = sorted(set(meter.statements))
+    log(f"{pays} pays one at a time (after {args.profile_warmup} not counted), load average {load_average()}")
+    log(f"Pay Box CPU ms per pay      p50 {percentile(meter.cpu_ms, 50):.2f}   mean "
+        f"{sum(meter.cpu_ms) / max(pays, 1):.2f}   p95 {percentile(meter.cpu_ms, 95):.2f}")
+    log(f"sandbox CPU ms per pay      {sum(sandbox_meter.cpu_ms) / max(pays, 1):.2f} "
+        f"({len(sandbox_meter.cpu_ms) / max(pays, 1):.1f} calls, p50 {percentile(sandbox_meter.cpu_ms, 50):.2f} "
+        f"ms per call)")
+    log(f"PostgreSQL CPU ms per journey {pg_ms / max(pays, 1):.2f} (all four requests; /proc ticks)")
+    log(f"SQL statements per pay      {', '.join(map(str, statements))}, and "
+        f"{', '.join(map(str, sorted(set(meter.commits))))} COMMITs (a separate transaction's included)")
+    if args.show_sql:
+        log("statements of the last pay:")
+        for number, statement in enumerate(meter.last_sql, 1):
+            log(f"  {number:>2}. {' '.join(statement.split())[:args.show_sql]}")
+    if args.cprofile is not None:
+        print_profile("Pay Box, pay", meter.profiler, pays, args.cprofile + ".paybox", args.top)
+        print_profile("sandbox", sandbox_meter.profiler, len(sandbox_meter.cpu_ms), args.cprofile + ".sandbox",
+                      args.top)
+
+
 # --- Main ----------------------------------------------------------------------------------------------------------
 
 
@@ -400,6 +555,15 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="keep the database of an earlier run (no reload)")
     parser.add_argument("--database-url", default=DEFAULT_URL)
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--profile", type=int, metavar="N",
+                        help="instead of the load: N spontaneous journeys one at a time in this process, printing "
+                             "the CPU ms and SQL statements of each pay (Pay Box and the sandbox)")
+    parser.add_argument("--profile-warmup", type=int, default=20, help="journeys before --profile counts (20)")
+    parser.add_argument("--cprofile", metavar="PATH", help="with --profile: cProfile the pays, print the top "
+                                                            "functions, save PATH.paybox and PATH.sandbox")
+    parser.add_argument("--show-sql", type=int, nargs="?", const=200, default=0, metavar="CHARS",
+                        help="with --profile: print the statements of the last pay (their first CHARS characters)")
+    parser.add_argument("--top", type=int, default=30, help="functions printed per --cprofile table (30)")
     args = parser.parse_args()
     if args.clients < 1 or args.duration <= 0 or args.duration > 600:
         parser.error("at least one client, and a duration up to 600 s")
@@ -414,6 +578,9 @@ def main() -> None:
     notices = payable_notices(args.database_url)
     log(f"database {args.database_url.rsplit('/', 1)[1]}: {'reused' if args.reuse else 'migrated, demo loaded'}, "
         f"{len(notices)} payable notices ({time.perf_counter() - step:.1f} s)")
+    if args.profile:
+        profile_pays(args)
+        return
 
     options: list[str] = []
     for flag, value in (("--workers", args.workers), ("--threads", args.threads)):

@@ -35,9 +35,11 @@ def hit_all(engine: sa.Engine, limits: list[tuple[str, int, int]], *, now: float
     """Count one hit of each ``(key, limit, window_seconds)``; ``True`` while every count is within its limit.
 
     One transaction of its own for all the keys, committed at once, before the caller writes anything (on SQLite
-    a request that already holds the write lock would wait for itself). On PostgreSQL the commit does not wait
-    for the WAL flush (``synchronous_commit = off``): a crash may forget the last few hits, which only lets a
-    client a few more requests, and a request no longer pays a disk flush for being counted.
+    a request that already holds the write lock would wait for itself), and one statement for all of them (an
+    upsert of every counter row, in key order so that concurrent requests lock them in the same order). On
+    PostgreSQL the commit does not wait for the WAL flush (``synchronous_commit = off``): a crash may forget the
+    last few hits, which only lets a client a few more requests, and a request no longer pays a disk flush for
+    being counted.
     """
     now = time.time() if now is None else now
     table = RateCounter.__table__
@@ -46,17 +48,22 @@ def hit_all(engine: sa.Engine, limits: list[tuple[str, int, int]], *, now: float
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    allowed = True
+    ceilings: dict[tuple[str, int], int] = {}
+    for key, limit, window_seconds in limits:
+        counter = (key[:120], int(now // window_seconds) * window_seconds)
+        ceilings[counter] = min(limit, ceilings.get(counter, limit))
+    if not ceilings:
+        return True
+    statement = insert(table).values([{"key": key, "window_start": window, "count": 1}
+                                      for key, window in sorted(ceilings)])
+    statement = statement.on_conflict_do_update(
+        index_elements=[table.c.key, table.c.window_start], set_={"count": table.c.count + 1},
+    ).returning(table.c.key, table.c.window_start, table.c.count)
     with engine.begin() as conn:
         if postgres:
             conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
-        for key, limit, window_seconds in limits:
-            window = int(now // window_seconds) * window_seconds
-            statement = insert(table).values(key=key[:120], window_start=window, count=1)
-            statement = statement.on_conflict_do_update(index_elements=[table.c.key, table.c.window_start],
-                                                        set_={"count": table.c.count + 1}).returning(table.c.count)
-            allowed = conn.execute(statement).scalar_one() <= limit and allowed
-    return allowed
+        counts = {(key, window): count for key, window, count in conn.execute(statement)}
+    return all(counts[counter] <= limit for counter, limit in ceilings.items())
 
 
 def purge(engine: sa.Engine, *, older_than_seconds: int = 24 * 3600, now: float | None = None) -> int:

@@ -169,3 +169,31 @@ def test_a_cancelled_checkout_offers_to_pay_again(client, ctx, pagopa, form_serv
     body = client.get(summary_url).get_data(as_text=True)
     assert "annullato" in body
     assert "Paga di nuovo con pagoPA" in body
+
+
+def test_checkout_down_after_the_publication_keeps_it_and_the_retry_opens_the_cart(client, ctx, pagopa, form_service):
+    """The publication is committed with the cart's outcome: a Checkout that fails still leaves it recorded, and
+    the retry goes straight to the cart (GPD is not called again)."""
+    form_service()
+    requests.post(f"{pagopa.sandbox_url}/sandbox/faults",
+                  json={"match": "POST /checkout/", "status": 503, "count": 1}, timeout=5).raise_for_status()
+    summary_url = start(client)
+    failed = client.post(f"{summary_url}/paga")
+    assert failed.status_code == 200
+    assert "più lentamente del solito" in failed.get_data(as_text=True)
+    db.session.expire_all()
+    position = db.session.scalars(sa.select(Position)).one()
+    assert position.status == PositionStatus.PUBLISHED
+    assert position.pagopa_synced_target == "published"
+    assert not position.sync_pending
+    payment = db.session.scalars(sa.select(CitizenPayment)).one()
+    assert payment.status == "publishing"
+
+    requests.post(f"{pagopa.sandbox_url}/sandbox/faults",
+                  json={"match": "POST /gpd/", "status": 500, "count": 1}, timeout=5).raise_for_status()
+    retry = client.post(f"{summary_url}/paga")
+    assert retry.status_code == 303
+    assert retry.headers["Location"].startswith(pagopa.sandbox_url)
+    db.session.expire_all()
+    assert db.session.get(CitizenPayment, payment.id).status == "checkout"
+    requests.delete(f"{pagopa.sandbox_url}/sandbox/faults", timeout=5).raise_for_status()

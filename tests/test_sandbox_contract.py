@@ -11,22 +11,20 @@ derandomized generation with a fixed seed and no example database (about 20 s in
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 
 import pytest
 import schemathesis
 from hypothesis import settings
 from schemathesis.checks import not_a_server_error
-from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
 
-from portal.pagopa import SPECS_DIR
 from portal.pagopa.sandbox import create_app
+from tests.sandbox_specs import schemas
 
 pytestmark = pytest.mark.slow
 
@@ -50,26 +48,7 @@ def contract_app(tmp_path_factory):
                        "SANDBOX_PUBLIC_URL": "http://sandbox.test", "TESTING": True})
 
 
-def _schema(spec_file: str, prefix: str):
-    """The official file as vendored; the config sends the subscription key every API requires."""
-    raw = json.loads((SPECS_DIR / spec_file).read_text(encoding="utf-8"))
-    config = SchemathesisConfig.from_dict({
-        "seed": 20261207,
-        "base-url": f"http://localhost{prefix}",
-        "headers": {"Ocp-Apim-Subscription-Key": "schemathesis"},
-        "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True, "database": "none"},
-    })
-    return schemathesis.openapi.from_dict(raw, config=config)
-
-
-@schemathesis.pytest.parametrize(
-    gpd=_schema("gpd/gpd.json", "/gpd/debt-positions-service/v1"),
-    gpd2=_schema("gpd/pagopa-debt-position/openapi_external_v2.json", "/gpd/debt-positions-service/v2"),
-    receipts=_schema("gpd/gpd_payments.json", "/gpd/payments-receipts-service/v1"),
-    checkout1=_schema("checkout/checkout_v1.json", "/checkout/ec/v1"),
-    checkout2=_schema("checkout/checkout_v2.json", "/checkout/ec/v2"),
-    fdr=_schema("fdr/fdr_organization.json", "/fdr-org/service/v1"),
-)
+@schemathesis.pytest.parametrize(**schemas(seed=20261207, max_examples=MAX_EXAMPLES, key="schemathesis"))
 @settings(deadline=timedelta(seconds=2))
 def test_sandbox_follows_the_official_specs(case, contract_app):
     prefix = case.operation.schema.config.base_url.removeprefix("http://localhost")

@@ -1,13 +1,16 @@
 """From a citizen payment to the Checkout page: publish its positions on pagoPA now, then open a cart.
 
-The position is committed before pagoPA hears of it, and every step commits what it learnt (like a job does), so a
-slow or failing pagoPA never leaves anything half made: the position stays pending with its sync state, the
-periodic sweep finishes the publication, and the citizen's retry picks up where it stopped.
+The position is committed before pagoPA hears of it, and what each later step learnt is committed before the
+answer (like a job does), so a slow or failing pagoPA never leaves anything half made: the position stays pending
+with its sync state, the periodic sweep finishes the publication, and the citizen's retry picks up where it
+stopped. The publication is committed together with the cart's outcome: the position's row stays locked during
+the cart's call (the sweep skips it; a receipt for it, unlikely for a notice nobody has seen yet, waits at most the
+call's short timeout).
 
-Those commits keep what the session holds (:func:`_keeping_loaded`): the request has just read or written every row
-of the payment, and the one row that matters under concurrency, the position, is read again under its lock by the
-synchronisation (``lock_position`` refreshes what is loaded). Reloading the payment, its notices, positions and
-options after each commit cost eight statements a payment.
+The first commit keeps what the session holds (:func:`_keeping_loaded`): the request has just read or written
+every row of the payment, and the one row that matters under concurrency, the position, is read again under its
+lock by the synchronisation (``lock_position`` refreshes what is loaded). Reloading the payment, its notices,
+positions and options after each commit cost eight statements a payment.
 """
 
 from __future__ import annotations
@@ -54,18 +57,41 @@ def start_checkout(session: Session, payment: CitizenPayment, gpd: GPDClient, ch
                    urls: ReturnUrls) -> CheckoutStart:
     """Publish what is not on pagoPA yet, then open a Checkout cart for the payment's notices.
 
-    Commits after each step. A second call (the retry button, a double click) continues from where the first one
-    stopped: converged positions are not sent again, and a new cart is opened only for what is still unpaid.
+    The positions and the payment are committed before pagoPA is called; what the publication learnt is committed
+    with the cart's outcome (one commit, not two: GPD has the position either way, and should this transaction be
+    lost the sweep's next attempt finds it there, a create answered "already exists", and counts it as done), or
+    on its own when it stops short of the cart. A second call (the retry button, a double click) continues from
+    where the first one stopped: converged positions are not sent again, and a new cart is opened only for what is
+    still unpaid.
     """
     with timing.phase("commit"), _keeping_loaded(session):
         session.commit()  # the positions and the payment exist before pagoPA is called
+    stopped = _publish(session, payment, gpd)
+    if stopped is None:
+        problems = [reason for item in payment.items if (reason := _not_payable(item))]
+        stopped = CheckoutStart("refused", message=" ".join(problems)) if problems else None
+    if stopped is not None:
+        session.commit()
+        return stopped
+    started = _open_cart(session, payment, checkout, urls)
+    if started.result == "redirect":
+        payment.status = "checkout"
+        payment.checkout_url = started.url
+        payment.outcome = None
+    with timing.phase("commit"):
+        session.commit()
+    return started
+
+
+def _publish(session: Session, payment: CitizenPayment, gpd: GPDClient) -> CheckoutStart | None:
+    """Publish the payment's positions pagoPA does not have yet (locked until the caller commits); how it stopped
+    short of the cart, or None."""
     for item in payment.items:
         position = item.position
         if position.pagopa_synced_target == "published" and not position.sync_pending:
             continue
-        with timing.phase("publish"), _keeping_loaded(session):
+        with timing.phase("publish"):
             outcome = sync_position(session, position.id, gpd)
-            session.commit()
         if outcome.result in ("busy", "retry"):
             log.info("citizen payment %s: pagoPA slow for position %s (%s)", payment.id, position.iupd,
                      outcome.result)
@@ -73,9 +99,11 @@ def start_checkout(session: Session, payment: CitizenPayment, gpd: GPDClient, ch
         if outcome.result == "rejected":
             return CheckoutStart("refused", message=_("pagoPA non ha accettato il pagamento. Il Comune è stato "
                                                       "informato: riprovi più tardi o contatti l'ufficio."))
-    problems = [reason for item in payment.items if (reason := _not_payable(item))]
-    if problems:
-        return CheckoutStart("refused", message=" ".join(problems))
+    return None
+
+
+def _open_cart(session: Session, payment: CitizenPayment, checkout: CheckoutClient,
+               urls: ReturnUrls) -> CheckoutStart:
     creditors = {cid: session.get(Creditor, cid) for cid in {item.position.creditor_id for item in payment.items}}
     notices = [CartNotice(item.option.notice_number, creditors[item.position.creditor_id].fiscal_code,
                           item.option.amount_cents, creditors[item.position.creditor_id].name,
@@ -90,10 +118,6 @@ def start_checkout(session: Session, payment: CitizenPayment, gpd: GPDClient, ch
     except PagoPAError as exc:
         log.warning("citizen payment %s: Checkout unavailable: %s", payment.id, exc)
         return CheckoutStart("slow", message=_(SLOW_MESSAGE))
-    payment.status = "checkout"
-    payment.checkout_url = url
-    payment.outcome = None
-    session.commit()
     return CheckoutStart("redirect", url=url)
 
 

@@ -75,15 +75,15 @@ def ensure_position(session: Session, payment: CitizenPayment, *, today: date) -
     )
     # Visible to no officer's scope restriction: a citizen changes only a version of the debtor when it is shared.
     position, created = ledger.create_position(session, creditor, data, actor=ACTOR, today=today,
-                                               enqueue_sync=False, visible_service_ids=set())
+                                               enqueue_sync=False, visible_service_ids=set(), flush=False)
     if created:
         # The answers themselves stay with the payment (read with this version's fields on the position page).
         ledger.record_event(session, position, "citizen_form", actor=ACTOR, form=form.definition.get("title"),
                             form_version=form.version)
     option = position.options[0]
-    session.add(CitizenPaymentItem(payment=payment, position_id=position.id, option_id=option.id,
+    # Written by the caller's next flush (the commit before pagoPA is called).
+    session.add(CitizenPaymentItem(payment=payment, position=position, option=option,
                                    amount_cents=option.amount_cents))
     payment.status = "publishing"
-    session.flush()
     log.info("citizen payment %s: position %s created (%s)", payment.id, position.iupd, service.code)
     return position

@@ -79,14 +79,18 @@ def upsert_debtor(session: Session, creditor: Creditor, data: DebtorInput, *,
     services the actor sees, ``None`` for all). For anyone else, data that differs is kept on a new version of the
     debtor (see :class:`Debtor`), returned for the new position alone; the shared row stays as it was.
     """
-    debtor = session.scalar(
-        sa.select(Debtor).where(Debtor.creditor_id == creditor.id, Debtor.fiscal_code == data.fiscal_code,
-                                Debtor.version_of_id.is_(None))
-    )
+    query = sa.select(Debtor).where(Debtor.creditor_id == creditor.id, Debtor.fiscal_code == data.fiscal_code,
+                                    Debtor.version_of_id.is_(None))
+    if visible_service_ids is None:
+        debtor, shared_outside = session.scalar(query), False
+    else:
+        # Whether it is used outside the actor's services comes with the row (one round trip).
+        found = session.execute(query.add_columns(_positions_outside(visible_service_ids).exists())).first()
+        debtor, shared_outside = found if found is not None else (None, False)
     if debtor is None:
         debtor = Debtor(creditor_id=creditor.id, fiscal_code=data.fiscal_code)
         session.add(debtor)
-    elif visible_service_ids is not None and _has_positions_outside(session, debtor, visible_service_ids):
+    elif shared_outside:
         typed = _typed_debtor(data)
         if all((getattr(debtor, name) or None) == value for name, value in typed.items()):
             return debtor
@@ -113,12 +117,12 @@ def _typed_debtor(data: DebtorInput) -> dict:
     return typed
 
 
-def _has_positions_outside(session: Session, debtor: Debtor, service_ids: set[int]) -> bool:
-    """Whether ``debtor`` has positions in a service not in ``service_ids``."""
-    query = sa.select(Position.id).where(Position.debtor_id == debtor.id)
+def _positions_outside(service_ids: set[int]) -> sa.Select:
+    """The positions of the debtor being read in a service not in ``service_ids`` (correlated with the query)."""
+    query = sa.select(Position.id).where(Position.debtor_id == Debtor.id)
     if service_ids:
-        query = query.where(Position.service_id.not_in(service_ids))
-    return session.scalar(query.limit(1)) is not None
+        query = query.where(Position.service_id.not_in(sorted(service_ids)))
+    return query
 
 
 def new_iupd(creditor: Creditor) -> str:
@@ -142,7 +146,7 @@ def new_iupds(creditor: Creditor, count: int) -> list[str]:
 def create_position(session: Session, creditor: Creditor, data: PositionInput, *, actor: str,
                     actor_user_id: int | None = None, today: date | None = None,
                     created_at: datetime | None = None, enqueue_sync: bool = True,
-                    visible_service_ids: set[int] | None = None) -> tuple[Position, bool]:
+                    visible_service_ids: set[int] | None = None, flush: bool = True) -> tuple[Position, bool]:
     """Validate and store a new position with its options, numbers and transfers.
 
     Idempotent on ``(source, external_id)``: a repeated request returns the position already stored.
@@ -152,6 +156,9 @@ def create_position(session: Session, creditor: Creditor, data: PositionInput, *
     it and moves it to "published" within seconds); bulk feeders pass ``enqueue_sync=False`` and let the
     periodic sweep publish their positions in GPD bulk calls.
 
+    ``flush=False`` (with ``enqueue_sync=False``): the caller's next flush writes the position, together with what
+    it adds itself (one flush instead of two); ids are unset until then.
+
     ``visible_service_ids`` are the services the actor sees (``None``: all): the shared debtor data is changed only
     by an actor who sees every service it is used in; otherwise the position gets a version of its own
     (``position.debtor.version_of_id`` is set: tell the officer).
@@ -159,6 +166,8 @@ def create_position(session: Session, creditor: Creditor, data: PositionInput, *
     :return: the position, and whether it was created now.
     :raise ValidationFailed: with every problem found; nothing is stored.
     """
+    if enqueue_sync and not flush:
+        raise ValueError("a sync job needs the position flushed")
     service = session.get(Service, data.service_id)
     if service is None or service.creditor_id != creditor.id:
         raise ValidationFailed([FieldError("service_id", "Servizio sconosciuto.")])
@@ -231,9 +240,10 @@ def create_position(session: Session, creditor: Creditor, data: PositionInput, *
     record_event(session, position, "created", actor=actor, actor_user_id=actor_user_id, at=created_at,
                  source=data.source, external_id=data.external_id, amount_cents=position.amount_cents,
                  notice_numbers=[n.nav for n in numbers])
-    session.flush()
-    if position.sync_pending and enqueue_sync:
-        sync_state.schedule_sync(session, position, actor_user_id=actor_user_id)
+    if flush:
+        session.flush()
+        if position.sync_pending and enqueue_sync:
+            sync_state.schedule_sync(session, position, actor_user_id=actor_user_id)
     log.info("position %s created by %s (%d options)", position.iupd, actor, len(options))
     return position, True
 

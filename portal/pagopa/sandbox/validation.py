@@ -14,10 +14,13 @@ only because the validator is Python and the files were written for Java tooling
 The spec self-validation is switched off (``spec_validator_cls=None``): the files carry string defaults on
 boolean properties (``payStandIn: default 'true'``), which a strict spec validator rejects.
 
-A JSON request body is checked by a validator compiled once per operation (:class:`_CompiledBodies`), not
+A JSON request body is checked by a validator compiled once per operation (:class:`_Compiled`), not
 rebuilt and walked through the spec's references on every call: openapi-core spends ~8 ms of CPU on a GPD
-position that way, most of it unmarshalling a body nobody reads. A body the compiled validator refuses goes
-through openapi-core's own path, so every refusal reads as before.
+position that way, most of it unmarshalling a body nobody reads. The parameters likewise: what openapi-core reads
+from the spec for each parameter on every call (its name, place, style, default, and the deserializer, validator
+and unmarshaller it builds) is read once per operation (:class:`_Parameter`). A body or a parameter the compiled
+path refuses goes through openapi-core's own path, so every refusal reads as before
+(``tests/test_sandbox_validation.py`` compares both paths).
 """
 
 from __future__ import annotations
@@ -25,12 +28,15 @@ from __future__ import annotations
 import json
 import logging
 import re
+import warnings
+from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
 from openapi_core import Config, OpenAPI
-from openapi_core.datatypes import RequestParameters
+from openapi_core.datatypes import Parameters, RequestParameters
+from openapi_core.schema.parameters import get_style_and_explode
 from openapi_core.unmarshalling.request.unmarshallers import V30RequestUnmarshaller, V31RequestUnmarshaller
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
@@ -69,13 +75,23 @@ def _javaless(node: Any) -> Any:
     return node
 
 
+def load_spec(spec_file: str, *, compiled: bool = True) -> OpenAPI:
+    """The spec as the sandbox validates with it (one per file and process); ``compiled=False``: with
+    openapi-core's own request unmarshaller instead of :class:`_Compiled` (the tests compare the two)."""
+    return _load_spec(spec_file, compiled)
+
+
 @cache
-def load_spec(spec_file: str) -> OpenAPI:
+def _load_spec(spec_file: str, compiled: bool) -> OpenAPI:
     with open(SPECS_DIR / spec_file, encoding="utf-8") as handle:
         data = json.load(handle)
     data = _javaless(data)
     data["servers"] = [{"url": "/"}]
-    unmarshaller = _V31CompiledBodies if str(data.get("openapi", "")).startswith("3.1") else _V30CompiledBodies
+    version31 = str(data.get("openapi", "")).startswith("3.1")
+    if compiled:
+        unmarshaller = _V31Compiled if version31 else _V30Compiled
+    else:
+        unmarshaller = V31RequestUnmarshaller if version31 else V30RequestUnmarshaller
     # "uri" has no built-in formatter in openapi-core (it fails the Location header of the carts); accept any
     # string without blanks: Checkout's own examples use scheme-less return URLs.
     return OpenAPI.from_dict(data, config=Config(
@@ -86,19 +102,119 @@ def load_spec(spec_file: str) -> OpenAPI:
     ))
 
 
-#: The media type whose bodies :class:`_CompiledBodies` checks itself (openapi-core's own ``json.loads``).
+#: The media type whose bodies :class:`_Compiled` checks itself (openapi-core's own ``json.loads``).
 _JSON = "application/json"
 
 
-class _CompiledBodies:
-    """openapi-core's request unmarshaller, but a JSON body is validated by a validator built once per operation.
+class _Refused(Exception):
+    """The compiled path met something it leaves to openapi-core (which then says what is wrong)."""
 
-    The validator is the very one openapi-core builds for the body on every call (same factory, same format
-    checkers, same options), kept. The body is validated, not unmarshalled: the sandbox's handlers read the
+
+@dataclass(frozen=True)
+class _Parameter:
+    """What openapi-core reads from the spec for one parameter of an operation on every call, read once."""
+
+    name: str
+    location: str
+    required: bool
+    deprecated: bool
+    allow_empty: bool | None
+    #: ``(value,)`` when the schema has a default, else ``()``
+    default: tuple
+    deserializer: Any
+    validator: Any
+    unmarshaller: Any
+
+
+class _Compiled:
+    """openapi-core's request unmarshaller, with what it builds per call for an operation built once and kept.
+
+    *Body*: a JSON body is validated by the very validator openapi-core builds for it on every call (same factory,
+    same format checkers, same options). It is validated, not unmarshalled: the sandbox's handlers read the
     request's JSON themselves. Anything else — no body, another media type, a body that is not JSON or that the
     validator refuses — goes through openapi-core's own ``_get_body``, which says what is wrong as it always did.
-    One unmarshaller serves every thread of a spec; the validators are immutable, the cache a plain dict.
+
+    *Parameters*: the operation's and its path's parameters, deduplicated as openapi-core does, each with its
+    style deserializer, schema validator and unmarshaller built by openapi-core's factories with the same
+    options; each call then runs openapi-core's steps (deserialize, default, empty query value, validate,
+    unmarshal) on them. A missing required parameter, a value refused at any step, or a parameter described by
+    ``content`` sends the whole call through openapi-core's own ``_get_parameters``.
+
+    One unmarshaller serves every thread of a spec; what is kept is immutable, the caches plain dicts.
     """
+
+    def _get_parameters(self, parameters, operation, path):
+        plan = self._parameter_plan(operation, path)
+        if plan is not None:
+            with suppress(Exception):  # openapi-core's own path below says what is wrong
+                return self._compiled_parameters(parameters, plan)
+        return super()._get_parameters(parameters, operation, path)
+
+    @staticmethod
+    def _compiled_parameters(parameters, plan: tuple[_Parameter, ...]) -> Parameters:
+        validated = Parameters()
+        for param in plan:
+            location = parameters[param.location]
+            if param.deprecated and param.name in location:
+                warnings.warn(f"{param.name} parameter is deprecated", DeprecationWarning, stacklevel=2)
+            try:
+                value = param.deserializer.deserialize(location)
+            except KeyError:
+                if not param.default:
+                    if param.required:
+                        raise _Refused(param.name) from None
+                    continue
+                value = param.default[0]
+            else:
+                if param.location == "query" and value == "" and not param.allow_empty:
+                    raise _Refused(param.name)
+            param.validator.validate(value)
+            getattr(validated, param.location)[param.name] = param.unmarshaller.unmarshal(value)
+        return validated
+
+    def _parameter_plan(self, operation, path) -> tuple[_Parameter, ...] | None:
+        cache = self.__dict__.setdefault("_parameter_plans", {})
+        key = (operation.parts, path.parts)
+        try:
+            return cache[key]
+        except KeyError:
+            pass
+        plan: list[_Parameter] | None = []
+        seen = set()
+        for params in (operation.get("parameters"), path.get("parameters")):
+            for param in params or ():
+                name, location = (param / "name").read_str(), (param / "in").read_str()
+                if (name, location) in seen:
+                    continue
+                seen.add((name, location))
+                if "content" in param:
+                    plan = None
+                    break
+                plan.append(self._compile_parameter(param, name, location))
+            if plan is None:
+                break
+        cache[key] = result = tuple(plan) if plan is not None else None
+        return result
+
+    def _compile_parameter(self, param, name: str, location: str) -> _Parameter:
+        schema = param / "schema"
+        style, explode = get_style_and_explode(param)
+        options = dict(format_validators=self.format_validators,
+                       extra_format_validators=self.extra_format_validators,
+                       forbid_unspecified_additional_properties=self.forbid_unspecified_additional_properties,
+                       enforce_properties_required=self.enforce_properties_required)
+        return _Parameter(
+            name=name, location=location,
+            required=(param / "required").read_bool(default=False),
+            deprecated=(param / "deprecated").read_bool(default=False),
+            allow_empty=(param / "allowEmptyValue").read_bool(default=None),
+            default=((schema / "default").read_value(),) if "default" in schema else (),
+            deserializer=self.style_deserializers_factory.create(self.spec, schema, style, explode, name=name),
+            validator=self.schema_validators_factory.create(self.spec, schema, **options),
+            unmarshaller=self.schema_unmarshallers_factory.create(
+                self.spec, schema, **options, format_unmarshallers=self.format_unmarshallers,
+                extra_format_unmarshallers=self.extra_format_unmarshallers),
+        )
 
     def _get_body(self, body, mimetype, operation):
         if body:
@@ -138,11 +254,11 @@ class _CompiledBodies:
         return validator
 
 
-class _V30CompiledBodies(_CompiledBodies, V30RequestUnmarshaller):
+class _V30Compiled(_Compiled, V30RequestUnmarshaller):
     pass
 
 
-class _V31CompiledBodies(_CompiledBodies, V31RequestUnmarshaller):
+class _V31Compiled(_Compiled, V31RequestUnmarshaller):
     pass
 
 
