@@ -165,6 +165,22 @@ def _summary(result) -> str | None:
     return text[:2000]
 
 
+def _record_run(request: outbox.Request) -> int | None:
+    """The job row of a lingering job's run being enqueued now (after the commit: its own short transaction)."""
+    from portal.extensions import db
+
+    try:
+        with db.engine.begin() as conn:
+            return conn.execute(sa.insert(JobRecord).values(
+                kind=request.task, queue=get_spec(request.task).queue, rq_id=request.job_id, status="queued",
+                args={"ids": list(request.ids)}, total=request.total, created_by_id=request.created_by_id,
+                creditor_id=request.creditor_id, attempts=0, progress=0, created_at=utcnow(),
+            ).returning(JobRecord.id)).scalar_one()
+    except sa.exc.SQLAlchemyError:
+        log.exception("could not record a run of %s", request.job_id)
+        return None
+
+
 def _update_record(record_id: int | None, **values) -> None:
     """Write the job's state in its own short transaction, so it is visible at once whatever the job does."""
     if record_id is None:
@@ -268,7 +284,9 @@ def _write_job_records(session: Session) -> None:
     """Create (or reuse) each requested job's JobRecord inside the committing transaction."""
     if session.in_nested_transaction():
         return
-    pending = outbox.pending(session)
+    # A lingering job's request gets its row only if a run is enqueued for it (:func:`_record_run`): most find a
+    # run that will look, and the durable request is the work's own row (a webhook delivery), swept periodically.
+    pending = [p for p in outbox.pending(session) if not (p.job_id and get_spec(p.task).lingers)]
     if not pending:
         return
     # A deterministic id that already has a live record (queued or running) reuses it: one row per real run.
@@ -430,7 +448,7 @@ class RQBackend:
                 if job_id is None:
                     log.debug("lingering job %s rung: a run inside or queued will look", request.job_id)
                     continue
-                kwargs["_bell"] = request.job_id
+                kwargs.update(_bell=request.job_id, _record_id=_record_run(request))
             job = existing.get(request.job_id)
             if job is not None:
                 try:
@@ -515,6 +533,7 @@ class ThreadBackend:
             if get_spec(request.task).lingers and request.job_id:
                 if self.bell(request.job_id, None).ring() is None:
                     continue
+                request.record_id = _record_run(request)
             elif request.job_id:
                 with self._lock:
                     if request.job_id in self._active:
@@ -573,6 +592,8 @@ class ManualBackend:
         for request in requests:
             if request.job_id and request.job_id in waiting:
                 continue
+            if get_spec(request.task).lingers:
+                request.record_id = _record_run(request)
             self.pending.append(request)
             waiting.add(request.job_id)
             count += 1
