@@ -22,15 +22,13 @@ from portal.jobs.lingering import LocalBell, RedisBell
 from portal.jobs.queue import RQBackend
 from portal.jobs.registry import get_spec
 from portal.ledger import services as ledger
-from portal.ledger.models import Service
 from portal.ledger.types import utcnow
-from portal.settings import services as settings_svc
 from portal.webhooks import events, services
 from portal.webhooks.delivery import DeliverySettings, claim_query, deliver_due, lane_job_id
 from portal.webhooks.events import DELIVER_JOB_ID, DELIVER_TASK
 from portal.webhooks.models import WebhookDelivery
-from tests.conftest import CF_COMUNE, IBAN_COMUNE, position_input
-from tests.test_sqlite import sqlite_app
+from tests.conftest import position_input
+from tests.test_sqlite import make_comune, sqlite_app
 from tests.webhook_support import receiving
 
 SECRET = "whsec_test_secret_0123456789"
@@ -67,14 +65,8 @@ class Store:
 
 
 def _comune():
-    comune = settings_svc.create_creditor(db.session, fiscal_code=CF_COMUNE, name="Comune di Prova",
-                                          segregation_code="01", department="Settore Tributi")
-    settings_svc.add_account(db.session, comune, iban=IBAN_COMUNE, label="Tesoreria")
-    service = Service(creditor=comune, code="TARI", name="TARI", taxonomy_code="9/0101101IM/",
-                      account=comune.accounts[0])
-    db.session.add(service)
-    db.session.commit()
-    return comune, service
+    comune = make_comune()
+    return comune, comune.services[0]
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
