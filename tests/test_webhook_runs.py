@@ -216,8 +216,8 @@ def test_a_single_lane_never_asks_for_a_second_one(store):
 
 def test_the_claim_reads_the_partial_indexes_on_sqlite(tmp_path):
     with sqlite_app(tmp_path / "plan.db"):
-        compiled = claim_query(FAST, utcnow()).compile(db.engine)
-        values = tuple(v if isinstance(v, int) else str(v) for v in (compiled.params[n] for n in compiled.positiontup))
+        compiled = claim_query(FAST.batch).compile(db.engine, column_keys=[])
+        values = tuple(str(utcnow()) if n == "now" else compiled.params[n] for n in compiled.positiontup)
         with db.engine.connect() as conn:
             plan = " | ".join(row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + str(compiled), values))
     assert "ix_webhook_deliveries_due" in plan, plan
