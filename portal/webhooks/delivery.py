@@ -235,6 +235,16 @@ def _claim_statement(batch: int, postgresql: bool) -> sa.Select:
 
 
 @cache
+def _outgoing_statement() -> sa.Select:
+    """What the claimed deliveries (bound ``ids``) send, and their attempts so far."""
+    return (sa.select(WebhookDelivery.id, WebhookSubscriber.url, WebhookSubscriber.secret, WebhookEvent.event_id,
+                      WebhookEvent.name, WebhookEvent.body, WebhookDelivery.attempts, WebhookDelivery.retry_until)
+            .join(WebhookSubscriber, WebhookSubscriber.id == WebhookDelivery.subscriber_id)
+            .join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)
+            .where(WebhookDelivery.id.in_(sa.bindparam("ids", expanding=True))).order_by(WebhookDelivery.id))
+
+
+@cache
 def _lease_statement() -> sa.Update:
     when = WebhookDelivery.next_attempt_at.type
     return (sa.update(WebhookDelivery).where(WebhookDelivery.id.in_(sa.bindparam("ids", expanding=True)))
@@ -330,12 +340,7 @@ def _one_batch(session: Session, settings: DeliverySettings, pool: ThreadPoolExe
     if len(ids) >= settings.batch and lane + 1 < settings.lanes:
         # A backlog: one more worker, please (deduplicated on the lane's job id; released by the commit below).
         outbox.schedule(session, DELIVER_TASK, lane + 1, job_id=lane_job_id(lane + 1))
-    rows = [(Outgoing(*row[:6]), row[6], row[7]) for row in session.execute(
-        sa.select(WebhookDelivery.id, WebhookSubscriber.url, WebhookSubscriber.secret, WebhookEvent.event_id,
-                  WebhookEvent.name, WebhookEvent.body, WebhookDelivery.attempts, WebhookDelivery.retry_until)
-        .join(WebhookSubscriber, WebhookSubscriber.id == WebhookDelivery.subscriber_id)
-        .join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)
-        .where(WebhookDelivery.id.in_(ids)).order_by(WebhookDelivery.id))]
+    rows = [(Outgoing(*row[:6]), row[6], row[7]) for row in session.execute(_outgoing_statement(), {"ids": ids})]
     session.commit()
     # Each subscriber's address is checked once per batch, at send time (its DNS may have changed).
     refusals = {url: _refusal(url, settings) for url in {out.url for out, _, _ in rows}}
