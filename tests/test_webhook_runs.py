@@ -231,7 +231,7 @@ def test_the_claim_reads_the_partial_indexes_on_sqlite(tmp_path):
 def bells(redis):
     spec = get_spec(DELIVER_TASK)
     return [LocalBell("webhooks-deliver"),
-            RedisBell(redis, "webhooks-deliver", run_seconds=spec.timeout, queued_seconds=spec.ttl)]
+            RedisBell(redis, "webhooks-deliver", queued_seconds=spec.ttl)]
 
 
 @pytest.fixture
@@ -362,3 +362,22 @@ def test_a_run_stopped_by_its_time_limit_with_work_left_asks_for_a_successor(ctx
     clock = Clock()
     deliver_due(db.session, FAST, max_seconds=15.0, clock=clock, sleep=clock.sleep)  # nothing found: no successor
     assert outbox.pending(db.session) == []
+
+
+def test_a_run_killed_inside_stops_counting_when_its_entry_expires_and_a_live_one_renews_it(redis):
+    now = [1000.0]
+    bell = RedisBell(redis, "webhooks-deliver", queued_seconds=600, clock=lambda: now[0])
+    bell.ring()
+    dead = bell.enter()  # then killed: it never leaves
+    now[0] += lingering.PRESENCE_SECONDS - 1
+    assert bell.ring() is None  # still counts as inside
+    now[0] += 2
+    assert bell.ring() == "webhooks-deliver.2"  # expired: the commit gets a new run at once
+    live = lingering.Presence(bell, clock=lambda: now[0])
+    assert live.token != dead
+    now[0] += lingering.PRESENCE_SECONDS / 3
+    live.stay()  # renewed while it looks
+    now[0] += lingering.PRESENCE_SECONDS - 1
+    assert bell.ring() is None  # inside, thanks to the renewal
+    assert live.may_stop() is False  # that ring is answered by one more look
+    assert live.may_stop() is True

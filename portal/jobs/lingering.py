@@ -13,8 +13,9 @@ and its work waits for the next periodic run. A *bell* per deterministic job id 
   ring finds nobody inside and enqueues a new run).
 
 :class:`RedisBell` does this with a Lua script per step (the RQ backend, across machines); :class:`LocalBell`
-with a lock (the in-process backend). A run killed inside stays "inside" until its entry expires (the job's own
-timeout): meanwhile the periodic run, under its own bell, does the work.
+with a lock (the in-process backend). A run inside renews its entry as it looks (:data:`PRESENCE_SECONDS`); a
+run killed inside stops counting once its entry expires, and the next commit enqueues a new run. An entry that
+expires under a run still alive (one very slow batch) only costs a second run beside it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import threading
 import time
 import uuid
 
+#: Seconds an entered run counts as inside without renewing its entry (it renews every third of that).
+PRESENCE_SECONDS = 15.0
 #: Redis keys of a bell: its runs inside (a sorted set, scored by expiry), the queued run, the ring, the run counter.
 _KEYS = ("runners", "queued", "rung", "seq")
 
@@ -42,6 +45,9 @@ redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
 redis.call('DEL', KEYS[2])
 return 1
 """
+_STAY = """
+return redis.call('ZADD', KEYS[1], 'XX', ARGV[1], ARGV[2])
+"""
 _LEAVE = """
 if ARGV[2] == '0' and redis.call('GET', KEYS[3]) then
   redis.call('DEL', KEYS[3])
@@ -55,27 +61,33 @@ return 1
 class RedisBell:
     """The bell of one deterministic job id, in Redis.
 
-    :param run_seconds: how long an entered run counts as inside if it never leaves (killed): the job's timeout.
     :param queued_seconds: how long a queued run that never entered counts as coming: the job's time in the queue.
+    :param clock: epoch seconds (tests drive it).
     """
 
-    def __init__(self, redis, name: str, *, run_seconds: int, queued_seconds: int):
+    def __init__(self, redis, name: str, *, queued_seconds: int, presence_seconds: float = PRESENCE_SECONDS,
+                 clock=time.time):
         self.redis = redis
         self.name = name
-        self.run_seconds = run_seconds
+        self.presence_seconds = presence_seconds
         self.queued_seconds = max(int(queued_seconds), 1)
+        self.clock = clock
         self.keys = [f"paybox:linger:{name}:{key}" for key in _KEYS]
 
     def ring(self) -> str | None:
         """After a commit: the run id to enqueue, or ``None`` when a run inside or queued will see the change."""
-        n = self.redis.eval(_RING, len(self.keys), *self.keys, time.time(), self.queued_seconds)
+        n = self.redis.eval(_RING, len(self.keys), *self.keys, self.clock(), self.queued_seconds)
         return None if n is None else f"{self.name}.{int(n)}"
 
     def enter(self) -> str:
         """A run starts looking; its token."""
         token = uuid.uuid4().hex
-        self.redis.eval(_ENTER, len(self.keys), *self.keys, time.time() + self.run_seconds, token)
+        self.redis.eval(_ENTER, len(self.keys), *self.keys, self.clock() + self.presence_seconds, token)
         return token
+
+    def stay(self, token: str) -> None:
+        """Renew the entry of a run still inside."""
+        self.redis.eval(_STAY, len(self.keys), *self.keys, self.clock() + self.presence_seconds, token)
 
     def leave(self, token: str, *, final: bool = False) -> bool:
         """Leave unless a ring came since the last look (then the ring is taken and ``False`` returned: look again);
@@ -112,6 +124,9 @@ class LocalBell:
             self._queued = False
         return token
 
+    def stay(self, token: str) -> None:
+        """Nothing to renew: a run of this process ends in a ``finally`` that leaves."""
+
     def leave(self, token: str, *, final: bool = False) -> bool:
         with self._lock:
             if self._rung and not final:
@@ -129,10 +144,18 @@ class LocalBell:
 class Presence:
     """A run inside its bell: :meth:`may_stop` before ending for lack of work, :meth:`close` in any case."""
 
-    def __init__(self, bell=None):
+    def __init__(self, bell=None, clock=time.monotonic):
         self.bell = bell
+        self.clock = clock
         self.token = bell.enter() if bell is not None else None
         self.left = bell is None
+        self.renewed = clock()
+
+    def stay(self) -> None:
+        """Before each look: renew the entry every third of :data:`PRESENCE_SECONDS`."""
+        if not self.left and self.clock() - self.renewed >= PRESENCE_SECONDS / 3:
+            self.bell.stay(self.token)
+            self.renewed = self.clock()
 
     def may_stop(self) -> bool:
         """Whether the run may end now (it left); ``False``: a change asked for it meanwhile, look again."""

@@ -410,7 +410,7 @@ class RQBackend:
 
     def bell(self, name: str, spec: TaskSpec) -> RedisBell:
         """The bell of the lingering job ``name`` of task ``spec`` (see :mod:`portal.jobs.lingering`)."""
-        return RedisBell(self.redis, name, run_seconds=spec.timeout, queued_seconds=spec.ttl or spec.timeout)
+        return RedisBell(self.redis, name, queued_seconds=spec.ttl or spec.timeout)
 
     def queue(self, name: str):
         """The RQ queue called ``name``."""

@@ -289,6 +289,9 @@ def _sender(http: requests.Session, settings: DeliverySettings, refusals: dict[s
 class _Alone:
     """No job layer watching (a direct call): a run may always stop."""
 
+    def stay(self) -> None:
+        pass
+
     def may_stop(self) -> bool:
         return True
 
@@ -311,6 +314,7 @@ def deliver_due(session: Session, settings: DeliverySettings, *, max_seconds: fl
     try:
         with ThreadPoolExecutor(max_workers=settings.threads) as pool:
             while clock() - started < max_seconds:
+                presence.stay()
                 found = _one_batch(session, settings, pool, http, lane, counts)
                 if found:
                     idle_since = None
