@@ -16,9 +16,12 @@ anything) to its first arrival at the receiver; both clocks are this machine's `
 
     .venv/bin/python bench/webhooks.py [--rate 200] [--duration 20] [--workers 2] [--producers 2]
                                        [--backlog 0] [--drain 90] [--database-url URL] [--redis-url URL]
+    .venv/bin/python bench/webhooks.py --profile 300 [--database-url URL] [--redis-url URL]
 
 ``--backlog N`` then measures capacity: the workers are suspended (``rq suspend``), N more positions are paid,
 the workers are resumed, and the time from the resume to the last arrival gives deliveries/s with a full queue.
+``--profile N`` only seeds and pays N positions in this process, as a producer does (no worker): statements and CPU
+ms per payment, by statement, and the functions that cost most (cProfile).
 
 Prints the payments actually made per second, deliveries/s, delay p50/p95/p99/max (overall and per 5 s slice),
 duplicates (an event id received more than once), missing (a paid position whose event never arrived within
@@ -260,8 +263,7 @@ def produce(url: str, redis_url: str, work: list[tuple[int, tuple]], start: floa
     from portal import create_app
     from portal.extensions import db
     from portal.ledger.models import Creditor
-    from portal.ledger.payments import CreditorRef, record_receipt
-    from portal.pagopa import soap
+    from portal.ledger.payments import CreditorRef
 
     committed = [0.0]
     # First in line: the commit is durable here, before the job layer enqueues the delivery job.
@@ -274,19 +276,72 @@ def produce(url: str, redis_url: str, work: list[tuple[int, tuple]], start: floa
         db.session.remove()
         while time.time() < start:
             time.sleep(min(0.05, max(start - time.time(), 0)))
-        for k, (position_id, iuv, nav, amount) in work:
+        for k, option in work:
             due = start + k / rate if rate else time.time()
             wait = due - time.time()
             if wait > 0:
                 time.sleep(wait)
-            data = receipt(k, position_id, iuv, nav, amount)
-            raw = soap.build_send_rt_request(data, id_pa=CF_COMUNE, id_broker_pa=BROKER, id_station=STATION)
-            record_receipt(db.session, creditor, data, source="paSendRTV2", raw_xml=raw.decode())
-            db.session.commit()
-            rows.append((position_id, due, committed[0]))
-            db.session.remove()
+            pay(db.session, creditor, k, option)
+            rows.append((option[0], due, committed[0]))
     usage = resource.getrusage(resource.RUSAGE_SELF)
     Path(out).write_text(json.dumps({"rows": rows, "cpu": usage.ru_utime + usage.ru_stime}))
+
+
+def pay(session, creditor, k: int, option: tuple) -> None:
+    """One payment as the node's paSendRTV2 makes it: the receipt's XML, record_receipt, commit."""
+    from portal.ledger.payments import record_receipt
+    from portal.pagopa import soap
+
+    position_id, iuv, nav, amount = option
+    data = receipt(k, position_id, iuv, nav, amount)
+    raw = soap.build_send_rt_request(data, id_pa=CF_COMUNE, id_broker_pa=BROKER, id_station=STATION)
+    record_receipt(session, creditor, data, source="paSendRTV2", raw_xml=raw.decode())
+    session.commit()
+    session.remove()
+
+
+def profile_payments(args, options: list[tuple]) -> None:
+    """``--profile``: pay ``options`` here (the first 20 to warm up), counting statements and CPU, then cProfile."""
+    import collections
+    import cProfile
+    import logging
+    import pstats
+
+    import sqlalchemy as sa
+
+    from portal import create_app
+    from portal.extensions import db
+    from portal.ledger.models import Creditor
+    from portal.ledger.payments import CreditorRef
+
+    app = create_app(app_config(args.database_url, args.redis_url))
+    logging.getLogger().setLevel(logging.WARNING)
+    statements: collections.Counter = collections.Counter()
+    with app.app_context():
+        sa.event.listen(db.engine, "before_cursor_execute",
+                        lambda _c, _cur, sql, *_: statements.update([" ".join(sql.split()[:3])]))
+        creditor = CreditorRef.of(db.session.scalar(sa.select(Creditor)))
+        db.session.remove()
+        warm, measured = options[:20], options[20:]
+        for k, option in enumerate(warm):
+            pay(db.session, creditor, k, option)
+        half = len(measured) // 2
+        statements.clear()
+        cpu = time.process_time()
+        for k, option in enumerate(measured[:half], start=len(warm)):
+            pay(db.session, creditor, k, option)
+        cpu = time.process_time() - cpu
+        log(f"{half} payments: CPU {cpu * 1000 / half:.2f} ms per payment (not profiled), "
+            f"{sum(statements.values()) / half:.1f} statements per payment; load {load_average()}")
+        for sql, n in statements.most_common():
+            log(f"  {n / half:5.2f}  {sql}")
+        profiler = cProfile.Profile(time.process_time)
+        profiler.enable()
+        for k, option in enumerate(measured[half:], start=len(warm) + half):
+            pay(db.session, creditor, k, option)
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+        db.session.remove()
 
 
 def run_producers(args, options: list[tuple], first: int, count: int, rate: float, tmp: Path, tag: str
@@ -422,7 +477,8 @@ def delays(payments: list[tuple], records: list[tuple]) -> dict:
 
 
 def describe(label: str, payments: list[tuple], result: dict, began: float) -> tuple[float, dict]:
-    """Print a phase's figures; its deliveries/s and delay percentiles (ms)."""
+    """Print a phase's figures; its deliveries/s (from ``began``, the first commit: a producer that starts late
+    must not count as slow deliveries) and delay percentiles (ms)."""
     values = [d * 1000 for _, d in result["delays"]]
     span = result["last"] - began
     rate = len(values) / span if span > 0 else float("nan")
@@ -460,6 +516,8 @@ def main() -> None:
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS),
                         help=f"a Redis DB of its own, flushed (default {DEFAULT_REDIS})")
     parser.add_argument("--keep", action="store_true", help="keep the database and the logs")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="only profile N payments in this process (statements, CPU, cProfile), no workers")
     args = parser.parse_args()
     if min(args.rate, args.duration) <= 0 or min(args.workers, args.producers) < 1:
         parser.error("--rate, --duration, --workers and --producers must be positive")
@@ -471,6 +529,16 @@ def main() -> None:
         parser.error("use a Redis DB of its own, not 0: it is flushed")
     redis.ping()
     redis.flushdb()
+    if args.profile:
+        recreate_database(args.database_url)
+        seed(args.database_url, args.redis_url, args.profile, "http://127.0.0.1:9/hooks/paybox")
+        try:
+            profile_payments(args, options_of(args.database_url))
+        finally:
+            redis.flushdb()
+            if not args.keep:
+                drop_database(args.database_url)
+        return
     measured = int(args.rate * args.duration)
     total = args.warmup + measured + args.backlog
     tmp = Path(tempfile.mkdtemp(prefix="bench_webhooks_"))
@@ -506,7 +574,7 @@ def main() -> None:
         wait_for(receiver, received_before + measured, args.drain, ended)
         cpu_after = {"workers": workers_cpu(workers), "receiver": receiver.cpu(), "machine": machine_cpu()[0]}
         load_after = load_average()
-        began = min(due for _, due, _ in payments)
+        began = min(c for _, _, c in payments)  # the first commit, not the scheduled start
         span = max(c for _, _, c in payments) - min(c for _, _, c in payments)
         log(f"payments: {len(payments):,} in {span:.2f} s = {len(payments) / span:.1f}/s (asked {args.rate:g}/s); "
             f"commit later than scheduled: p50 {percentile([(c - d) * 1000 for _, d, c in payments], 50):.0f} ms, "

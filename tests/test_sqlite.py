@@ -66,6 +66,11 @@ def lite(tmp_path):
 
 @pytest.fixture
 def lite_creditor(lite):
+    return make_comune()
+
+
+def make_comune():
+    """The Comune with its treasury account and a TARI service, committed (on whichever database is current)."""
     comune = settings_svc.create_creditor(db.session, fiscal_code=CF_COMUNE, name="Comune di Prova",
                                     segregation_code="01", department="Settore Tributi")
     settings_svc.add_account(db.session, comune, iban=IBAN_COMUNE, label="Tesoreria")

@@ -27,6 +27,9 @@ from tests.webhook_support import receiving
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "whsec_test_secret_0123456789"
 FAST = DeliverySettings(timeout=1.0, allow_private=True, lease_seconds=1, base_delay=0.05, max_delay=0.2, threads=4)
+#: Retries a minute later at least: a test makes them due (make_due) instead of waiting.
+RETRY_LATER = DeliverySettings(timeout=5.0, allow_private=True, lease_seconds=30, base_delay=120, max_delay=600,
+                               threads=4)
 
 
 def subscribe(creditor, url, **kwargs):
@@ -109,17 +112,19 @@ def test_a_500_is_retried_with_backoff_until_it_is_accepted(ctx, creditor, make_
         receiver.script = [500, 500]
         subscribe(creditor, url)
         pay(creditor, make_position)
-        assert run(max_seconds=0.01)["pending"] == 1
+        assert run(RETRY_LATER)["pending"] == 1
         [delivery] = deliveries()
         assert (delivery.status, delivery.last_status_code, delivery.attempts) == ("pending", 500, 1)
-        assert delivery.next_attempt_at > utcnow()
+        assert delivery.next_attempt_at > utcnow() + timedelta(seconds=RETRY_LATER.base_delay * 0.5 - 5)
         assert "500" in delivery.last_error
-        for _ in range(20):  # the retries come due one after the other (backoff with jitter)
-            time.sleep(0.1)
-            run()
-            [delivery] = deliveries()
-            if delivery.status == "delivered":
-                break
+        assert run(RETRY_LATER)["delivered"] == 0  # not due yet: the backoff holds it
+        make_due()
+        run(RETRY_LATER)
+        [delivery] = deliveries()
+        assert (delivery.status, delivery.attempts) == ("pending", 2)
+        make_due()
+        run(RETRY_LATER)
+        [delivery] = deliveries()
     assert (delivery.status, delivery.attempts) == ("delivered", 3)
     assert [c["status"] for c in receiver.calls] == [500, 500, 200]
     assert len({c["headers"]["Paybox-Event-Id"] for c in receiver.calls}) == 1
@@ -238,10 +243,10 @@ def test_a_positions_events_arrive_in_order(ctx, creditor, make_position):
         db.session.commit()
         # The first delivery fails: the second must wait for it, not overtake it.
         receiver.script = [500]
-        run(max_seconds=0.01)
+        run(RETRY_LATER)
         assert [c["headers"]["Paybox-Event"] for c in receiver.calls] == ["position.paid"]
-        time.sleep(0.3)
-        run()
+        make_due()
+        run(RETRY_LATER)
     assert [c["headers"]["Paybox-Event"] for c in receiver.calls] == ["position.paid", "position.paid",
                                                                       "position.reported"]
     flow = json.loads(receiver.calls[-1]["body"])["data"]["flow"]
@@ -277,7 +282,7 @@ def test_a_worker_killed_mid_burst_loses_nothing(app, ctx, creditor, make_positi
         worker.communicate(timeout=10)
         received_before = len(receiver.calls)
         assert 0 < received_before < burst
-        time.sleep(1.1)  # the killed worker's lease ends
+        make_due()  # the killed worker's lease ends (without waiting for it)
         run(DeliverySettings(allow_private=True, lease_seconds=1, timeout=2), max_seconds=30)
     event_ids = set(db.session.scalars(sa.select(WebhookEvent.event_id)))
     received = {c["headers"]["Paybox-Event-Id"] for c in receiver.calls}

@@ -11,18 +11,22 @@ from tests.servers import serving
 
 class Receiver:
     """A WSGI app: ``script`` is a list of answers (status, or ``("sleep", s)``, or ``("redirect", url)``) used
-    one per call, then ``default``."""
+    one per call, then ``default``; ``hook(headers, body)``, when given, runs first on each call (tests hold a call
+    there to prove what runs at the same time)."""
 
-    def __init__(self, default: int = 200, delay: float = 0.0):
+    def __init__(self, default: int = 200, delay: float = 0.0, hook=None):
         self.calls: list[dict] = []
         self.script: list = []
         self.default = default
         self.delay = delay
+        self.hook = hook
         self.lock = threading.Lock()
 
     def __call__(self, environ, start_response):
         request = Request(environ)
         body = request.get_data(as_text=True)
+        if self.hook is not None:
+            self.hook(dict(request.headers), body)
         with self.lock:
             answer = self.script.pop(0) if self.script else self.default
         if self.delay:

@@ -33,18 +33,22 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session, scoped_session
 
 from portal import metrics, outbox
+from portal.jobs.lingering import LocalBell, Presence, RedisBell
 from portal.jobs.models import JobRecord
 from portal.jobs.registry import QUEUES, TaskSpec, get_spec
 from portal.ledger.types import utcnow
 
 log = logging.getLogger(__name__)
 
-__all__ = ["QUEUES", "enqueue_after_commit", "enqueue_now", "get_backend", "run_task"]
+__all__ = ["QUEUES", "enqueue_after_commit", "enqueue_now", "get_backend", "presence", "run_task"]
 #: Where the backend lives in ``app.extensions``.
 EXTENSION_KEY = "paybox_jobs"
 #: The JobRecord of the job running in this thread/process (for progress reports and log lines).
 _current_record: contextvars.ContextVar[int | None] = contextvars.ContextVar("paybox_job_record", default=None)
 _current_job_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("paybox_job_id", default=None)
+#: The lingering job running here: its bell (its deterministic job id) and its task, see :func:`presence`.
+_current_bell: contextvars.ContextVar[tuple[str, TaskSpec] | None] = contextvars.ContextVar("paybox_job_bell",
+                                                                                           default=None)
 #: Set by the in-process backends: whether a failure of this run will be retried.
 _will_retry_inprocess: contextvars.ContextVar[bool] = contextvars.ContextVar("paybox_job_retry", default=False)
 
@@ -75,8 +79,10 @@ def _app():
     return _worker_app
 
 
-def run_task(spec: TaskSpec, ids: Sequence, *, record_id: int | None = None, job_id: str | None = None):
-    """Run one job in a fresh app context (so a fresh session): call, commit, record the outcome.
+def run_task(spec: TaskSpec, ids: Sequence, *, record_id: int | None = None, job_id: str | None = None,
+             bell: str | None = None):
+    """Run one job in a fresh app context (so a fresh session): call, commit, record the outcome; ``bell``: the
+    lingering job's deterministic id (:func:`presence`).
 
     :raise Exception: whatever the job raised, after the rollback (RQ then retries or fails the job).
     """
@@ -85,7 +91,8 @@ def run_task(spec: TaskSpec, ids: Sequence, *, record_id: int | None = None, job
     app = _app()
     job_id = _rq_job_id() or job_id or (f"{spec.name}-{record_id}" if record_id else None)
     with app.app_context():
-        tokens = (_current_record.set(record_id), _current_job_id.set(job_id))
+        tokens = (_current_record.set(record_id), _current_job_id.set(job_id),
+                  _current_bell.set((bell, spec) if bell else None))
         _update_record(record_id, status="running", attempts=JobRecord.attempts + 1, started_at=utcnow(),
                        finished_at=None)
         log.info("job %s %s%s started", job_id or "-", spec.name, tuple(ids))
@@ -116,7 +123,7 @@ def run_task(spec: TaskSpec, ids: Sequence, *, record_id: int | None = None, job
         finally:
             _last_progress.pop(record_id, None)
             db.session.remove()
-            for var, token in zip((_current_record, _current_job_id), tokens, strict=True):
+            for var, token in zip((_current_record, _current_job_id, _current_bell), tokens, strict=True):
                 var.reset(token)
             if _in_forked_horse():
                 # The horse exits after this job: close its connections cleanly instead of dropping the sockets.
@@ -158,6 +165,22 @@ def _summary(result) -> str | None:
     return text[:2000]
 
 
+def _record_run(request: outbox.Request) -> int | None:
+    """The job row of a lingering job's run being enqueued now (after the commit: its own short transaction)."""
+    from portal.extensions import db
+
+    try:
+        with db.engine.begin() as conn:
+            return conn.execute(sa.insert(JobRecord).values(
+                kind=request.task, queue=get_spec(request.task).queue, rq_id=request.job_id, status="queued",
+                args={"ids": list(request.ids)}, total=request.total, created_by_id=request.created_by_id,
+                creditor_id=request.creditor_id, attempts=0, progress=0, created_at=utcnow(),
+            ).returning(JobRecord.id)).scalar_one()
+    except sa.exc.SQLAlchemyError:
+        log.exception("could not record a run of %s", request.job_id)
+        return None
+
+
 def _update_record(record_id: int | None, **values) -> None:
     """Write the job's state in its own short transaction, so it is visible at once whatever the job does."""
     if record_id is None:
@@ -191,6 +214,16 @@ def _record_progress(done: int, total: int | None = None) -> None:
     if total is not None:
         values["total"] = total
     _update_record(record_id, **values)
+
+
+def presence() -> Presence:
+    """The running lingering job inside its bell (entered now): ``may_stop()`` before it ends for lack of work,
+    ``close()`` at its end. Outside such a job (tests calling the work directly, the manual backend) a presence
+    without a bell, which may always stop."""
+    current = _current_bell.get()
+    backend = get_backend(_app()) if current else None
+    bell = backend.bell(*current) if backend is not None and hasattr(backend, "bell") else None
+    return Presence(bell)
 
 
 def current_job_id() -> str | None:
@@ -251,7 +284,9 @@ def _write_job_records(session: Session) -> None:
     """Create (or reuse) each requested job's JobRecord inside the committing transaction."""
     if session.in_nested_transaction():
         return
-    pending = outbox.pending(session)
+    # A lingering job's request gets its row only if a run is enqueued for it (:func:`_record_run`): most find a
+    # run that will look, and the durable request is the work's own row (a webhook delivery), swept periodically.
+    pending = [p for p in outbox.pending(session) if not (p.job_id and get_spec(p.task).lingers)]
     if not pending:
         return
     # A deterministic id that already has a live record (queued or running) reuses it: one row per real run.
@@ -373,6 +408,10 @@ class RQBackend:
         self.redis = Redis.from_url(redis_url)
         self.app = app
 
+    def bell(self, name: str, spec: TaskSpec) -> RedisBell:
+        """The bell of the lingering job ``name`` of task ``spec`` (see :mod:`portal.jobs.lingering`)."""
+        return RedisBell(self.redis, name, queued_seconds=spec.ttl or spec.timeout)
+
     def queue(self, name: str):
         """The RQ queue called ``name``."""
         from rq import Queue
@@ -397,11 +436,19 @@ class RQBackend:
         from rq.exceptions import InvalidJobOperation
         from rq.job import Job, JobStatus
 
-        keyed = [r.job_id for r in requests if r.job_id]
+        keyed = [r.job_id for r in requests if r.job_id and not get_spec(r.task).lingers]
         existing = dict(zip(keyed, Job.fetch_many(keyed, connection=self.redis), strict=True)) if keyed else {}
         live = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
         by_queue: dict[str, list] = {}
         for request in requests:
+            spec = get_spec(request.task)
+            job_id, kwargs = request.job_id, {"_record_id": request.record_id}
+            if spec.lingers and request.job_id:
+                job_id = self.bell(request.job_id, spec).ring()
+                if job_id is None:
+                    log.debug("lingering job %s rung: a run inside or queued will look", request.job_id)
+                    continue
+                kwargs.update(_bell=request.job_id, _record_id=_record_run(request))
             job = existing.get(request.job_id)
             if job is not None:
                 try:
@@ -414,10 +461,9 @@ class RQBackend:
                     continue
                 # Finished, failed, stopped, or a "started" job whose worker died: start over under the same id.
                 job.delete(remove_from_queue=True)
-            spec = get_spec(request.task)
             by_queue.setdefault(spec.queue, []).append(Queue.prepare_data(
-                spec.path, args=request.ids, kwargs={"_record_id": request.record_id}, timeout=spec.timeout,
-                ttl=spec.ttl, failure_ttl=spec.failure_ttl, result_ttl=spec.result_ttl, job_id=request.job_id,
+                spec.path, args=request.ids, kwargs=kwargs, timeout=spec.timeout,
+                ttl=spec.ttl, failure_ttl=spec.failure_ttl, result_ttl=spec.result_ttl, job_id=job_id,
                 retry=spec.retry(), description=f"{spec.name}{tuple(request.ids)}",
                 on_failure=Callback(f"{__name__}.record_abandoned"),
             ))
@@ -465,7 +511,13 @@ class ThreadBackend:
         #: One pool per queue, as RQ workers listen per queue: a bill run does not wait behind a thousand syncs.
         self._executors: dict[str, ThreadPoolExecutor] = {}
         self._active: set[str] = set()
+        self._bells: dict[str, LocalBell] = {}
         self._lock = threading.Lock()
+
+    def bell(self, name: str, spec: TaskSpec | None = None) -> LocalBell:
+        """The bell of the lingering job ``name`` in this process."""
+        with self._lock:
+            return self._bells.setdefault(name, LocalBell(name))
 
     def _executor(self, queue: str) -> ThreadPoolExecutor:
         with self._lock:
@@ -478,7 +530,11 @@ class ThreadBackend:
         """Submit each request unless a job with the same id is already waiting or running."""
         count = 0
         for request in requests:
-            if request.job_id:
+            if get_spec(request.task).lingers and request.job_id:
+                if self.bell(request.job_id, None).ring() is None:
+                    continue
+                request.record_id = _record_run(request)
+            elif request.job_id:
                 with self._lock:
                     if request.job_id in self._active:
                         continue
@@ -493,7 +549,8 @@ class ThreadBackend:
         token = _will_retry_inprocess.set(retry)
         try:
             with self.app.app_context():
-                run_task(spec, request.ids, record_id=request.record_id, job_id=request.job_id)
+                run_task(spec, request.ids, record_id=request.record_id, job_id=request.job_id,
+                         bell=request.job_id if spec.lingers else None)
         except Exception:  # noqa: BLE001 - already logged and recorded by run_task
             if retry:
                 intervals = spec.retry_intervals or (0,)
@@ -505,6 +562,8 @@ class ThreadBackend:
                 return
         finally:
             _will_retry_inprocess.reset(token)
+            if spec.lingers and request.job_id:
+                self.bell(request.job_id).forget_queued()  # a run that failed before entering must not block
         self._finished(request)
 
     def _finished(self, request: outbox.Request) -> None:
@@ -533,6 +592,8 @@ class ManualBackend:
         for request in requests:
             if request.job_id and request.job_id in waiting:
                 continue
+            if get_spec(request.task).lingers:
+                request.record_id = _record_run(request)
             self.pending.append(request)
             waiting.add(request.job_id)
             count += 1

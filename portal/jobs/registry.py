@@ -57,6 +57,9 @@ class TaskSpec:
     reports_progress: bool = False
     #: Seconds between two runs, for periodic work (``None``: run when asked).
     every: int | None = None
+    #: The job keeps looking for new work before it ends: its requests go through a bell
+    #: (:mod:`portal.jobs.lingering`) instead of "a job with this id is queued or started".
+    lingers: bool = False
 
     @property
     def path(self) -> str:
@@ -106,10 +109,10 @@ def task(queue: str = "default", *, label: str, kind: str, **options) -> Callabl
         TASKS[spec.name] = spec
 
         @wraps(func)
-        def runner(*ids, _record_id: int | None = None):
+        def runner(*ids, _record_id: int | None = None, _bell: str | None = None):
             from portal.jobs.queue import run_task
 
-            return run_task(spec, ids, record_id=_record_id)
+            return run_task(spec, ids, record_id=_record_id, bell=_bell)
 
         runner.spec = spec
         return runner

@@ -121,13 +121,16 @@ def sync_reporting_flows(session: Session):
 
 
 @task("default", label="Invio dei webhook ai sistemi del Comune", kind="webhooks", every=60,
-      timeout=120, ttl=600, retry_max=0)
+      timeout=120, ttl=600, retry_max=0, lingers=True)
 def deliver_webhooks(session: Session, lane: int = 0):
     """Send every due webhook delivery (asked for after each change, and every minute for the retries); ``lane``
-    1, 2, ... are the extra runs a backlog asks for, so that more workers share it."""
+    1, 2, ... are the extra runs a backlog asks for, so that more workers share it. It lingers: its presence tells
+    the changes committed meanwhile that it will look (:mod:`portal.jobs.lingering`)."""
+    from portal.jobs.queue import presence
     from portal.webhooks.delivery import DeliverySettings, deliver_due
 
-    counts = deliver_due(session, DeliverySettings.from_config(current_app.config), lane=int(lane))
+    counts = deliver_due(session, DeliverySettings.from_config(current_app.config), lane=int(lane),
+                         presence=presence())
     sent = sum(counts.values())
     return Outcome(f"{counts['delivered']} consegnati, {counts['pending']} da ritentare, {counts['failed']} falliti",
                    idle=sent == 0)

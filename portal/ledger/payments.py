@@ -16,6 +16,7 @@ from functools import cache
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from portal.ledger.locks import take_write_lock
 from portal.ledger.models import Creditor, PaymentOption, Position, Receipt
@@ -275,6 +276,9 @@ def _lock_option(session: Session, creditor: Creditor | CreditorRef, data: Recei
         return None, None, []
     position = rows[0][0]
     options = [row[1] for row in rows]
+    # The lock read all the options, in the collection's order: whoever reads position.options next (the webhook
+    # body) needs no SELECT of its own.
+    set_committed_value(position, "options", options)
     option = next(o for o in options if o.iuv == data.iuv)
     return position, option, options
 

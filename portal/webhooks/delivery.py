@@ -12,6 +12,11 @@ backlog) asks for the next *lane*, a second delivery job under its own id, so an
 share the work through the row locks, and the per-position rule above holds across them. The results of a batch
 are written in one executemany, not one round trip per delivery.
 
+A run ends for lack of work only when its *presence* (the job layer's bell, :mod:`portal.jobs.lingering`) says no
+change asked for a run since its last look, atomically with leaving: a delivery committed just as the run ends is
+either seen by one more look or finds the run gone and gets a new one, never the next periodic run. A run stopped
+by its time limit while it still found work asks for a successor.
+
 A failure (timeout, connection refused, any answer but 2xx, a redirect, which is never followed) is retried with
 exponential backoff and jitter until ``retry_until`` (a day), then the delivery is "failed" until someone sends it
 again. Outbound calls refuse private, loopback and link-local addresses unless explicitly allowed (SSRF).
@@ -33,6 +38,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from urllib.parse import urlsplit
 
 import requests
@@ -188,6 +194,22 @@ def claim(session: Session, settings: DeliverySettings, *, now: datetime | None 
     """Take a batch of due deliveries for this worker (lease, attempt counted) and commit; their ids."""
     now = now or utcnow()
     take_write_lock(session)  # SQLite: one claimer at a time (PostgreSQL skips the rows others locked)
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    if delivery_ids is None:
+        query = _claim_statement(settings.batch, postgresql)
+    else:
+        query = _locking(claim_query(settings.batch).where(WebhookDelivery.id.in_(delivery_ids)), postgresql)
+    ids = list(session.scalars(query, {"now": now}))
+    if ids:
+        session.execute(_lease_statement(), {"ids": ids, "now": now,
+                                             "lease_until": now + timedelta(seconds=settings.lease_seconds)})
+    session.commit()
+    return ids
+
+
+def claim_query(batch: int) -> sa.Select:
+    """The ids of the due deliveries (due at the bound ``now``) with no older pending one of their position (per
+    subscriber), in order, at most ``batch``."""
     older = aliased(WebhookDelivery)
     earlier = sa.select(older.id).where(older.subscriber_id == WebhookDelivery.subscriber_id,
                                         older.position_id == WebhookDelivery.position_id,
@@ -196,20 +218,39 @@ def claim(session: Session, settings: DeliverySettings, *, now: datetime | None 
     # flattening it into an anti-join, whose plan (with statistics that think "pending" is rare) read every pending
     # row once per candidate.
     earlier = earlier.offset(0)
-    query = (sa.select(WebhookDelivery.id)
-             .where(WebhookDelivery.status == PENDING, WebhookDelivery.next_attempt_at <= now, ~earlier.exists())
-             .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id).limit(settings.batch))
-    if delivery_ids is not None:
-        query = query.where(WebhookDelivery.id.in_(delivery_ids))
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True, of=WebhookDelivery)
-    ids = list(session.scalars(query))
-    if ids:
-        session.execute(sa.update(WebhookDelivery).where(WebhookDelivery.id.in_(ids)).values(
-            next_attempt_at=now + timedelta(seconds=settings.lease_seconds),
-            attempts=WebhookDelivery.attempts + 1, last_attempt_at=now))
-    session.commit()
-    return ids
+    now = sa.bindparam("now", type_=WebhookDelivery.next_attempt_at.type)
+    return (sa.select(WebhookDelivery.id)
+            .where(WebhookDelivery.status == PENDING, WebhookDelivery.next_attempt_at <= now, ~earlier.exists())
+            .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id).limit(batch))
+
+
+def _locking(query: sa.Select, postgresql: bool) -> sa.Select:
+    return query.with_for_update(skip_locked=True, of=WebhookDelivery) if postgresql else query
+
+
+@cache
+def _claim_statement(batch: int, postgresql: bool) -> sa.Select:
+    """The claim, built once: building it anew was half the CPU of a lingering run's empty look."""
+    return _locking(claim_query(batch), postgresql)
+
+
+@cache
+def _outgoing_statement() -> sa.Select:
+    """What the claimed deliveries (bound ``ids``) send, and their attempts so far."""
+    return (sa.select(WebhookDelivery.id, WebhookSubscriber.url, WebhookSubscriber.secret, WebhookEvent.event_id,
+                      WebhookEvent.name, WebhookEvent.body, WebhookDelivery.attempts, WebhookDelivery.retry_until)
+            .join(WebhookSubscriber, WebhookSubscriber.id == WebhookDelivery.subscriber_id)
+            .join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)
+            .where(WebhookDelivery.id.in_(sa.bindparam("ids", expanding=True))).order_by(WebhookDelivery.id))
+
+
+@cache
+def _lease_statement() -> sa.Update:
+    when = WebhookDelivery.next_attempt_at.type
+    return (sa.update(WebhookDelivery).where(WebhookDelivery.id.in_(sa.bindparam("ids", expanding=True)))
+            .values(next_attempt_at=sa.bindparam("lease_until", type_=when), attempts=WebhookDelivery.attempts + 1,
+                    last_attempt_at=sa.bindparam("now", type_=when))
+            .execution_options(synchronize_session=False))
 
 
 def lane_job_id(lane: int) -> str:
@@ -245,41 +286,72 @@ def _sender(http: requests.Session, settings: DeliverySettings, refusals: dict[s
     return send
 
 
+class _Alone:
+    """No job layer watching (a direct call): a run may always stop."""
+
+    def stay(self) -> None:
+        pass
+
+    def may_stop(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
+
+
 def deliver_due(session: Session, settings: DeliverySettings, *, max_seconds: float = 50.0,
-                http: requests.Session | None = None, lane: int = 0) -> dict[str, int]:
-    """Send due deliveries batch after batch until none is due (for ``settings.linger`` seconds) or
-    ``max_seconds`` passed; counts by outcome. A full batch asks for lane ``lane + 1`` (up to ``settings.lanes``)."""
+                http: requests.Session | None = None, lane: int = 0, presence=None,
+                clock=time.monotonic, sleep=time.sleep) -> dict[str, int]:
+    """Send due deliveries batch after batch until none is due (for ``settings.linger`` seconds, and ``presence``
+    lets it stop) or ``max_seconds`` passed; counts by outcome. A full batch asks for lane ``lane + 1`` (up to
+    ``settings.lanes``). ``clock`` and ``sleep`` are the run's time (tests drive them)."""
+    presence = presence or _Alone()
     counts = {DELIVERED: 0, PENDING: 0, FAILED: 0}
-    started = time.monotonic()
+    started = clock()
     idle_since = None
+    found = False
     http = http or requests.Session()
-    with ThreadPoolExecutor(max_workers=settings.threads) as pool:
-        while time.monotonic() - started < max_seconds:
-            ids = claim(session, settings)
-            if not ids:
-                now = time.monotonic()
-                idle_since = idle_since or now
+    try:
+        with ThreadPoolExecutor(max_workers=settings.threads) as pool:
+            while clock() - started < max_seconds:
+                presence.stay()
+                found = _one_batch(session, settings, pool, http, lane, counts)
+                if found:
+                    idle_since = None
+                    continue
+                now = clock()
+                idle_since = now if idle_since is None else idle_since
                 if now - idle_since >= settings.linger:
-                    break
-                time.sleep(settings.poll_interval)
-                continue
-            idle_since = None
-            if len(ids) >= settings.batch and lane + 1 < settings.lanes:
-                # A backlog: one more worker, please (deduplicated on the lane's job id; released by the commit below).
-                outbox.schedule(session, DELIVER_TASK, lane + 1, job_id=lane_job_id(lane + 1))
-            rows = [(Outgoing(*row[:6]), row[6], row[7]) for row in session.execute(
-                sa.select(WebhookDelivery.id, WebhookSubscriber.url, WebhookSubscriber.secret, WebhookEvent.event_id,
-                          WebhookEvent.name, WebhookEvent.body, WebhookDelivery.attempts, WebhookDelivery.retry_until)
-                .join(WebhookSubscriber, WebhookSubscriber.id == WebhookDelivery.subscriber_id)
-                .join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)
-                .where(WebhookDelivery.id.in_(ids)).order_by(WebhookDelivery.id))]
-            session.commit()
-            # Each subscriber's address is checked once per batch, at send time (its DNS may have changed).
-            refusals = {url: _refusal(url, settings) for url in {out.url for out, _, _ in rows}}
-            attempts = list(pool.map(_sender(http, settings, refusals), [out for out, _, _ in rows]))
-            values = _outcomes(rows, attempts, settings)
-            session.execute(sa.update(WebhookDelivery), values)
-            session.commit()
-            for value in values:
-                counts[value["status"]] += 1
+                    if presence.may_stop():
+                        return counts
+                    idle_since = None  # a change asked for a run meanwhile: look again
+                    continue
+                sleep(settings.poll_interval)
+    finally:
+        presence.close()
+    if found and lane == 0:
+        # Stopped by the time limit with work still coming: a successor goes on (released by the job's commit).
+        outbox.schedule(session, DELIVER_TASK, job_id=DELIVER_JOB_ID)
     return counts
+
+
+def _one_batch(session: Session, settings: DeliverySettings, pool: ThreadPoolExecutor, http: requests.Session,
+               lane: int, counts: dict[str, int]) -> bool:
+    """Claim, send and record one batch; whether there was one."""
+    ids = claim(session, settings)
+    if not ids:
+        return False
+    if len(ids) >= settings.batch and lane + 1 < settings.lanes:
+        # A backlog: one more worker, please (deduplicated on the lane's job id; released by the commit below).
+        outbox.schedule(session, DELIVER_TASK, lane + 1, job_id=lane_job_id(lane + 1))
+    rows = [(Outgoing(*row[:6]), row[6], row[7]) for row in session.execute(_outgoing_statement(), {"ids": ids})]
+    session.commit()
+    # Each subscriber's address is checked once per batch, at send time (its DNS may have changed).
+    refusals = {url: _refusal(url, settings) for url in {out.url for out, _, _ in rows}}
+    attempts = list(pool.map(_sender(http, settings, refusals), [out for out, _, _ in rows]))
+    values = _outcomes(rows, attempts, settings)
+    session.execute(sa.update(WebhookDelivery), values)
+    session.commit()
+    for value in values:
+        counts[value["status"]] += 1
+    return True

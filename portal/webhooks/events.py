@@ -13,15 +13,15 @@ import contextlib
 import contextvars
 import json
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from portal import outbox
 from portal.imports.models import Import
-from portal.ledger.models import Creditor, Event, Position
+from portal.ledger.models import Creditor, Debtor, Event, Position, Service
 from portal.ledger.offline_payments import PAGOPA_CHANNEL
 from portal.ledger.types import utcnow
 from portal.webhooks.models import WebhookDelivery, WebhookEvent, WebhookSubscriber
@@ -60,12 +60,13 @@ def dumps(payload: dict) -> str:
 
 def position_data(position: Position, *, kind: str, details: dict) -> dict:
     """The small body of a position's event: ids, amounts, and the receipt's or flow's references."""
+    service_code, debtor_fiscal_code, paid_cents = _facts(position)
     data = {
         "position": {
             "id": position.id, "iupd": position.iupd, "external_id": position.external_id,
-            "source": position.source, "service": position.service.code, "status": position.status.value,
-            "amount_cents": position.amount_cents, "paid_cents": _int(position.paid_cents),
-            "debtor_fiscal_code": position.debtor.fiscal_code,
+            "source": position.source, "service": service_code, "status": position.status.value,
+            "amount_cents": position.amount_cents, "paid_cents": _int(paid_cents),
+            "debtor_fiscal_code": debtor_fiscal_code,
             "notice_numbers": [o.notice_number for o in position.options],
         },
     }
@@ -80,6 +81,20 @@ def position_data(position: Position, *, kind: str, details: dict) -> dict:
     if kind in ("cancelled", "reissued", "offline_payment_reversed") and details.get("reason"):
         data["reason"] = details["reason"]
     return data
+
+
+def _facts(position: Position) -> tuple[str, str, int | None]:
+    """The service code, the debtor's fiscal code and the paid amount as flushed: what the position's object has
+    loaded, and one SELECT for whatever it has not (a payment loads neither the service nor the debtor, and its
+    ``paid_cents`` grew in SQL)."""
+    state = sa.inspect(position)
+    loaded = {"service", "debtor", "paid_cents"}.isdisjoint(state.unloaded)
+    if loaded or state.session is None:
+        return position.service.code, position.debtor.fiscal_code, position.paid_cents
+    return state.session.execute(
+        sa.select(Service.code, Debtor.fiscal_code, Position.paid_cents)
+        .join(Service, Service.id == Position.service_id).join(Debtor, Debtor.id == Position.debtor_id)
+        .where(Position.id == position.id)).one()
 
 
 def _offline(details: dict) -> dict:
@@ -103,7 +118,7 @@ def import_data(imp: Import) -> dict:
 
 
 def _wanted(session: Session, creditor_id: int, name: str, service_id: int | None) -> list[WebhookSubscriber]:
-    return [s for s in _subscribers(session, creditor_id) if s.wants(name, service_id)]
+    return [s for s in _subscribers(session, creditor_id)[1] if s.wants(name, service_id)]
 
 
 def record(session: Session, creditor_id: int, name: str, data, *, position_id: int | None = None,
@@ -118,14 +133,12 @@ def record(session: Session, creditor_id: int, name: str, data, *, position_id: 
     data = data() if callable(data) else data
     now = now or utcnow()
     event_id = str(uuid.uuid4())
-    fiscal_code = session.scalar(sa.select(Creditor.fiscal_code).where(Creditor.id == creditor_id))
+    fiscal_code = _subscribers(session, creditor_id)[0]
     body = dumps({"id": event_id, "type": name, "created": now.isoformat(timespec="seconds"),
                   "creditor": fiscal_code, "data": data})
     event = WebhookEvent(event_id=event_id, creditor_id=creditor_id, name=name, position_id=position_id, body=body,
                          created_at=now)
     session.add(event)
-    from datetime import timedelta
-
     for subscriber in subscribers:
         session.add(WebhookDelivery(event=event, subscriber_id=subscriber.id, position_id=position_id,
                                     next_attempt_at=now, retry_until=now + timedelta(hours=RETRY_WINDOW_HOURS),
@@ -134,11 +147,16 @@ def record(session: Session, creditor_id: int, name: str, data, *, position_id: 
     return event
 
 
-def _subscribers(session: Session, creditor_id: int) -> list[WebhookSubscriber]:
+def _subscribers(session: Session, creditor_id: int) -> tuple[str | None, list[WebhookSubscriber]]:
+    """The creditor's fiscal code and active subscribers with their services: one SELECT per transaction."""
     cache = session.info.setdefault("paybox.webhooks.subscribers", {})
     if creditor_id not in cache:
-        cache[creditor_id] = list(session.scalars(sa.select(WebhookSubscriber).where(
-            WebhookSubscriber.creditor_id == creditor_id, WebhookSubscriber.active)))
+        rows = session.execute(
+            sa.select(WebhookSubscriber, Creditor.fiscal_code)
+            .join(Creditor, Creditor.id == WebhookSubscriber.creditor_id)
+            .where(WebhookSubscriber.creditor_id == creditor_id, WebhookSubscriber.active)
+            .options(joinedload(WebhookSubscriber.services)).order_by(WebhookSubscriber.id)).unique().all()
+        cache[creditor_id] = (rows[0][1] if rows else None, [subscriber for subscriber, _ in rows])
     return cache[creditor_id]
 
 
