@@ -34,8 +34,9 @@ def _logging_kept():
 
 
 @contextmanager
-def sqlite_app(path):
-    """An app on a fresh SQLite file, migrated to head; its engines are disposed on exit."""
+def sqlite_app(path, **config):
+    """An app on a fresh SQLite file, migrated to head (``config`` added to its settings); its engines are disposed
+    on exit."""
     from flask_migrate import upgrade
 
     app = create_app({
@@ -45,6 +46,7 @@ def sqlite_app(path):
         "SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}",
         "SQLALCHEMY_ENGINE_OPTIONS": {"connect_args": {"timeout": 30}},
         "SERVER_NAME": "localhost",
+        **config,
     })
     try:
         with app.app_context(), _logging_kept():

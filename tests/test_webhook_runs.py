@@ -76,7 +76,8 @@ def store(request, tmp_path):
         request.getfixturevalue("ctx")
         yield Store(app, *_comune())
     else:
-        with sqlite_app(tmp_path / "paybox.db") as app:
+        # The embedded default: jobs in this process, whatever REDIS_URL the environment has (CI sets one).
+        with sqlite_app(tmp_path / "paybox.db", REDIS_URL=None) as app:
             yield Store(app, *_comune())
 
 
