@@ -435,17 +435,16 @@ class Statistics:
         if self.counted is None:
             self.counted = self._reltuples(raw, READ_BACK)
         stale = [t for t in READ_BACK if self.since[t] >= 1000 and self.since[t] > self.counted.get(t, 0.0)]
-        if stale:
-            # A small sample: what the plans need is the size; the full sample cost the server ten times as much.
-            # Autovacuum analyses the tables again, fully, once the import is committed.
-            raw.execute("SET LOCAL default_statistics_target = 10")
+        if not stale:
+            return
+        # A small sample: what the plans need is the size; the full sample cost the server ten times as much.
+        # Autovacuum analyses the tables again, fully, once the import is committed.
+        raw.execute("SET LOCAL default_statistics_target = 10")
         for table in stale:
             raw.execute(f'ANALYZE "{table}"')
             self.since[table] = 0
-        if stale:
-            raw.execute("SET LOCAL default_statistics_target TO DEFAULT")
-        if stale:
-            self.counted.update(self._reltuples(raw, stale))
+        raw.execute("SET LOCAL default_statistics_target TO DEFAULT")
+        self.counted.update(self._reltuples(raw, stale))
 
     @staticmethod
     def _reltuples(raw, tables) -> dict[str, float]:

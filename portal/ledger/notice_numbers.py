@@ -58,9 +58,7 @@ def build(segregation_code: str | int, base: int) -> NoticeNumber:
     seg = validate_segregation_code(segregation_code)
     if not 0 < base <= MAX_BASE:
         raise NoticeNumberError(f"Sequenza IUV fuori intervallo: {base}")
-    first16 = f"{AUX_DIGIT}{seg}{base:0{BASE_DIGITS}d}"
-    nav = first16 + check_digits(first16)
-    return NoticeNumber(iuv=nav[1:], nav=nav)
+    return _compose(AUX_DIGIT + seg, base)
 
 
 def build_many(segregation_code: str | int, bases: range) -> list[NoticeNumber]:
@@ -73,12 +71,14 @@ def build_many(segregation_code: str | int, bases: range) -> list[NoticeNumber]:
     if bases and not (bases[0] > 0 and bases[-1] <= MAX_BASE):
         raise NoticeNumberError(f"Sequenza IUV fuori intervallo: {bases[0]}-{bases[-1]}")
     prefix = AUX_DIGIT + seg
-    numbers = []
-    for base in bases:
-        first16 = f"{prefix}{base:0{BASE_DIGITS}d}"
-        nav = f"{first16}{int(first16) % 93:02d}"
-        numbers.append(NoticeNumber(iuv=nav[1:], nav=nav))
-    return numbers
+    return [_compose(prefix, base) for base in bases]
+
+
+def _compose(prefix: str, base: int) -> NoticeNumber:
+    """The IUV and NAV of an already checked ``aux digit + segregation code`` and sequence value."""
+    first16 = f"{prefix}{base:0{BASE_DIGITS}d}"
+    nav = first16 + check_digits(first16)
+    return NoticeNumber(iuv=nav[1:], nav=nav)
 
 
 def is_valid_nav(nav: str) -> bool:

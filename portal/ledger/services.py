@@ -134,13 +134,9 @@ def new_iupds(creditor: Creditor, count: int) -> list[str]:
     """``count`` ids as :func:`new_iupd` makes them (random version-4 UUIDs), from one read of the system's random
     source instead of one per id (bulk writes)."""
     prefix = f"{creditor.fiscal_code}-"
-    random = os.urandom(16 * count).hex()
-    ids = []
-    for start in range(0, 32 * count, 32):
-        h = random[start:start + 32]
-        # The version (4) and the RFC 4122 variant (10xx), as uuid.uuid4() sets them.
-        ids.append(f"{prefix}{h[:12]}4{h[13:16]}{'89ab'[int(h[16], 16) & 3]}{h[17:]}")
-    return ids
+    random = os.urandom(16 * count)
+    return [f"{prefix}{uuid.UUID(bytes=random[start:start + 16], version=4).hex}"
+            for start in range(0, 16 * count, 16)]
 
 
 def create_position(session: Session, creditor: Creditor, data: PositionInput, *, actor: str,

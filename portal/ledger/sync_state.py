@@ -148,9 +148,7 @@ def schedule_sync(session: Session, position: Position, *, actor_user_id: int | 
                   now: datetime | None = None) -> None:
     """Hand a pending position to its own sync job after the commit, leasing it to that job for a minute."""
     session.flush()
-    position.sync_next_at = (now or utcnow()) + timedelta(seconds=OWN_JOB_LEASE_SECONDS)
-    outbox.schedule(session, SYNC_TASK, position.id, job_id=sync_job_id(position.id),
-                    creditor_id=position.creditor_id, created_by_id=actor_user_id)
+    schedule_syncs(session, [position], actor_user_id=actor_user_id, now=now)
 
 
 def schedule_syncs(session: Session, positions: list[Position], *, actor_user_id: int | None = None,

@@ -24,9 +24,8 @@ from portal.ledger.models import Service
 from portal.officer import bp
 from portal.officer.access import roles_required
 from portal.officer.forms import EmptyForm
-from portal.officer.settings import INVALID, _put_errors
+from portal.officer.settings import INVALID, _put_errors, _service_or_404
 from portal.officer.settings_forms import LegalRateForm, PolicyForm
-from portal.settings import services as settings_svc
 
 TEMPLATE = "officer/settings/collections.html"
 
@@ -159,13 +158,6 @@ def settings_legal_rate_delete(rate_id: int):
         flash(refused, "danger")
         return redirect(url_for("officer.settings_collections", _anchor="tassi-legali"), code=303)
     return _saved(_("Tasso legale dal %(day)s eliminato.", day=day))
-
-
-def _service_or_404(service_id: int) -> Service:
-    service = settings_svc.get_service(db.session, current_user.creditor_id, service_id)
-    if service is None:
-        abort(404)
-    return service
 
 
 @bp.route("/settings/collections/services/<id32:service_id>/check", methods=["POST"])

@@ -21,18 +21,11 @@ from portal.ledger.errors import FieldError, ValidationFailed
 from portal.money import AmountError, format_euro, parse_euro
 from portal.officer import bp
 from portal.officer.access import roles_required
-from portal.settings import services as settings_svc
+from portal.officer.settings import _service_or_404
 
 #: Field attributes the builder shows per row.
 ROW_ATTRIBUTES = ("key", "label", "kind", "required", "help", "min_length", "max_length", "min_value", "max_value",
                   "choices")
-
-
-def _service_or_404(service_id: int):
-    service = settings_svc.get_service(db.session, current_user.creditor_id, service_id)
-    if service is None:
-        abort(404)
-    return service
 
 
 # --- Reading the builder's inputs --------------------------------------------------------------------------------
